@@ -1,0 +1,490 @@
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
+
+use super::frame::{frame_to_rgb, rgb_to_frame, upscale_alpha, Layout, FORMATS};
+use super::PrecisionSetting;
+use crate::model::checkpoint::{read_config, SrModel};
+use crate::model::device::{resolve_device, DeviceRequest, Precision};
+use crate::model::upscaler::{catch_torch, Tiling, Upscaler};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "cyclesr",
+        gst::DebugColorFlags::empty(),
+        Some("CycleSR super-resolution"),
+    )
+});
+
+const DEFAULT_DEVICE: &str = "auto";
+const DEFAULT_TILE_OVERLAP: u32 = 16;
+/// Scale assumed for caps queries before a model is known.
+const DEFAULT_SCALE: i64 = 4;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_location: Option<PathBuf>,
+    /// Scale read from the model file's header when `model-location` is set, so caps can be
+    /// answered before the model is loaded.
+    model_scale: Option<i64>,
+    device: String,
+    precision: PrecisionSetting,
+    tile_size: u32,
+    tile_overlap: u32,
+    threads: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_location: None,
+            model_scale: None,
+            device: DEFAULT_DEVICE.to_string(),
+            precision: PrecisionSetting::Fp32,
+            tile_size: 0,
+            tile_overlap: DEFAULT_TILE_OVERLAP,
+            threads: 0,
+        }
+    }
+}
+
+struct State {
+    upscaler: Upscaler,
+    /// Input and output layouts, known once caps are set.
+    layouts: Option<(Layout, Layout)>,
+    /// Staging buffer for output planes whose stride has padding.
+    scratch: Vec<u8>,
+    /// Processing latency reported to latency queries: the slowest frame so far.
+    latency: gst::ClockTime,
+}
+
+#[derive(Default)]
+pub struct CycleSr {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+impl CycleSr {
+    fn scale(&self) -> i64 {
+        if let Some(state) = self.state.lock().unwrap().as_ref() {
+            return state.upscaler.scale();
+        }
+        self.settings
+            .lock()
+            .unwrap()
+            .model_scale
+            .unwrap_or(DEFAULT_SCALE)
+    }
+
+    fn load(&self, settings: &Settings) -> Result<Upscaler, gst::ErrorMessage> {
+        let path = settings.model_location.clone().ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model"]
+            )
+        })?;
+        let request: DeviceRequest = settings.device.parse().map_err(|e: anyhow::Error| {
+            gst::error_msg!(gst::LibraryError::Settings, ["{e}"])
+        })?;
+        let (device, warning) = resolve_device(request)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
+        if let Some(warning) = warning {
+            self.warn(&warning);
+        }
+        if settings.threads > 0 {
+            tch::set_num_threads(settings.threads as i32);
+        }
+        let model = catch_torch(|| SrModel::load(&path, device))
+            .and_then(|r| r)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ["Cannot load model {}: {e:#}", path.display()]
+                )
+            })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded {} ({:?}) on {device:?}",
+            path.display(),
+            model.config
+        );
+
+        let tiling = Tiling {
+            tile_size: settings.tile_size as i64,
+            overlap: settings.tile_overlap as i64,
+        };
+        let mut precision = match settings.precision {
+            PrecisionSetting::Fp32 => Precision::Fp32,
+            PrecisionSetting::Fp16 => Precision::Fp16,
+            PrecisionSetting::Bf16 => Precision::Bf16,
+        };
+        if precision == Precision::Fp16 && device == tch::Device::Cpu {
+            self.warn("fp16 needs CUDA; running fp32 on the CPU");
+            precision = Precision::Fp32;
+        }
+        // The model is only moved to another precision once it proved it can run there.
+        let fp32_copy = if precision != Precision::Fp32 {
+            Some(
+                catch_torch(|| SrModel::load(&path, device))
+                    .and_then(|r| r)
+                    .map_err(|e| {
+                        gst::error_msg!(gst::ResourceError::OpenRead, ["{}: {e:#}", path.display()])
+                    })?,
+            )
+        } else {
+            None
+        };
+        match Upscaler::new(model, precision, tiling) {
+            Ok(upscaler) => Ok(upscaler),
+            Err(e) if precision != Precision::Fp32 => {
+                self.warn(&format!("{e:#}; falling back to fp32"));
+                Upscaler::new(fp32_copy.expect("loaded for a non-fp32 precision"), Precision::Fp32, tiling)
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ["{e:#}"]))
+            }
+            Err(e) => Err(gst::error_msg!(gst::LibraryError::Failed, ["{e:#}"])),
+        }
+    }
+
+    /// A warning on the bus: the element runs, but not as configured.
+    fn warn(&self, text: &str) {
+        gst::element_imp_warning!(self, gst::CoreError::Failed, ["{text}"]);
+    }
+
+    /// Width or height value of caps in one direction of the element.
+    fn scale_dimension(value: &glib::SendValue, direction: gst::PadDirection, scale: i64) -> Option<glib::SendValue> {
+        let up = direction == gst::PadDirection::Sink;
+        let max = i32::MAX as i64;
+        if let Ok(v) = value.get::<i32>() {
+            let v = v as i64;
+            return if up {
+                (v * scale <= max).then(|| ((v * scale) as i32).to_send_value())
+            } else {
+                (v % scale == 0).then(|| ((v / scale) as i32).to_send_value())
+            };
+        }
+        if let Ok(range) = value.get::<gst::IntRange<i32>>() {
+            let (min, max_v) = (range.min() as i64, range.max() as i64);
+            let (lo, hi) = if up {
+                (min * scale, (max_v * scale).min(max / scale * scale))
+            } else {
+                ((min + scale - 1) / scale, max_v / scale)
+            };
+            if lo > hi {
+                return None;
+            }
+            if lo == hi {
+                return Some((lo as i32).to_send_value());
+            }
+            let range = if up {
+                gst::IntRange::with_step(lo as i32, hi as i32, scale as i32)
+            } else {
+                gst::IntRange::new(lo as i32, hi as i32)
+            };
+            return Some(range.to_send_value());
+        }
+        if let Ok(list) = value.get::<gst::List>() {
+            let items: Vec<glib::SendValue> = list
+                .iter()
+                .filter_map(|v| Self::scale_dimension(v, direction, scale))
+                .collect();
+            return (!items.is_empty()).then(|| gst::List::from_values(items).to_send_value());
+        }
+        None
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for CycleSr {
+    const NAME: &'static str = "GstCycleSr";
+    type Type = super::CycleSr;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for CycleSr {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model-location")
+                    .nick("Model location")
+                    .blurb("G_l2h checkpoint (.safetensors) written by `train export`")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("Where inference runs: auto (first CUDA GPU, else CPU with a warning), cpu, cuda or cuda:N (an error if absent)")
+                    .default_value(Some(DEFAULT_DEVICE))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("precision", PrecisionSetting::Fp32)
+                    .nick("Precision")
+                    .blurb("Arithmetic of inference; a precision the device cannot run falls back to fp32 with a warning")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tile-size")
+                    .nick("Tile size")
+                    .blurb("Process the frame in tiles of this many input pixels to bound memory (0 = whole frame)")
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tile-overlap")
+                    .nick("Tile overlap")
+                    .blurb("Input pixels of context around each tile, discarded after inference; enough context makes tiled output match whole-frame output")
+                    .default_value(DEFAULT_TILE_OVERLAP)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("CPU threads")
+                    .blurb("Threads libtorch uses for CPU inference (process-wide; 0 = libtorch's default)")
+                    .maximum(1024)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("scale")
+                    .nick("Scale")
+                    .blurb("Upscaling factor of the model (read from model-location)")
+                    .minimum(1)
+                    .maximum(8)
+                    .default_value(DEFAULT_SCALE as i32)
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-location" => {
+                let location: Option<String> = value.get().expect("type checked upstream");
+                settings.model_location = location.filter(|l| !l.is_empty()).map(PathBuf::from);
+                settings.model_scale = settings.model_location.as_deref().and_then(|path| {
+                    read_config(path)
+                        .inspect_err(|e| gst::warning!(CAT, imp = self, "{e:#}"))
+                        .ok()
+                        .map(|c| c.scale)
+                });
+            }
+            "device" => {
+                let device: Option<String> = value.get().expect("type checked upstream");
+                settings.device = device.unwrap_or_else(|| DEFAULT_DEVICE.to_string());
+            }
+            "precision" => settings.precision = value.get().expect("type checked upstream"),
+            "tile-size" => settings.tile_size = value.get().expect("type checked upstream"),
+            "tile-overlap" => settings.tile_overlap = value.get().expect("type checked upstream"),
+            "threads" => settings.threads = value.get().expect("type checked upstream"),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "scale" {
+            return (self.scale() as i32).to_value();
+        }
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-location" => settings
+                .model_location
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .to_value(),
+            "device" => settings.device.to_value(),
+            "precision" => settings.precision.to_value(),
+            "tile-size" => settings.tile_size.to_value(),
+            "tile-overlap" => settings.tile_overlap.to_value(),
+            "threads" => settings.threads.to_value(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Late frames in live pipelines are dropped before inference.
+        self.obj().set_qos(true);
+    }
+}
+
+impl GstObjectImpl for CycleSr {}
+
+impl ElementImpl for CycleSr {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "CycleSR super-resolution",
+                "Filter/Effect/Converter/Video/Scaler",
+                "Upscales video with a super-resolution network trained by CycleSR on real degraded footage (libtorch, CUDA or CPU)",
+                "cyclesr developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .unwrap(),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for CycleSr {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let upscaler = self.load(&settings)?;
+        *self.state.lock().unwrap() = Some(State {
+            upscaler,
+            layouts: None,
+            scratch: Vec::new(),
+            latency: gst::ClockTime::ZERO,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let scale = self.scale();
+        let mut other = gst::Caps::new_empty();
+        {
+            let other = other.get_mut().unwrap();
+            for (s, features) in caps.iter_with_features() {
+                let mut s = s.to_owned();
+                let mut valid = true;
+                for field in ["width", "height"] {
+                    if let Ok(value) = s.value(field) {
+                        match Self::scale_dimension(value, direction, scale) {
+                            Some(v) => s.set_value(field, v),
+                            None => valid = false,
+                        }
+                    }
+                }
+                if valid {
+                    other.append_structure_full(s, Some(features.to_owned()));
+                }
+            }
+        }
+        gst::debug!(CAT, imp = self, "{direction:?} {caps} -> {other}");
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&other, gst::CapsIntersectMode::First),
+            None => other,
+        })
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src {
+            if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+                if !self.obj().sink_pad().peer_query(q.query_mut()) {
+                    return false;
+                }
+                let (live, min, max) = q.result();
+                let ours = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map_or(gst::ClockTime::ZERO, |s| s.latency);
+                q.set(live, min + ours, max.map(|m| m + ours));
+                return true;
+            }
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+}
+
+impl VideoFilterImpl for CycleSr {
+    fn set_info(
+        &self,
+        incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        outcaps: &gst::Caps,
+        out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        let mut state = self.state.lock().unwrap();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the model was loaded"))?;
+        let scale = state.upscaler.scale() as u32;
+        if out_info.width() != in_info.width() * scale
+            || out_info.height() != in_info.height() * scale
+        {
+            return Err(gst::loggable_error!(
+                CAT,
+                "output caps {outcaps} are not input caps {incaps} scaled ×{scale}"
+            ));
+        }
+        let layouts = Layout::from_info(in_info)
+            .and_then(|i| Ok((i, Layout::from_info(out_info)?)))
+            .map_err(|e| gst::loggable_error!(CAT, "{e:#}"))?;
+        gst::debug!(CAT, imp = self, "{incaps} -> {outcaps} as {layouts:?}");
+        state.layouts = Some(layouts);
+        Ok(())
+    }
+
+    fn transform_frame(
+        &self,
+        inframe: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        outframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let started = Instant::now();
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (in_layout, out_layout) = state.layouts.ok_or(gst::FlowError::NotNegotiated)?;
+        let upscaler = &state.upscaler;
+        let scratch = &mut state.scratch;
+        let result = catch_torch(|| -> anyhow::Result<()> {
+            let (rgb, alpha) = frame_to_rgb(in_layout, inframe, upscaler.device())?;
+            let sr = upscaler.upscale(&rgb);
+            let alpha = alpha.map(|a| upscale_alpha(&a, upscaler.scale()));
+            rgb_to_frame(out_layout, &sr, alpha.as_ref(), outframe, scratch)
+        })
+        .and_then(|r| r);
+        if let Err(e) = result {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ["Super-resolution of a {}x{} frame failed: {e:#}", inframe.width(), inframe.height()]
+            );
+            return Err(gst::FlowError::Error);
+        }
+
+        let elapsed = gst::ClockTime::from_nseconds(started.elapsed().as_nanos() as u64);
+        if elapsed > state.latency {
+            state.latency = elapsed;
+            drop(guard);
+            gst::debug!(CAT, imp = self, "processing latency now {elapsed}");
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

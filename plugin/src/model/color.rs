@@ -1,0 +1,90 @@
+//! Y'CbCr ↔ R'G'B' on tensors, so conversion runs where the model runs (GPU or CPU).
+//!
+//! Planes are float tensors holding 8-bit code values (0..=255). RGB is [N, 3, H, W] in [0, 1].
+
+use tch::Tensor;
+
+/// A Y'CbCr encoding: luma coefficients of the matrix and the quantisation range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YuvEncoding {
+    /// Kr and Kb of the matrix (BT.601: 0.299/0.114, BT.709: 0.2126/0.0722).
+    pub kr: f64,
+    pub kb: f64,
+    /// Full range (0..=255) rather than limited (Y 16..=235, C 16..=240).
+    pub full_range: bool,
+}
+
+impl YuvEncoding {
+    pub const BT601_LIMITED: YuvEncoding = YuvEncoding {
+        kr: 0.299,
+        kb: 0.114,
+        full_range: false,
+    };
+    pub const BT709_LIMITED: YuvEncoding = YuvEncoding {
+        kr: 0.2126,
+        kb: 0.0722,
+        full_range: false,
+    };
+
+    /// (offset, span) of luma and (span) of chroma code values.
+    fn quantisation(&self) -> (f64, f64, f64) {
+        if self.full_range {
+            (0.0, 255.0, 255.0)
+        } else {
+            (16.0, 219.0, 224.0)
+        }
+    }
+
+    /// Code values [..., H, W] of Y and of Cb/Cr at the same resolution → RGB [..., 3, H, W].
+    pub fn to_rgb(&self, y: &Tensor, cb: &Tensor, cr: &Tensor) -> Tensor {
+        let (y_off, y_span, c_span) = self.quantisation();
+        let luma = (y - y_off) / y_span;
+        let pb = (cb - 128.0) / c_span;
+        let pr = (cr - 128.0) / c_span;
+        let (kr, kb) = (self.kr, self.kb);
+        let kg = 1.0 - kr - kb;
+        let r = &luma + &pr * (2.0 * (1.0 - kr));
+        let b = &luma + &pb * (2.0 * (1.0 - kb));
+        let g = (&luma - &r * kr - &b * kb) / kg;
+        Tensor::stack(&[r, g, b], -3)
+    }
+
+    /// RGB [..., 3, H, W] (clamped to [0, 1] by the caller) → code values (Y, Cb, Cr), each
+    /// [..., H, W], not rounded.
+    pub fn from_rgb(&self, rgb: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (y_off, y_span, c_span) = self.quantisation();
+        let (kr, kb) = (self.kr, self.kb);
+        let r = rgb.select(-3, 0);
+        let g = rgb.select(-3, 1);
+        let b = rgb.select(-3, 2);
+        let luma = &r * kr + &g * (1.0 - kr - kb) + &b * kb;
+        let pb = (&b - &luma) / (2.0 * (1.0 - kb));
+        let pr = (&r - &luma) / (2.0 * (1.0 - kr));
+        (
+            luma * y_span + y_off,
+            pb * c_span + 128.0,
+            pr * c_span + 128.0,
+        )
+    }
+}
+
+/// 4:2:0 chroma plane [h/2, w/2] → [h, w], bilinear with centred siting.
+pub fn upsample_chroma(plane: &Tensor, height: i64, width: i64) -> Tensor {
+    let (ch, cw) = (plane.size()[0], plane.size()[1]);
+    plane
+        .view([1, 1, ch, cw])
+        .upsample_bilinear2d([ch * 2, cw * 2], false, None, None)
+        .view([ch * 2, cw * 2])
+        .narrow(0, 0, height)
+        .narrow(1, 0, width)
+}
+
+/// Full-resolution chroma [h, w] → [ceil(h/2), ceil(w/2)] by averaging 2×2 blocks (an odd
+/// last row or column averages what exists).
+pub fn downsample_chroma(plane: &Tensor) -> Tensor {
+    let (h, w) = (plane.size()[0], plane.size()[1]);
+    plane
+        .view([1, 1, h, w])
+        .avg_pool2d([2, 2], [2, 2], [0, 0], true, false, None::<i64>)
+        .view([(h + 1) / 2, (w + 1) / 2])
+}
