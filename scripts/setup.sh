@@ -28,8 +28,8 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import torch, safetensors, numpy; assert torch.__version__.startswith('2.11.0')" 2>/dev/null; then
-  echo "setup: installing PyTorch 2.11.0 into $VENV (about 3 minutes)"
+if ! "$VENV/bin/python" -c "import torch, safetensors.torch, numpy; assert torch.__version__.startswith('2.11.0')" 2>/dev/null; then
+  echo "setup: installing PyTorch 2.11.0 and friends into $VENV (about 3 minutes when fresh)"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
 fi
 # A stable path to libtorch for tch (.cargo/config.toml), whatever the Python version.

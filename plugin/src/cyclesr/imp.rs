@@ -86,16 +86,13 @@ impl CycleSr {
 
     fn load(&self, settings: &Settings) -> Result<Upscaler, gst::ErrorMessage> {
         let path = settings.model_location.clone().ok_or_else(|| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                ["No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model"]
-            )
+            gst::error_msg!(gst::ResourceError::NotFound, ("No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model"))
         })?;
         let request: DeviceRequest = settings.device.parse().map_err(|e: anyhow::Error| {
-            gst::error_msg!(gst::LibraryError::Settings, ["{e}"])
+            gst::error_msg!(gst::LibraryError::Settings, ("{e}"))
         })?;
         let (device, warning) = resolve_device(request)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
         if let Some(warning) = warning {
             self.warn(&warning);
         }
@@ -105,10 +102,7 @@ impl CycleSr {
         let model = catch_torch(|| SrModel::load(&path, device))
             .and_then(|r| r)
             .map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ["Cannot load model {}: {e:#}", path.display()]
-                )
+                gst::error_msg!(gst::ResourceError::OpenRead, ("Cannot load model {}: {e:#}", path.display()))
             })?;
         gst::info!(
             CAT,
@@ -137,7 +131,7 @@ impl CycleSr {
                 catch_torch(|| SrModel::load(&path, device))
                     .and_then(|r| r)
                     .map_err(|e| {
-                        gst::error_msg!(gst::ResourceError::OpenRead, ["{}: {e:#}", path.display()])
+                        gst::error_msg!(gst::ResourceError::OpenRead, ("{}: {e:#}", path.display()))
                     })?,
             )
         } else {
@@ -148,15 +142,15 @@ impl CycleSr {
             Err(e) if precision != Precision::Fp32 => {
                 self.warn(&format!("{e:#}; falling back to fp32"));
                 Upscaler::new(fp32_copy.expect("loaded for a non-fp32 precision"), Precision::Fp32, tiling)
-                    .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ["{e:#}"]))
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{e:#}")))
             }
-            Err(e) => Err(gst::error_msg!(gst::LibraryError::Failed, ["{e:#}"])),
+            Err(e) => Err(gst::error_msg!(gst::LibraryError::Failed, ("{e:#}"))),
         }
     }
 
     /// A warning on the bus: the element runs, but not as configured.
     fn warn(&self, text: &str) {
-        gst::element_imp_warning!(self, gst::CoreError::Failed, ["{text}"]);
+        gst::element_imp_warning!(self, gst::CoreError::Failed, ("{text}"));
     }
 
     /// Width or height value of caps in one direction of the element.
@@ -471,7 +465,7 @@ impl VideoFilterImpl for CycleSr {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["Super-resolution of a {}x{} frame failed: {e:#}", inframe.width(), inframe.height()]
+                ("Super-resolution of a {}x{} frame failed: {e:#}", inframe.width(), inframe.height())
             );
             return Err(gst::FlowError::Error);
         }

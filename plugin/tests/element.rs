@@ -1,0 +1,406 @@
+//! The `cyclesr` element: negotiation, pixels, timestamps and errors.
+
+mod common;
+
+use std::path::Path;
+
+use common::{init, noise_bytes, temp_dir, write_model, SMALL_SRRESNET};
+use gst::prelude::*;
+use gst_check::Harness;
+use gst_video::{VideoFormat, VideoInfo};
+use gstcyclesr::model::checkpoint::SrModel;
+use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
+use tch::{Device, Kind, Tensor};
+
+fn harness(model: &Path, format: VideoFormat, width: u32, height: u32) -> (Harness, VideoInfo) {
+    harness_with(model, format, width, height, &[])
+}
+
+fn harness_with(
+    model: &Path,
+    format: VideoFormat,
+    width: u32,
+    height: u32,
+    properties: &[(&str, u32)],
+) -> (Harness, VideoInfo) {
+    init();
+    let mut element = gst::ElementFactory::make("cyclesr").property("model-location", model.to_str().unwrap());
+    for (name, value) in properties {
+        element = element.property(name, value);
+    }
+    let mut h = Harness::with_element(&element.build().unwrap(), Some("sink"), Some("src"));
+    let info = VideoInfo::builder(format, width, height)
+        .fps(gst::Fraction::new(25, 1))
+        .build()
+        .unwrap();
+    h.set_src_caps(info.to_caps().unwrap());
+    (h, info)
+}
+
+fn push_frame(h: &mut Harness, info: &VideoInfo, data: Vec<u8>, pts_ms: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(data);
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        b.set_duration(gst::ClockTime::from_mseconds(40));
+    }
+    gst_video::VideoMeta::add(
+        buffer.get_mut().unwrap(),
+        gst_video::VideoFrameFlags::empty(),
+        info.format(),
+        info.width(),
+        info.height(),
+    )
+    .unwrap();
+    assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
+    h.pull().unwrap()
+}
+
+fn output_info(h: &Harness) -> VideoInfo {
+    VideoInfo::from_caps(&h.sinkpad().unwrap().current_caps().unwrap()).unwrap()
+}
+
+/// Plane `index` of a frame as rows of its visible bytes.
+fn plane_rows(buffer: &gst::Buffer, info: &VideoInfo, index: usize, rows: usize, row_bytes: usize) -> Vec<u8> {
+    let map = buffer.map_readable().unwrap();
+    let (offset, stride) = (info.offset()[index], info.stride()[index] as usize);
+    (0..rows)
+        .flat_map(|r| map[offset + r * stride..offset + r * stride + row_bytes].to_vec())
+        .collect()
+}
+
+#[test]
+fn every_format_negotiates_and_scales_by_four() {
+    let dir = temp_dir("formats");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    for &format in gstcyclesr::FORMATS {
+        for (w, h) in [(17, 9), (1, 1), (6, 4)] {
+            let (mut harness, info) = harness(&model, format, w, h);
+            let out = push_frame(&mut harness, &info, noise_bytes(info.size(), 3), 120);
+            let out_info = output_info(&harness);
+            assert_eq!(out_info.format(), format);
+            assert_eq!((out_info.width(), out_info.height()), (w * 4, h * 4), "{format:?}");
+            assert_eq!(out_info.fps(), gst::Fraction::new(25, 1));
+            assert!(out.size() >= out_info.size(), "{format:?}: {} bytes", out.size());
+            assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(120)));
+            assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
+        }
+    }
+}
+
+fn direct_forward(model: &Path, rgb: &Tensor) -> Tensor {
+    let model = SrModel::load(model, Device::Cpu).unwrap();
+    (model.upscale(rgb).clamp(0.0, 1.0) * 255.0).round()
+}
+
+fn assert_within_one(got: &[u8], expected: &Tensor, what: &str) {
+    let expected: Vec<f32> = Vec::try_from(expected.flatten(0, -1)).unwrap();
+    assert_eq!(got.len(), expected.len(), "{what}");
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(&g, &e)| (g as f32 - e).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1.0, "{what}: worst difference {worst} code values");
+}
+
+/// Packed RGB formats give exactly what a direct tch forward pass gives (within 1/255).
+#[test]
+fn packed_output_equals_direct_forward() {
+    let dir = temp_dir("packed");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (w, h) = (13usize, 7usize);
+    let rgb_bytes = noise_bytes(w * h * 3, 11);
+    let rgb = Tensor::from_slice(&rgb_bytes)
+        .view([h as i64, w as i64, 3])
+        .permute([2, 0, 1])
+        .unsqueeze(0)
+        .to_kind(Kind::Float)
+        / 255.0;
+    let expected = direct_forward(&model, &rgb).squeeze_dim(0).permute([1, 2, 0]); // [H, W, 3]
+    let alpha: Vec<u8> = noise_bytes(w * h, 12);
+
+    for format in [VideoFormat::Rgb, VideoFormat::Bgr, VideoFormat::Bgrx, VideoFormat::Rgba, VideoFormat::Bgra] {
+        let (mut harness, info) = harness(&model, format, w as u32, h as u32);
+        let finfo = gst_video::VideoFormatInfo::from_format(format);
+        let bpp = finfo.pixel_stride()[0] as usize;
+        let offsets: Vec<usize> = (0..3).map(|c| finfo.poffset()[c] as usize).collect();
+        let mut data = vec![0u8; info.size()];
+        for y in 0..h {
+            for x in 0..w {
+                let px = y * info.stride()[0] as usize + x * bpp;
+                for c in 0..3 {
+                    data[px + offsets[c]] = rgb_bytes[(y * w + x) * 3 + c];
+                }
+                if finfo.has_alpha() {
+                    data[px + finfo.poffset()[3] as usize] = alpha[y * w + x];
+                }
+            }
+        }
+        let out = push_frame(&mut harness, &info, data, 0);
+        let out_info = output_info(&harness);
+        let rows = plane_rows(&out, &out_info, 0, h * 4, w * 4 * bpp);
+        let got: Vec<u8> = rows
+            .chunks(bpp)
+            .flat_map(|px| offsets.iter().map(|&o| px[o]).collect::<Vec<_>>())
+            .collect();
+        assert_within_one(&got, &expected, &format!("{format:?}"));
+        if finfo.has_alpha() {
+            // Alpha is carried through: upscaled bicubically, not dropped.
+            let a = Tensor::from_slice(&alpha).view([1, 1, h as i64, w as i64]).to_kind(Kind::Float) / 255.0;
+            let a = (a.upsample_bicubic2d([h as i64 * 4, w as i64 * 4], false, None, None).clamp(0.0, 1.0) * 255.0).round();
+            let got: Vec<u8> = rows.chunks(bpp).map(|px| px[finfo.poffset()[3] as usize]).collect();
+            assert_within_one(&got, &a, &format!("{format:?} alpha"));
+        }
+    }
+}
+
+/// I420 and NV12: the planes are converted with the caps' colorimetry, run through the
+/// network and converted back.
+#[test]
+fn yuv_output_equals_direct_forward() {
+    let dir = temp_dir("yuv");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (w, h) = (10i64, 6i64);
+    let y = noise_bytes((w * h) as usize, 21);
+    let u = noise_bytes((w * h / 4) as usize, 22);
+    let v = noise_bytes((w * h / 4) as usize, 23);
+    let plane = |b: &[u8], rows, cols| Tensor::from_slice(b).view([rows, cols]).to_kind(Kind::Float);
+    let enc = YuvEncoding::BT601_LIMITED; // SD caps without colorimetry: GStreamer's default
+    let rgb = enc
+        .to_rgb(
+            &plane(&y, h, w),
+            &upsample_chroma(&plane(&u, h / 2, w / 2), h, w),
+            &upsample_chroma(&plane(&v, h / 2, w / 2), h, w),
+        )
+        .clamp(0.0, 1.0)
+        .unsqueeze(0);
+    let sr = direct_forward(&model, &rgb) / 255.0;
+    let (ey, eu, ev) = enc.from_rgb(&sr.squeeze_dim(0));
+    let (eu, ev) = (downsample_chroma(&eu).round(), downsample_chroma(&ev).round());
+    let ey = ey.round();
+
+    for format in [VideoFormat::I420, VideoFormat::Nv12] {
+        let (mut harness, info) = harness(&model, format, w as u32, h as u32);
+        let mut data = vec![0u8; info.size()];
+        let (ws, hs) = (w as usize, h as usize);
+        for r in 0..hs {
+            let o = info.offset()[0] + r * info.stride()[0] as usize;
+            data[o..o + ws].copy_from_slice(&y[r * ws..(r + 1) * ws]);
+        }
+        for r in 0..hs / 2 {
+            for c in 0..ws / 2 {
+                let (uu, vv) = (u[r * ws / 2 + c], v[r * ws / 2 + c]);
+                if format == VideoFormat::I420 {
+                    data[info.offset()[1] + r * info.stride()[1] as usize + c] = uu;
+                    data[info.offset()[2] + r * info.stride()[2] as usize + c] = vv;
+                } else {
+                    let o = info.offset()[1] + r * info.stride()[1] as usize + 2 * c;
+                    data[o] = uu;
+                    data[o + 1] = vv;
+                }
+            }
+        }
+        let out = push_frame(&mut harness, &info, data, 0);
+        let oi = output_info(&harness);
+        let (ow, oh) = (ws * 4, hs * 4);
+        assert_within_one(&plane_rows(&out, &oi, 0, oh, ow), &ey, &format!("{format:?} Y"));
+        if format == VideoFormat::I420 {
+            assert_within_one(&plane_rows(&out, &oi, 1, oh / 2, ow / 2), &eu, "I420 U");
+            assert_within_one(&plane_rows(&out, &oi, 2, oh / 2, ow / 2), &ev, "I420 V");
+        } else {
+            let uv = plane_rows(&out, &oi, 1, oh / 2, ow);
+            let got_u: Vec<u8> = uv.iter().step_by(2).copied().collect();
+            let got_v: Vec<u8> = uv.iter().skip(1).step_by(2).copied().collect();
+            assert_within_one(&got_u, &eu, "NV12 U");
+            assert_within_one(&got_v, &ev, "NV12 V");
+        }
+    }
+}
+
+#[test]
+fn tiled_element_output_matches_whole_frame() {
+    let dir = temp_dir("tiled-element");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let frame = noise_bytes(VideoInfo::builder(VideoFormat::Rgb, 40, 24).build().unwrap().size(), 5);
+    let mut outputs = Vec::new();
+    for tile_size in [0u32, 16] {
+        let properties = [("tile-size", tile_size), ("tile-overlap", 12)];
+        let (mut h, info) = harness_with(&model, VideoFormat::Rgb, 40, 24, &properties);
+        let out = push_frame(&mut h, &info, frame.clone(), 0);
+        outputs.push(out.map_readable().unwrap().to_vec());
+    }
+    let worst = outputs[0].iter().zip(&outputs[1]).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(worst <= 1, "tiled vs whole frame: {worst} code values");
+}
+
+#[test]
+fn scale_property_and_caps_follow_the_model() {
+    init();
+    let dir = temp_dir("caps");
+    let model = write_model(&dir, gstcyclesr::model::arch::SrConfig { scale: 2, ..SMALL_SRRESNET });
+    let element = gst::ElementFactory::make("cyclesr")
+        .property("model-location", model.to_str().unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(element.property::<i32>("scale"), 2);
+    // Unlinked: the source pad offers the template caps scaled, in steps of the scale.
+    let caps = element.static_pad("src").unwrap().query_caps(None);
+    let s = caps.structure(0).unwrap();
+    let width = s.get::<gst::IntRange<i32>>("width").unwrap();
+    assert_eq!((width.min(), width.step()), (2, 2));
+    // And the reverse direction only accepts multiples of the scale.
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_sink_caps_str("video/x-raw,format=RGB,width=34,height=18,framerate=25/1");
+    let allowed = element.static_pad("sink").unwrap().query_caps(None);
+    let s = allowed.structure(0).unwrap();
+    assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (17, 9));
+}
+
+/// Runs `description` to its end and returns the text of the first error or warning.
+fn run_pipeline(description: &str) -> (Option<String>, Vec<String>) {
+    init();
+    let pipeline = gst::parse::launch(description).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut warnings = Vec::new();
+    let mut error = None;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                error = Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()));
+                break;
+            }
+            gst::MessageView::Warning(w) => warnings.push(format!("{} ({})", w.error(), w.debug().unwrap_or_default())),
+            gst::MessageView::Eos(_) => break,
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    (error, warnings)
+}
+
+fn pipeline_error(element: &str) -> String {
+    let (error, _) = run_pipeline(&format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,width=8,height=8 ! {element} ! fakesink"
+    ));
+    error.expect("the pipeline should fail")
+}
+
+#[test]
+fn bad_models_and_devices_are_clear_bus_errors() {
+    let dir = temp_dir("bus-errors");
+    let e = pipeline_error("cyclesr");
+    assert!(e.contains("set model-location"), "{e}");
+
+    let missing = dir.join("nope.safetensors");
+    let e = pipeline_error(&format!("cyclesr model-location={}", missing.display()));
+    assert!(e.contains("nope.safetensors") && e.contains("cannot read"), "{e}");
+
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(&corrupt, noise_bytes(64, 9)).unwrap();
+    let e = pipeline_error(&format!("cyclesr model-location={}", corrupt.display()));
+    assert!(e.contains("corrupt.safetensors") && e.contains("not a valid safetensors"), "{e}");
+
+    let model = write_model(&dir, SMALL_SRRESNET);
+    if tch::Cuda::device_count() == 0 {
+        let e = pipeline_error(&format!("cyclesr model-location={} device=cuda", model.display()));
+        assert!(e.contains("no CUDA device"), "{e}");
+    }
+    let e = pipeline_error(&format!("cyclesr model-location={} device=tpu", model.display()));
+    assert!(e.contains("invalid device 'tpu'"), "{e}");
+}
+
+#[test]
+fn unsupported_caps_are_not_negotiated() {
+    let dir = temp_dir("not-negotiated");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (mut h, _) = harness(&model, VideoFormat::Rgb, 8, 8);
+    h.set_src_caps_str("video/x-raw,format=GRAY8,width=8,height=8,framerate=25/1");
+    let buffer = gst::Buffer::from_mut_slice(vec![0u8; 64]);
+    assert_eq!(h.push(buffer), Err(gst::FlowError::NotNegotiated));
+    // A pipeline refuses to link it in the first place.
+    init();
+    let launch = format!(
+        "videotestsrc ! video/x-raw,format=GRAY8 ! cyclesr model-location={} ! fakesink",
+        model.display()
+    );
+    let e = gst::parse::launch(&launch).unwrap_err();
+    assert!(e.to_string().contains("can't handle caps"), "{e}");
+}
+
+#[test]
+fn auto_device_and_fp16_fall_back_with_warnings() {
+    let dir = temp_dir("fallback");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    if tch::Cuda::device_count() > 0 {
+        return; // this test is about the CPU fallbacks
+    }
+    let (error, warnings) = run_pipeline(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=8,height=8 ! cyclesr model-location={} precision=fp16 ! fakesink",
+        model.display()
+    ));
+    assert_eq!(error, None);
+    let all = warnings.join("\n");
+    assert!(all.contains("no CUDA device found"), "{all}");
+    assert!(all.contains("fp16 needs CUDA"), "{all}");
+}
+
+#[test]
+fn latency_query_includes_processing_time() {
+    let dir = temp_dir("latency");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=3 ! video/x-raw,width=32,height=32,framerate=30/1 ! cyclesr name=sr model-location={} ! fakesink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        if let gst::MessageView::Eos(_) | gst::MessageView::Error(_) = msg.view() {
+            break;
+        }
+    }
+    let sr = pipeline.by_name("sr").unwrap();
+    let mut upstream = gst::query::Latency::new();
+    assert!(sr.static_pad("sink").unwrap().peer_query(&mut upstream));
+    let mut ours = gst::query::Latency::new();
+    assert!(sr.static_pad("src").unwrap().query(&mut ours));
+    let (live, min, _) = ours.result();
+    assert!(live);
+    assert!(min > upstream.result().1, "{min} should exceed upstream's {}", upstream.result().1);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// The built plugin loads from a fresh registry without LD_LIBRARY_PATH (rpath to libtorch).
+#[test]
+fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().unwrap().parent().unwrap(); // target/release/deps/.. 
+    let so = target_dir.join("libgstcyclesr.so");
+    assert!(so.exists(), "{} not built (cargo build --release -p gst-plugin-cyclesr)", so.display());
+    let dir = temp_dir("registry");
+    let output = std::process::Command::new("gst-inspect-1.0")
+        .arg(&so)
+        .env_remove("LD_LIBRARY_PATH")
+        .env("GST_REGISTRY", dir.join("registry.bin"))
+        .env("GST_PLUGIN_PATH", target_dir)
+        .output()
+        .expect("gst-inspect-1.0 (gstreamer1.0-tools)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("cyclesr"), "{text}");
+    let output = std::process::Command::new("gst-inspect-1.0")
+        .arg("cyclesr")
+        .env_remove("LD_LIBRARY_PATH")
+        .env("GST_REGISTRY", dir.join("registry.bin"))
+        .env("GST_PLUGIN_PATH", target_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("model-location") && text.contains("tile-overlap"), "{text}");
+}
