@@ -1,0 +1,152 @@
+//! CycleGAN's translator and discriminator (Zhu et al. 2017), as CycleSR uses them between real
+//! LR frames and synthetic (bicubic) LR: a ResNet generator and a 70×70 PatchGAN, both with
+//! instance normalisation without affine parameters and biased convolutions.
+//!
+//! Both networks take images in [0, 1], like every other network of the project, and map them
+//! to CycleGAN's [-1, 1] internally.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use gstcyclesr::model::arch::leaky_relu;
+
+/// Shape of a ResNet translator (G_s2r or G_r2s).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranslatorConfig {
+    /// Channels after the head (CycleGAN's `ngf`); the residual blocks run at 4×.
+    pub features: i64,
+    /// Residual blocks at the lowest resolution.
+    pub blocks: i64,
+}
+
+impl Default for TranslatorConfig {
+    /// CycleGAN's `resnet_9blocks` with ngf 64 (11,378,179 parameters).
+    fn default() -> Self {
+        TranslatorConfig {
+            features: 64,
+            blocks: 9,
+        }
+    }
+}
+
+/// Shape of a PatchGAN discriminator.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiscriminatorConfig {
+    /// Channels of the first convolution (CycleGAN's `ndf`).
+    pub features: i64,
+    /// Stride-2 convolutions; 3 gives the 70×70 receptive field.
+    pub layers: i64,
+}
+
+impl Default for DiscriminatorConfig {
+    /// CycleGAN's `basic` 70×70 PatchGAN with ndf 64 (2,764,737 parameters).
+    fn default() -> Self {
+        DiscriminatorConfig {
+            features: 64,
+            layers: 3,
+        }
+    }
+}
+
+/// Instance normalisation without learnt affine parameters (CycleGAN's `norm='instance'`).
+fn instance_norm(x: &Tensor) -> Tensor {
+    x.instance_norm::<Tensor>(None, None, None, None, true, 0.1, 1e-5, false)
+}
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding,
+        ..Default::default()
+    };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+/// ×2 upsampling by a transposed convolution that exactly doubles H and W.
+fn up_conv(p: nn::Path, c_in: i64, c_out: i64) -> nn::ConvTranspose2D {
+    let cfg = nn::ConvTransposeConfig {
+        stride: 2,
+        padding: 1,
+        output_padding: 1,
+        ..Default::default()
+    };
+    nn::conv_transpose2d(p, c_in, c_out, 3, cfg)
+}
+
+/// Builds a CycleGAN ResNet translator under `p`.
+///
+/// Input and output: RGB in [0, 1], shape [N, 3, H, W]. H and W need not be multiples of 4:
+/// the input is reflect-padded to the next multiple (so that the two stride-2 downsamples and
+/// the transposed convolutions round-trip) and the output is cropped back; H and W must be at
+/// least 5 for the reflections to fit.
+pub fn resnet_generator(p: &nn::Path, cfg: &TranslatorConfig) -> nn::FuncT<'static> {
+    let f = cfg.features;
+    let head = conv(p / "head", 3, f, 7, 1, 0);
+    let down = [
+        conv(p / "down1", f, 2 * f, 3, 2, 1),
+        conv(p / "down2", 2 * f, 4 * f, 3, 2, 1),
+    ];
+    let body: Vec<(nn::Conv2D, nn::Conv2D)> = (0..cfg.blocks)
+        .map(|i| {
+            let b = p / "body" / i;
+            (
+                conv(&b / "conv1", 4 * f, 4 * f, 3, 1, 0),
+                conv(&b / "conv2", 4 * f, 4 * f, 3, 1, 0),
+            )
+        })
+        .collect();
+    let up = [
+        up_conv(p / "up1", 4 * f, 2 * f),
+        up_conv(p / "up2", 2 * f, f),
+    ];
+    let tail = conv(p / "tail", f, 3, 7, 1, 0);
+    nn::func_t(move |x, _train| {
+        let (h, w) = (x.size()[2], x.size()[3]);
+        // Pad right and bottom only, so the crop back is a plain narrow from the origin.
+        let (pad_h, pad_w) = ((4 - h % 4) % 4, (4 - w % 4) % 4);
+        let x = (x * 2.0 - 1.0).reflection_pad2d([0, pad_w, 0, pad_h]);
+
+        let mut feat = instance_norm(&head.forward(&x.reflection_pad2d([3, 3, 3, 3]))).relu();
+        for d in &down {
+            feat = instance_norm(&d.forward(&feat)).relu();
+        }
+        for (c1, c2) in &body {
+            let r = instance_norm(&c1.forward(&feat.reflection_pad2d([1, 1, 1, 1]))).relu();
+            let r = instance_norm(&c2.forward(&r.reflection_pad2d([1, 1, 1, 1])));
+            // Not `+=`: in place, it would overwrite a ReLU output that autograd saved.
+            feat = &feat + r;
+        }
+        for u in &up {
+            feat = instance_norm(&u.forward(&feat)).relu();
+        }
+        let out = tail.forward(&feat.reflection_pad2d([3, 3, 3, 3])).tanh();
+        ((out + 1.0) / 2.0).narrow(2, 0, h).narrow(3, 0, w)
+    })
+}
+
+/// Builds a PatchGAN discriminator under `p`.
+///
+/// Input: RGB in [0, 1], shape [N, 3, H, W]; output: one raw score (no sigmoid, for LSGAN)
+/// per overlapping patch, shape [N, 1, H', W'] (H' = H/2^layers - 2 for H a multiple of
+/// 2^layers; H ≥ 2^layers · 3 keeps H' ≥ 1).
+pub fn patch_discriminator(p: &nn::Path, cfg: &DiscriminatorConfig) -> nn::FuncT<'static> {
+    let f = cfg.features;
+    let width = |i: i64| f * (1i64 << i.min(3));
+    let first = conv(p / "conv0", 3, f, 4, 2, 1);
+    // Normalised stride-2 convolutions, then one at stride 1, each doubling up to 8×.
+    let normed: Vec<nn::Conv2D> = (1..=cfg.layers)
+        .map(|i| {
+            let stride = if i < cfg.layers { 2 } else { 1 };
+            conv(p / format!("conv{i}"), width(i - 1), width(i), 4, stride, 1)
+        })
+        .collect();
+    let last = conv(p / "classifier", width(cfg.layers), 1, 4, 1, 1);
+    nn::func_t(move |x, _train| {
+        let mut feat = leaky_relu(&first.forward(&(x * 2.0 - 1.0)), 0.2);
+        for c in &normed {
+            feat = leaky_relu(&instance_norm(&c.forward(&feat)), 0.2);
+        }
+        last.forward(&feat)
+    })
+}
