@@ -1,9 +1,15 @@
 //! CycleSR training, BasicSR-style: networks (`archs`), data, losses, metrics and the
-//! training model kept apart; one TOML options file drives a run.
+//! training model kept apart; one TOML options file (`options`) drives a run (`trainer`).
 
 pub mod archs;
 pub mod data;
 pub mod degrade;
 pub mod eval;
+pub mod export;
 pub mod losses;
 pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod options;
+pub mod pool;
+pub mod trainer;

@@ -1,1 +1,37 @@
-fn main() {}
+//! `train`: the companion binary of the cyclesr element.
+
+use clap::{Parser, Subcommand};
+
+use cyclesr_train::{degrade, eval, export, trainer};
+
+/// Joint CycleGAN + SR training (CycleSR) of the network the `cyclesr` GStreamer element runs,
+/// on real degraded footage against unpaired HR stills.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train from an options file (modes: sr-syn, paired, cyclegan, separate, joint,
+    /// joint-gan); resumable with --resume.
+    Fit(trainer::FitArgs),
+    /// PSNR/SSIM (RGB and Y, NTIRE protocol) of a model and of bicubic on LR/HR pairs.
+    Eval(eval::EvalArgs),
+    /// Make realistic LR/HR benchmark pairs from HR photos (blur, noise, shift, ×4, JPEG/H.264).
+    Degrade(degrade::DegradeArgs),
+    /// Write G_l2h of a training state as a model file for the element (with provenance).
+    Export(export::ExportArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    gstcyclesr::model::device::load_cuda_backend();
+    match Cli::parse().command {
+        Command::Fit(args) => trainer::fit(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Degrade(args) => degrade::run(&args),
+        Command::Export(args) => export::run(&args),
+    }
+}

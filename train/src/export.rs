@@ -1,0 +1,57 @@
+//! `train export`: G_l2h alone, in the checkpoint format the element loads, with provenance.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use gstcyclesr::model::checkpoint::{copy_into_varstore, read_safetensors, SrModel};
+use tch::Device;
+
+use crate::model::STATE_FORMAT;
+use crate::options::Options;
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Training state written by `train fit` (e.g. runs/NAME/checkpoints/latest.safetensors).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Output model file (.safetensors) for the element's model-location.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let context = || format!("training state {}", args.state.display());
+    let (tensors, metadata) = read_safetensors(&args.state).with_context(context)?;
+    if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+        bail!("{}: not a cyclesr training state", args.state.display());
+    }
+    let options_text = metadata.get("options").with_context(|| format!("{}: no options", args.state.display()))?;
+    let options = Options::parse(options_text).with_context(context)?;
+    if !options.mode.trains_sr() {
+        bail!("{}: mode {:?} trains no G_l2h, nothing to export", args.state.display(), options.mode);
+    }
+    let g_l2h = tensors
+        .into_iter()
+        .filter_map(|(name, t)| name.strip_prefix("g_l2h/").map(|n| (n.to_string(), t)))
+        .collect();
+    let mut model = SrModel::new(options.sr_config(), Device::Cpu)?;
+    copy_into_varstore(&mut model.vs, g_l2h).with_context(context)?;
+    model.provenance.insert("name".into(), options.name.clone());
+    model.provenance.insert("mode".into(), serde_json::to_string(&options.mode)?.trim_matches('"').to_string());
+    model.provenance.insert("options".into(), options.to_toml());
+    model.provenance.insert("data".into(), serde_json::to_string(&options.data)?);
+    for key in ["iteration", "commit"] {
+        if let Some(v) = metadata.get(key) {
+            model.provenance.insert(key.into(), v.clone());
+        }
+    }
+    model.save(&args.out)?;
+    eprintln!(
+        "exported G_l2h ({:?}) of {} at iteration {} to {}",
+        model.config,
+        options.name,
+        metadata.get("iteration").map_or("?", String::as_str),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,508 @@
+//! The CycleSR training model: the six networks, their optimisers and one training step per
+//! phase, BasicSR's `model` layer. The networks are G_s2r, G_r2s (translators), D_r, D_s
+//! (their discriminators), G_l2h (the SR network the element runs) and D_h (CycleSRGAN).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use gstcyclesr::model::checkpoint::{copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
+use crate::archs::vgg::vgg_discriminator;
+use crate::data::UnpairedBatch;
+use crate::losses::{l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss};
+use crate::optim::Adam;
+use crate::options::{Mode, Options};
+use crate::pool::ImagePool;
+
+/// Version tag of training-state checkpoints.
+pub const STATE_FORMAT: &str = "cyclesr-train/1";
+
+/// What one iteration does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Stage 1 alone (L1).
+    Translator,
+    /// G_l2h alone on (bicubic LR, HR).
+    SrSynthetic,
+    /// G_l2h alone on true pairs (the oracle).
+    SrPaired,
+    /// G_l2h on G_s2r(synthetic LR) with stage 1 frozen (Cycle+SR).
+    SrOnTranslated,
+    /// Both stages on L1 + L2; L2's gradient reaches G_s2r (CycleSR / CycleSRGAN).
+    Joint,
+}
+
+/// The phase plan of a run: phases in order with their lengths; learning rates decay in
+/// the last (main) phase only.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub phases: Vec<(Phase, u64)>,
+    pub decay_start: f64,
+}
+
+impl Plan {
+    pub fn new(options: &Options) -> Self {
+        let s = &options.schedule;
+        let main = s.iterations;
+        let phases = match options.mode {
+            Mode::SrSyn => vec![(Phase::SrSynthetic, main)],
+            Mode::Paired => vec![(Phase::SrPaired, main)],
+            Mode::Cyclegan => vec![(Phase::Translator, main)],
+            Mode::Separate => vec![
+                (Phase::Translator, s.pretrain_translator),
+                (Phase::SrSynthetic, s.pretrain_sr),
+                (Phase::SrOnTranslated, main),
+            ],
+            Mode::Joint | Mode::JointGan => vec![
+                (Phase::Translator, s.pretrain_translator),
+                (Phase::SrSynthetic, s.pretrain_sr),
+                (Phase::Joint, main),
+            ],
+        };
+        Plan {
+            phases: phases.into_iter().filter(|(_, n)| *n > 0).collect(),
+            decay_start: s.decay_start,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.phases.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Phase of iteration `i` (0-based) and the learning-rate factor there: 1 until
+    /// `decay_start` of the main phase, then linear to 0 at its end.
+    pub fn at(&self, i: u64) -> (Phase, f64) {
+        let mut start = 0;
+        for (k, &(phase, n)) in self.phases.iter().enumerate() {
+            if i < start + n || k + 1 == self.phases.len() {
+                let factor = if k + 1 == self.phases.len() {
+                    let t = (i - start) as f64;
+                    let decay_from = self.decay_start * n as f64;
+                    if t < decay_from {
+                        1.0
+                    } else {
+                        (1.0 - (t - decay_from) / (n as f64 - decay_from)).max(0.0)
+                    }
+                } else {
+                    1.0
+                };
+                return (phase, factor);
+            }
+            start += n;
+        }
+        unreachable!("a plan has at least one phase")
+    }
+}
+
+/// A network with its own VarStore and optimiser.
+struct Trained {
+    vs: nn::VarStore,
+    opt: Adam,
+}
+
+impl Trained {
+    fn new(vs: nn::VarStore, options: &Options) -> Self {
+        let o = &options.optimizer;
+        let opt = Adam::new(&vs, o.beta1, o.beta2);
+        Trained { vs, opt }
+    }
+
+    /// Clips the gradient norm and takes one Adam step.
+    fn update(&mut self, lr: f64, clip: f64) {
+        self.opt.clip_grad_norm(clip);
+        self.opt.step(lr);
+    }
+}
+
+struct Translators {
+    nets: Trained,
+    g_s2r: nn::FuncT<'static>,
+    g_r2s: nn::FuncT<'static>,
+    discriminators: Trained,
+    d_r: nn::FuncT<'static>,
+    d_s: nn::FuncT<'static>,
+    pool_r: ImagePool,
+    pool_s: ImagePool,
+}
+
+struct SrGan {
+    disc: Trained,
+    d_h: nn::FuncT<'static>,
+    perceptual: Option<PerceptualLoss>,
+}
+
+/// Loss values of one iteration, by name (logged as they are).
+pub type LossValues = BTreeMap<&'static str, f64>;
+
+pub struct CycleSrModel {
+    options: Options,
+    plan: Plan,
+    device: Device,
+    translators: Option<Translators>,
+    sr: Option<(SrModel, Adam)>,
+    sr_gan: Option<SrGan>,
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+impl CycleSrModel {
+    /// Builds the networks the mode needs, initialised from the run's seed.
+    pub fn new(options: &Options, device: Device) -> Result<Self> {
+        tch::manual_seed(options.seed as i64);
+        let translators = options.mode.uses_translator().then(|| {
+            let vs = nn::VarStore::new(device);
+            let cfg = &options.networks.translator;
+            let g_s2r = resnet_generator(&(vs.root() / "g_s2r"), cfg);
+            let g_r2s = resnet_generator(&(vs.root() / "g_r2s"), cfg);
+            let dvs = nn::VarStore::new(device);
+            let dcfg = &options.networks.discriminator;
+            let d_r = patch_discriminator(&(dvs.root() / "d_r"), dcfg);
+            let d_s = patch_discriminator(&(dvs.root() / "d_s"), dcfg);
+            Translators {
+                nets: Trained::new(vs, options),
+                g_s2r,
+                g_r2s,
+                discriminators: Trained::new(dvs, options),
+                d_r,
+                d_s,
+                pool_r: ImagePool::new(options.schedule.pool_size),
+                pool_s: ImagePool::new(options.schedule.pool_size),
+            }
+        });
+        let sr = if options.mode.trains_sr() {
+            let model = SrModel::new(options.sr_config(), device)?;
+            let o = &options.optimizer;
+            let opt = Adam::new(&model.vs, o.beta1, o.beta2);
+            Some((model, opt))
+        } else {
+            None
+        };
+        let sr_gan = if options.mode.uses_sr_gan() {
+            let vs = nn::VarStore::new(device);
+            let d_h = vgg_discriminator(&(vs.root() / "d_h"), &options.networks.sr_discriminator);
+            let perceptual = match &options.networks.vgg19 {
+                Some(path) => Some(PerceptualLoss::load(path, device)?),
+                None => {
+                    eprintln!("note: networks.vgg19 is not set, so the perceptual term of L2 is off (see scripts/convert_vgg19.py)");
+                    None
+                }
+            };
+            Some(SrGan {
+                disc: Trained::new(vs, options),
+                d_h,
+                perceptual,
+            })
+        } else {
+            None
+        };
+        Ok(CycleSrModel {
+            options: options.clone(),
+            plan: Plan::new(options),
+            device,
+            translators,
+            sr,
+            sr_gan,
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// G_l2h, for validation and export (None in cyclegan mode).
+    pub fn sr_model(&self) -> Option<&SrModel> {
+        self.sr.as_ref().map(|(m, _)| m)
+    }
+
+    /// One training iteration `i` on `batch` (already on the model's device).
+    pub fn train_step(&mut self, batch: &UnpairedBatch, i: u64) -> Result<LossValues> {
+        let (phase, factor) = self.plan.at(i);
+        let o = &self.options.optimizer;
+        let (lr_g, lr_sr) = (o.lr_translator * factor, o.lr_sr * factor);
+        let clip = o.grad_clip;
+        let mut rng = StdRng::seed_from_u64(self.options.seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9001);
+        let mut values = LossValues::new();
+        match phase {
+            Phase::Translator => {
+                self.translator_step(batch, false, lr_g, lr_sr, clip, &mut rng, &mut values)?;
+            }
+            Phase::Joint => {
+                self.translator_step(batch, true, lr_g, lr_sr, clip, &mut rng, &mut values)?;
+            }
+            Phase::SrSynthetic => self.sr_step(&batch.syn_lr, &batch.hr, lr_sr, clip, false, &mut values),
+            Phase::SrPaired => {
+                let lr = batch
+                    .paired_lr
+                    .as_ref()
+                    .context("paired mode needs paired LR patches from the loader")?;
+                self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)
+            }
+            Phase::SrOnTranslated => {
+                let t = self.translators.as_ref().expect("separate mode has translators");
+                let approx_real = tch::no_grad(|| t.g_s2r.forward_t(&batch.syn_lr, false));
+                self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)
+            }
+        }
+        values.insert("lr_factor", factor);
+        if let Some((name, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            bail!("loss term '{name}' became {value} at iteration {i}");
+        }
+        Ok(values)
+    }
+
+    /// L2 on `sr` against `hr`: λ_mse·MSE, plus λ_percep·perceptual and λ_advsr·RaGAN in
+    /// CycleSRGAN's main phase. D_h must be frozen by the caller.
+    fn sr_loss(&self, sr: &Tensor, hr: &Tensor, with_gan_terms: bool, values: &mut LossValues) -> Tensor {
+        let losses = &self.options.losses;
+        let pixel = mse(sr, hr);
+        values.insert("sr_mse", scalar(&pixel));
+        let mut total = pixel * losses.sr_mse.weight;
+        if let (true, Some(g)) = (with_gan_terms, &self.sr_gan) {
+            if let Some(perceptual) = &g.perceptual {
+                let p = perceptual.forward(sr, hr);
+                values.insert("sr_perceptual", scalar(&p));
+                total = total + p * losses.perceptual.weight;
+            }
+            let real_pred = tch::no_grad(|| g.d_h.forward_t(hr, true));
+            let adv = relativistic_gan_generator(&real_pred, &g.d_h.forward_t(sr, true));
+            values.insert("sr_gan", scalar(&adv));
+            total = total + adv * losses.sr_gan.weight;
+        }
+        total
+    }
+
+    /// G_l2h alone on (lr, hr).
+    fn sr_step(&mut self, lr: &Tensor, hr: &Tensor, lr_sr: f64, clip: f64, gan: bool, values: &mut LossValues) {
+        let (model, _) = self.sr.as_ref().expect("SR phases have G_l2h");
+        let sr = model.net.forward_t(lr, true);
+        let loss = self.sr_loss(&sr, hr, gan, values);
+        let (_, opt) = self.sr.as_mut().expect("checked above");
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(clip);
+        opt.step(lr_sr);
+    }
+
+    /// Generators' step on L1 (+ L2 through G_s2r when `joint`), then the discriminators'.
+    #[allow(clippy::too_many_arguments)]
+    fn translator_step(
+        &mut self,
+        batch: &UnpairedBatch,
+        joint: bool,
+        lr_g: f64,
+        lr_sr: f64,
+        clip: f64,
+        rng: &mut StdRng,
+        values: &mut LossValues,
+    ) -> Result<()> {
+        let losses = self.options.losses.clone();
+        let id_weight = self.options.identity_weight();
+        let gan_terms = self.options.mode.uses_sr_gan();
+        let (real, syn) = (&batch.real_lr, &batch.syn_lr);
+
+        let t = self.translators.as_mut().expect("translator phases have translators");
+        t.discriminators.vs.freeze();
+        if let Some(g) = &mut self.sr_gan {
+            g.disc.vs.freeze();
+        }
+        let t = self.translators.as_ref().expect("checked above");
+        let fake_r = t.g_s2r.forward_t(syn, true); // I_syn → approximated real LR
+        let fake_s = t.g_r2s.forward_t(real, true);
+        let cycle = l1(&t.g_r2s.forward_t(&fake_r, true), syn) + l1(&t.g_s2r.forward_t(&fake_s, true), real);
+        let adversarial = lsgan(&t.d_r.forward_t(&fake_r, true), true) + lsgan(&t.d_s.forward_t(&fake_s, true), true);
+        let mut l1_total = &adversarial * losses.gan.weight + &cycle * losses.cycle.weight;
+        values.insert("g_gan", scalar(&adversarial));
+        values.insert("g_cycle", scalar(&cycle));
+        if id_weight > 0.0 {
+            let identity = l1(&t.g_s2r.forward_t(real, true), real) + l1(&t.g_r2s.forward_t(syn, true), syn);
+            values.insert("g_identity", scalar(&identity));
+            l1_total = l1_total + identity * id_weight;
+        }
+        let (total, sr_out) = if joint {
+            let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
+            let sr = model.net.forward_t(&fake_r, true);
+            let l2 = self.sr_loss(&sr, &batch.hr, gan_terms, values);
+            (l1_total + l2, Some(sr))
+        } else {
+            (l1_total, None)
+        };
+
+        let t = self.translators.as_mut().expect("checked above");
+        t.nets.opt.zero_grad();
+        if let Some((_, opt)) = &mut self.sr {
+            opt.zero_grad();
+        }
+        total.backward();
+        t.nets.update(lr_g, clip);
+        if joint {
+            let (_, opt) = self.sr.as_mut().expect("checked above");
+            opt.clip_grad_norm(clip);
+            opt.step(lr_sr);
+        }
+
+        // D_r and D_s (LSGAN, halved as in CycleGAN) on pooled fakes.
+        t.discriminators.vs.unfreeze();
+        let fake_r = t.pool_r.query(&fake_r, rng);
+        let fake_s = t.pool_s.query(&fake_s, rng);
+        let d_r = (lsgan(&t.d_r.forward_t(real, true), true) + lsgan(&t.d_r.forward_t(&fake_r, true), false)) * 0.5;
+        let d_s = (lsgan(&t.d_s.forward_t(syn, true), true) + lsgan(&t.d_s.forward_t(&fake_s, true), false)) * 0.5;
+        values.insert("d_r", scalar(&d_r));
+        values.insert("d_s", scalar(&d_s));
+        let d_total = (d_r + d_s) * losses.gan.weight;
+        t.discriminators.opt.zero_grad();
+        d_total.backward();
+        t.discriminators.update(lr_g, clip);
+
+        // D_h (CycleSRGAN) on the SR output of this step.
+        if let (Some(g), Some(sr)) = (&mut self.sr_gan, sr_out.filter(|_| gan_terms)) {
+            g.disc.vs.unfreeze();
+            let d_h = relativistic_gan_discriminator(&g.d_h.forward_t(&batch.hr, true), &g.d_h.forward_t(&sr.detach(), true));
+            values.insert("d_h", scalar(&d_h));
+            g.disc.opt.zero_grad();
+            d_h.backward();
+            g.disc.update(lr_sr, clip);
+        }
+        Ok(())
+    }
+
+    /// Images for a sample grid from the first `n` items of `batch`, each [n, 3, sH, sW]:
+    /// real LR, synthetic LR, G_s2r(synthetic LR) (nearest-upscaled), G_l2h output, HR.
+    pub fn samples(&self, batch: &UnpairedBatch, n: i64) -> Vec<(&'static str, Tensor)> {
+        let n = n.min(batch.hr.size()[0]);
+        let scale = self.options.data.scale;
+        let up = |t: &Tensor| {
+            let (h, w) = (t.size()[2], t.size()[3]);
+            t.upsample_nearest2d([h * scale, w * scale], None, None)
+        };
+        tch::no_grad(|| {
+            let (real, syn, hr) = (batch.real_lr.narrow(0, 0, n), batch.syn_lr.narrow(0, 0, n), batch.hr.narrow(0, 0, n));
+            let mut columns = vec![("real LR", up(&real)), ("synthetic LR", up(&syn))];
+            let sr_input = match &self.translators {
+                Some(t) => {
+                    let approx = t.g_s2r.forward_t(&syn, false);
+                    columns.push(("G_s2r(synthetic)", up(&approx)));
+                    approx
+                }
+                None => syn.shallow_clone(),
+            };
+            if let Some((model, _)) = &self.sr {
+                columns.push(("G_l2h", model.net.forward_t(&sr_input, false).clamp(0.0, 1.0)));
+            }
+            columns.push(("HR", hr));
+            columns
+        })
+    }
+
+    /// Every tensor of the training state by `group/name`: weights (including BatchNorm
+    /// statistics), optimiser moments and image pools.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut tensors = Vec::new();
+        let mut add = |prefix: &str, named: Vec<(String, Tensor)>| {
+            tensors.extend(named.into_iter().map(|(k, v)| (format!("{prefix}/{k}"), v)));
+        };
+        if let Some(t) = &self.translators {
+            add("translators", varstore_tensors(&t.nets.vs));
+            add("opt_translators", t.nets.opt.state("adam"));
+            add("discriminators", varstore_tensors(&t.discriminators.vs));
+            add("opt_discriminators", t.discriminators.opt.state("adam"));
+            for (name, pool) in [("pool_r", &t.pool_r), ("pool_s", &t.pool_s)] {
+                if let Some(images) = pool.to_tensor() {
+                    add("pools", vec![(name.to_string(), images)]);
+                }
+            }
+        }
+        if let Some((model, opt)) = &self.sr {
+            add("g_l2h", varstore_tensors(&model.vs));
+            add("opt_g_l2h", opt.state("adam"));
+        }
+        if let Some(g) = &self.sr_gan {
+            add("d_h", varstore_tensors(&g.disc.vs));
+            add("opt_d_h", g.disc.opt.state("adam"));
+        }
+        tensors
+    }
+
+    /// The training state, written atomically.
+    pub fn save_state(&self, path: &Path, iteration: u64, extra: &BTreeMap<String, String>) -> Result<()> {
+        let tensors = self.state_tensors();
+        let mut metadata: HashMap<String, String> = extra.clone().into_iter().collect();
+        metadata.insert("format".into(), STATE_FORMAT.into());
+        metadata.insert("iteration".into(), iteration.to_string());
+        metadata.insert("options".into(), self.options.to_toml());
+        write_safetensors(path, &tensors, &metadata)
+    }
+
+    /// Restores a state written by [`CycleSrModel::save_state`]; returns the iteration to
+    /// continue from and the state's metadata.
+    pub fn load_state(&mut self, path: &Path) -> Result<(u64, HashMap<String, String>)> {
+        let context = || format!("training state {}", path.display());
+        let (tensors, metadata) = read_safetensors(path).with_context(context)?;
+        if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+            bail!("{}: not a cyclesr training state (format {STATE_FORMAT})", path.display());
+        }
+        let iteration: u64 = metadata
+            .get("iteration")
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{}: no iteration in metadata", path.display()))?;
+        let mut groups: HashMap<String, HashMap<String, Tensor>> = HashMap::new();
+        for (name, tensor) in tensors {
+            let (group, rest) = name
+                .split_once('/')
+                .with_context(|| format!("{}: unexpected tensor '{name}'", path.display()))?;
+            groups
+                .entry(group.to_string())
+                .or_default()
+                .insert(rest.to_string(), tensor.to_device(self.device));
+        }
+        let mut take = |group: &str| groups.remove(group).unwrap_or_default();
+        (|| -> Result<()> {
+            if let Some(t) = &mut self.translators {
+                copy_into_varstore(&mut t.nets.vs, take("translators")).context("translators")?;
+                t.nets.opt.load_state("adam", &take("opt_translators"))?;
+                copy_into_varstore(&mut t.discriminators.vs, take("discriminators")).context("discriminators")?;
+                t.discriminators.opt.load_state("adam", &take("opt_discriminators"))?;
+                let pools = take("pools");
+                for (name, pool) in [("pool_r", &mut t.pool_r), ("pool_s", &mut t.pool_s)] {
+                    if let Some(images) = pools.get(name) {
+                        pool.restore(images);
+                    }
+                }
+            }
+            if let Some((model, opt)) = &mut self.sr {
+                copy_into_varstore(&mut model.vs, take("g_l2h")).context("g_l2h")?;
+                opt.load_state("adam", &take("opt_g_l2h"))?;
+            }
+            if let Some(g) = &mut self.sr_gan {
+                copy_into_varstore(&mut g.disc.vs, take("d_h")).context("d_h")?;
+                g.disc.opt.load_state("adam", &take("opt_d_h"))?;
+            }
+            Ok(())
+        })()
+        .with_context(context)?;
+        Ok((iteration, metadata))
+    }
+
+    /// Moves a CPU batch to the model's device.
+    pub fn to_device(&self, batch: UnpairedBatch) -> UnpairedBatch {
+        let d = self.device;
+        UnpairedBatch {
+            index: batch.index,
+            real_lr: batch.real_lr.to_device(d).to_kind(Kind::Float),
+            syn_lr: batch.syn_lr.to_device(d).to_kind(Kind::Float),
+            hr: batch.hr.to_device(d).to_kind(Kind::Float),
+            paired_lr: batch.paired_lr.map(|t| t.to_device(d).to_kind(Kind::Float)),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The options file of a training run (TOML, BasicSR-style named sections) and its
+//! command-line overrides.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use gstcyclesr::model::arch::{SrArch, SrConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
+use crate::archs::vgg::VggDiscriminatorConfig;
+use crate::data::DataOptions;
+
+/// Which column of the paper's comparison a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// SR_syn: G_l2h on bicubic pairs only.
+    SrSyn,
+    /// SR_paired (oracle): G_l2h on true LR–HR pairs (`data.paired_lr`).
+    Paired,
+    /// Stage 1 alone: the CycleGAN between real and synthetic LR.
+    Cyclegan,
+    /// Cycle+SR: stage 1 trained, then frozen while G_l2h learns on G_s2r(synthetic LR).
+    Separate,
+    /// CycleSR: both stages trained together on L1 + L2 (MSE only in L2).
+    Joint,
+    /// CycleSRGAN: CycleSR with the perceptual and relativistic GAN terms in L2.
+    JointGan,
+}
+
+impl Mode {
+    pub fn uses_translator(self) -> bool {
+        !matches!(self, Mode::SrSyn | Mode::Paired)
+    }
+    pub fn trains_sr(self) -> bool {
+        self != Mode::Cyclegan
+    }
+    pub fn uses_sr_gan(self) -> bool {
+        self == Mode::JointGan
+    }
+}
+
+/// `{ weight = ... }`: one loss term.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTerm {
+    pub weight: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityLoss {
+    pub weight: f64,
+    /// The official code multiplies the identity weight by the cycle weight (0.5 × 10 = 5);
+    /// the paper states 0.5. `true` follows the official code.
+    #[serde(default)]
+    pub scale_by_cycle: bool,
+}
+
+/// L1 (translation) and L2 (indirect supervised SR) terms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Losses {
+    /// LSGAN adversarial weight of the translators and their discriminators.
+    pub gan: LossTerm,
+    /// λ_cyc.
+    pub cycle: LossTerm,
+    /// λ_id.
+    pub identity: IdentityLoss,
+    /// λ_mse: MSE of G_l2h(G_s2r(I_syn)) against the HR patch.
+    pub sr_mse: LossTerm,
+    /// λ_percep: VGG19 conv5_4 L1 (needs `networks.vgg19`; off without it).
+    pub perceptual: LossTerm,
+    /// λ_advsr: relativistic average GAN with D_h (joint-gan only).
+    pub sr_gan: LossTerm,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrNetwork {
+    pub arch: SrArch,
+    pub blocks: i64,
+    pub features: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networks {
+    /// G_l2h.
+    pub sr: SrNetwork,
+    /// G_s2r and G_r2s.
+    pub translator: TranslatorConfig,
+    /// D_r and D_s.
+    pub discriminator: DiscriminatorConfig,
+    /// D_h.
+    pub sr_discriminator: VggDiscriminatorConfig,
+    /// VGG19 weights for the perceptual loss (safetensors, torchvision names; see
+    /// scripts/convert_vgg19.py). Nothing can be downloaded, so without it the term is off.
+    #[serde(default)]
+    pub vgg19: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    pub lr_translator: f64,
+    pub lr_sr: f64,
+    /// 0.9 in the paper, 0.5 in the official code.
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Global gradient-norm limit of each network group.
+    pub grad_clip: f64,
+}
+
+/// Iterations of each phase (the paper's 5 pretraining epochs are ⌈5 · HR images / batch⌉).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Stage 1 alone, before the main phase (translator modes).
+    #[serde(default)]
+    pub pretrain_translator: u64,
+    /// G_l2h alone on bicubic pairs, before the main phase (modes with both stages).
+    #[serde(default)]
+    pub pretrain_sr: u64,
+    /// The main phase (the whole run in sr-syn, paired and cyclegan modes).
+    pub iterations: u64,
+    /// Fraction of the main phase after which learning rates decay linearly to zero.
+    pub decay_start: f64,
+    /// Image pool size of D_r and D_s.
+    pub pool_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// Held-out LR/HR pair folders (files paired by name).
+    pub lr: PathBuf,
+    pub hr: PathBuf,
+    pub every: u64,
+    /// Score at most this many images (sorted by name), for speed.
+    #[serde(default)]
+    pub max_images: Option<usize>,
+    /// NTIRE protocol: border ignored, shift search, centre crop.
+    #[serde(default)]
+    pub border: Option<i64>,
+    #[serde(default)]
+    pub max_shift: i64,
+    #[serde(default)]
+    pub crop: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Iterations between loss lines in `losses.jsonl`.
+    pub every: u64,
+    /// Iterations between PNG sample grids (0 = never).
+    pub samples_every: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoints {
+    /// Iterations between checkpoints (also written at the end and on Ctrl-C).
+    pub every: u64,
+    /// Keep this many numbered checkpoints besides `latest` (0 = only `latest`).
+    #[serde(default)]
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub name: String,
+    pub mode: Mode,
+    pub seed: u64,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Where the run writes (default `runs/<name>`).
+    #[serde(default)]
+    pub output: Option<PathBuf>,
+    pub data: DataOptions,
+    pub networks: Networks,
+    pub losses: Losses,
+    pub optimizer: Optimizer,
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub validation: Option<Validation>,
+    pub logging: Logging,
+    pub checkpoints: Checkpoints,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+impl Options {
+    /// Reads an options file; relative paths in it are relative to the current directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read options file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("options file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let options: Options = toml::from_str(text)?;
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Applies `key=value` overrides with TOML values, e.g. `schedule.iterations=100` or
+    /// `losses.sr_mse.weight=1e2`.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self> {
+        let mut doc = toml::Table::try_from(self)?;
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .with_context(|| format!("override '{item}' is not KEY=VALUE"))?;
+            let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+                Ok(mut t) => t.remove("v").expect("parsed above"),
+                Err(_) => toml::Value::String(value.to_string()),
+            };
+            let mut table = &mut doc;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                table = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .with_context(|| format!("override '{key}': '{part}' is not a section"))?;
+            }
+            table.insert(parts[parts.len() - 1].to_string(), value);
+        }
+        let options: Options = doc.try_into().context("options after overrides")?;
+        options.validate()?;
+        Ok(options)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("options serialise")
+    }
+
+    pub fn sr_config(&self) -> SrConfig {
+        SrConfig {
+            arch: self.networks.sr.arch,
+            blocks: self.networks.sr.blocks,
+            features: self.networks.sr.features,
+            scale: self.data.scale,
+        }
+    }
+
+    pub fn output_dir(&self) -> PathBuf {
+        self.output
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(&self.name))
+    }
+
+    /// The identity weight as applied (see [`IdentityLoss::scale_by_cycle`]).
+    pub fn identity_weight(&self) -> f64 {
+        let id = &self.losses.identity;
+        if id.scale_by_cycle {
+            id.weight * self.losses.cycle.weight
+        } else {
+            id.weight
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.sr_config().validate().context("networks.sr")?;
+        if self.data.batch < 1 || self.data.lr_patch < 4 {
+            bail!(
+                "data.batch {} and data.lr_patch {} must be at least 1 and 4",
+                self.data.batch,
+                self.data.lr_patch
+            );
+        }
+        if !(0.0..=1.0).contains(&self.schedule.decay_start) {
+            bail!("schedule.decay_start {} is not in [0, 1]", self.schedule.decay_start);
+        }
+        if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
+            bail!("mode 'paired' needs data.paired_lr (LR files named like the HR files)");
+        }
+        if self.schedule.iterations == 0 {
+            bail!("schedule.iterations must be positive");
+        }
+        Ok(())
+    }
+}

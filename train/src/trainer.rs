@@ -1,0 +1,240 @@
+//! `train fit`: runs the phase plan with progress, logs, validation, samples and
+//! checkpoints; resumes exactly from a training state.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use gstcyclesr::model::device::{resolve_device, DeviceRequest};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+use crate::data::{Loader, PairedSet};
+use crate::eval::evaluate;
+use crate::metrics::NtireProtocol;
+use crate::model::CycleSrModel;
+use crate::options::Options;
+
+/// Name of the rolling checkpoint in `<output>/checkpoints/`.
+pub const LATEST: &str = "latest.safetensors";
+
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    /// Options file (TOML); see configs/.
+    #[arg(short, long)]
+    pub options: PathBuf,
+    /// Overrides of options, e.g. `-s schedule.iterations=100 -s losses.sr_mse.weight=1e2`.
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Continue from a training state (a checkpoint file, or `latest` for the run's own).
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// Stop after this many iterations of this invocation (the plan is unchanged; resume later).
+    #[arg(long)]
+    pub max_iterations: Option<u64>,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The commit the binary was built from, for provenance.
+pub fn build_commit() -> String {
+    option_env!("CYCLESR_COMMIT").unwrap_or("unknown").to_string()
+}
+
+/// Set by Ctrl-C (SIGINT/SIGTERM); the loop then writes a checkpoint and returns. The handler is
+/// process-wide and installed once, whatever the number of `fit` calls.
+fn interrupted() -> &'static AtomicBool {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
+            eprintln!("warning: no Ctrl-C checkpointing: {e}");
+        }
+    });
+    STOP.store(false, Ordering::SeqCst);
+    &STOP
+}
+
+fn append_json(file: &mut File, value: serde_json::Value) -> Result<()> {
+    writeln!(file, "{value}")?;
+    Ok(())
+}
+
+fn open_log(path: &Path, fresh: bool) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Writes a grid (rows = samples, columns = stages) of [n, 3, H, W] tensors as PNG.
+fn write_grid(path: &Path, columns: &[(&str, Tensor)]) -> Result<()> {
+    let rows: Vec<Tensor> = columns.iter().map(|(_, t)| t.shallow_clone()).collect();
+    // [n, 3, H, W] per column → [3, n·H, columns·W]
+    let grid = Tensor::cat(&rows, 3); // side by side
+    let (n, _, h, w) = grid.size4()?;
+    let grid = grid.permute([1, 0, 2, 3]).reshape([3, n * h, w]);
+    let pixels = (grid.clamp(0.0, 1.0) * 255.0)
+        .round()
+        .to_kind(Kind::Uint8)
+        .permute([1, 2, 0])
+        .contiguous()
+        .to_device(tch::Device::Cpu);
+    let data = Vec::<u8>::try_from(pixels.flatten(0, -1))?;
+    image::RgbImage::from_raw(w as u32, (n * h) as u32, data)
+        .context("grid size")?
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn fit(args: &FitArgs) -> Result<()> {
+    let options = Options::load(&args.options)?.with_overrides(&args.overrides)?;
+    let out = options.output_dir();
+    let checkpoints = out.join("checkpoints");
+    let samples = out.join("samples");
+    std::fs::create_dir_all(&checkpoints).with_context(|| format!("creating {}", checkpoints.display()))?;
+    std::fs::create_dir_all(&samples)?;
+
+    let (device, warning) = resolve_device(options.device.parse::<DeviceRequest>()?)?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let mut model = CycleSrModel::new(&options, device)?;
+    let plan = model.plan().clone();
+    let total = plan.total();
+
+    let mut start = 0;
+    if let Some(resume) = &args.resume {
+        let path = if resume == "latest" { checkpoints.join(LATEST) } else { PathBuf::from(resume) };
+        let (iteration, _) = model.load_state(&path)?;
+        eprintln!("resuming {} from iteration {iteration} of {total} ({})", options.name, path.display());
+        start = iteration;
+    }
+    std::fs::write(out.join("options.toml"), options.to_toml())?;
+    let fresh = start == 0;
+    let mut loss_log = open_log(&out.join("losses.jsonl"), fresh)?;
+    let mut validation_log = open_log(&out.join("validation.jsonl"), fresh)?;
+
+    let validation = match &options.validation {
+        Some(v) => {
+            let mut set = PairedSet::load(&v.lr, &v.hr)?;
+            if let Some(n) = v.max_images {
+                set.items.truncate(n);
+            }
+            let protocol = NtireProtocol {
+                border: v.border.unwrap_or(options.data.scale),
+                max_shift: v.max_shift,
+                crop: v.crop,
+            };
+            Some((v.every, set, protocol))
+        }
+        None => None,
+    };
+
+    let stop = interrupted();
+
+    let end = args.max_iterations.map_or(total, |m| (start + m).min(total));
+    let mut loader = Loader::new(&options.data, options.seed, start)?;
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}<{eta_precise}] {wide_bar} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(options.name.clone());
+    bar.set_position(start);
+
+    let provenance = |iteration: u64| -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("commit".to_string(), build_commit()),
+            ("iteration".to_string(), iteration.to_string()),
+        ])
+    };
+    let save = |model: &CycleSrModel, iteration: u64| -> Result<()> {
+        model.save_state(&checkpoints.join(LATEST), iteration, &provenance(iteration))?;
+        if options.checkpoints.keep > 0 {
+            let numbered = checkpoints.join(format!("state-{iteration:08}.safetensors"));
+            std::fs::copy(checkpoints.join(LATEST), &numbered)?;
+            let mut all: Vec<_> = std::fs::read_dir(&checkpoints)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state-")))
+                .collect();
+            all.sort();
+            for old in all.iter().rev().skip(options.checkpoints.keep) {
+                std::fs::remove_file(old)?;
+            }
+        }
+        Ok(())
+    };
+
+    let started = Instant::now();
+    let mut i = start;
+    while i < end {
+        let batch = model.to_device(loader.next_batch()?);
+        let values = match model.train_step(&batch, i) {
+            Ok(v) => v,
+            Err(e) => {
+                bar.abandon();
+                return Err(e.context(format!(
+                    "training stopped; the last good state is {}",
+                    checkpoints.join(LATEST).display()
+                )));
+            }
+        };
+        i += 1;
+        bar.set_position(i);
+        let (phase, _) = plan.at(i - 1);
+        bar.set_message(
+            values
+                .iter()
+                .filter(|(k, _)| **k != "lr_factor")
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        if i % options.logging.every == 0 || i == end {
+            let mut line = json!({"iteration": i, "phase": format!("{phase:?}"), "seconds": started.elapsed().as_secs_f64()});
+            for (k, v) in &values {
+                line[*k] = json!(v);
+            }
+            append_json(&mut loss_log, line)?;
+        }
+        if options.logging.samples_every > 0 && i % options.logging.samples_every == 0 {
+            write_grid(&samples.join(format!("{i:08}.png")), &model.samples(&batch, 4))?;
+        }
+        if let (Some((every, set, protocol)), Some(sr)) = (&validation, model.sr_model()) {
+            if i % every == 0 || i == total {
+                let report = evaluate(Some(sr), set, protocol)?;
+                let line = json!({"iteration": i, "psnr_y": report.mean.model.psnr_y, "ssim_y": report.mean.model.ssim_y,
+                    "psnr_rgb": report.mean.model.psnr_rgb, "bicubic_psnr_y": report.mean.bicubic.psnr_y});
+                bar.println(format!("validation @{i}: {line}"));
+                append_json(&mut validation_log, line)?;
+            }
+        }
+        if i % options.checkpoints.every == 0 {
+            save(&model, i)?;
+        }
+        if stop.load(Ordering::SeqCst) {
+            bar.println("interrupted: writing a checkpoint");
+            break;
+        }
+    }
+    save(&model, i)?;
+    bar.finish();
+    let per_iteration = started.elapsed().as_secs_f64() / (i - start).max(1) as f64;
+    eprintln!(
+        "{}: iteration {i}/{total}, {per_iteration:.3} s/iteration; state in {}",
+        options.name,
+        checkpoints.join(LATEST).display()
+    );
+    Ok(())
+}
