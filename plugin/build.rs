@@ -7,7 +7,16 @@ fn main() {
         .expect("torch-sys did not report its libtorch folder (DEP_TCH_LIBTORCH_LIB)");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{libtorch_lib}");
     // Where the GPU machines keep libtorch, so binaries built here run there unchanged.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,/opt/torch/.venv/lib/python3.12/site-packages/torch/lib");
+    println!(
+        "cargo:rustc-link-arg=-Wl,-rpath,/opt/torch/.venv/lib/python3.12/site-packages/torch/lib"
+    );
     println!("cargo:rustc-env=CYCLESR_LIBTORCH_LIB={libtorch_lib}");
     println!("cargo:libtorch_lib={libtorch_lib}");
+
+    // The default model is embedded when present (see models/README.md).
+    println!("cargo::rustc-check-cfg=cfg(cyclesr_default_model)");
+    println!("cargo:rerun-if-changed=models/default.safetensors");
+    if std::path::Path::new("models/default.safetensors").exists() {
+        println!("cargo:rustc-cfg=cyclesr_default_model");
+    }
 }

@@ -24,7 +24,8 @@ fn harness_with(
     properties: &[(&str, u32)],
 ) -> (Harness, VideoInfo) {
     init();
-    let mut element = gst::ElementFactory::make("cyclesr").property("model-location", model.to_str().unwrap());
+    let mut element =
+        gst::ElementFactory::make("cyclesr").property("model-location", model.to_str().unwrap());
     for (name, value) in properties {
         element = element.property(name, value);
     }
@@ -61,7 +62,13 @@ fn output_info(h: &Harness) -> VideoInfo {
 }
 
 /// Plane `index` of a frame as rows of its visible bytes.
-fn plane_rows(buffer: &gst::Buffer, info: &VideoInfo, index: usize, rows: usize, row_bytes: usize) -> Vec<u8> {
+fn plane_rows(
+    buffer: &gst::Buffer,
+    info: &VideoInfo,
+    index: usize,
+    rows: usize,
+    row_bytes: usize,
+) -> Vec<u8> {
     let map = buffer.map_readable().unwrap();
     let (offset, stride) = (info.offset()[index], info.stride()[index] as usize);
     (0..rows)
@@ -79,9 +86,17 @@ fn every_format_negotiates_and_scales_by_four() {
             let out = push_frame(&mut harness, &info, noise_bytes(info.size(), 3), 120);
             let out_info = output_info(&harness);
             assert_eq!(out_info.format(), format);
-            assert_eq!((out_info.width(), out_info.height()), (w * 4, h * 4), "{format:?}");
+            assert_eq!(
+                (out_info.width(), out_info.height()),
+                (w * 4, h * 4),
+                "{format:?}"
+            );
             assert_eq!(out_info.fps(), gst::Fraction::new(25, 1));
-            assert!(out.size() >= out_info.size(), "{format:?}: {} bytes", out.size());
+            assert!(
+                out.size() >= out_info.size(),
+                "{format:?}: {} bytes",
+                out.size()
+            );
             assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(120)));
             assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
         }
@@ -117,10 +132,18 @@ fn packed_output_equals_direct_forward() {
         .unsqueeze(0)
         .to_kind(Kind::Float)
         / 255.0;
-    let expected = direct_forward(&model, &rgb).squeeze_dim(0).permute([1, 2, 0]); // [H, W, 3]
+    let expected = direct_forward(&model, &rgb)
+        .squeeze_dim(0)
+        .permute([1, 2, 0]); // [H, W, 3]
     let alpha: Vec<u8> = noise_bytes(w * h, 12);
 
-    for format in [VideoFormat::Rgb, VideoFormat::Bgr, VideoFormat::Bgrx, VideoFormat::Rgba, VideoFormat::Bgra] {
+    for format in [
+        VideoFormat::Rgb,
+        VideoFormat::Bgr,
+        VideoFormat::Bgrx,
+        VideoFormat::Rgba,
+        VideoFormat::Bgra,
+    ] {
         let (mut harness, info) = harness(&model, format, w as u32, h as u32);
         let finfo = gst_video::VideoFormatInfo::from_format(format);
         let bpp = finfo.pixel_stride()[0] as usize;
@@ -147,9 +170,19 @@ fn packed_output_equals_direct_forward() {
         assert_within_one(&got, &expected, &format!("{format:?}"));
         if finfo.has_alpha() {
             // Alpha is carried through: upscaled bicubically, not dropped.
-            let a = Tensor::from_slice(&alpha).view([1, 1, h as i64, w as i64]).to_kind(Kind::Float) / 255.0;
-            let a = (a.upsample_bicubic2d([h as i64 * 4, w as i64 * 4], false, None, None).clamp(0.0, 1.0) * 255.0).round();
-            let got: Vec<u8> = rows.chunks(bpp).map(|px| px[finfo.poffset()[3] as usize]).collect();
+            let a = Tensor::from_slice(&alpha)
+                .view([1, 1, h as i64, w as i64])
+                .to_kind(Kind::Float)
+                / 255.0;
+            let a = (a
+                .upsample_bicubic2d([h as i64 * 4, w as i64 * 4], false, None, None)
+                .clamp(0.0, 1.0)
+                * 255.0)
+                .round();
+            let got: Vec<u8> = rows
+                .chunks(bpp)
+                .map(|px| px[finfo.poffset()[3] as usize])
+                .collect();
             assert_within_one(&got, &a, &format!("{format:?} alpha"));
         }
     }
@@ -165,7 +198,11 @@ fn yuv_output_equals_direct_forward() {
     let y = noise_bytes((w * h) as usize, 21);
     let u = noise_bytes((w * h / 4) as usize, 22);
     let v = noise_bytes((w * h / 4) as usize, 23);
-    let plane = |b: &[u8], rows, cols| Tensor::from_slice(b).view([rows, cols]).to_kind(Kind::Float);
+    let plane = |b: &[u8], rows, cols| {
+        Tensor::from_slice(b)
+            .view([rows, cols])
+            .to_kind(Kind::Float)
+    };
     let enc = YuvEncoding::BT601_LIMITED; // SD caps without colorimetry: GStreamer's default
     let rgb = enc
         .to_rgb(
@@ -177,7 +214,10 @@ fn yuv_output_equals_direct_forward() {
         .unsqueeze(0);
     let sr = direct_forward(&model, &rgb) / 255.0;
     let (ey, eu, ev) = enc.from_rgb(&sr.squeeze_dim(0));
-    let (eu, ev) = (downsample_chroma(&eu).round(), downsample_chroma(&ev).round());
+    let (eu, ev) = (
+        downsample_chroma(&eu).round(),
+        downsample_chroma(&ev).round(),
+    );
     let ey = ey.round();
 
     for format in [VideoFormat::I420, VideoFormat::Nv12] {
@@ -204,7 +244,11 @@ fn yuv_output_equals_direct_forward() {
         let out = push_frame(&mut harness, &info, data, 0);
         let oi = output_info(&harness);
         let (ow, oh) = (ws * 4, hs * 4);
-        assert_within_one(&plane_rows(&out, &oi, 0, oh, ow), &ey, &format!("{format:?} Y"));
+        assert_within_one(
+            &plane_rows(&out, &oi, 0, oh, ow),
+            &ey,
+            &format!("{format:?} Y"),
+        );
         if format == VideoFormat::I420 {
             assert_within_one(&plane_rows(&out, &oi, 1, oh / 2, ow / 2), &eu, "I420 U");
             assert_within_one(&plane_rows(&out, &oi, 2, oh / 2, ow / 2), &ev, "I420 V");
@@ -222,7 +266,13 @@ fn yuv_output_equals_direct_forward() {
 fn tiled_element_output_matches_whole_frame() {
     let dir = temp_dir("tiled-element");
     let model = write_model(&dir, SMALL_SRRESNET);
-    let frame = noise_bytes(VideoInfo::builder(VideoFormat::Rgb, 40, 24).build().unwrap().size(), 5);
+    let frame = noise_bytes(
+        VideoInfo::builder(VideoFormat::Rgb, 40, 24)
+            .build()
+            .unwrap()
+            .size(),
+        5,
+    );
     let mut outputs = Vec::new();
     for tile_size in [0u32, 16] {
         let properties = [("tile-size", tile_size), ("tile-overlap", 12)];
@@ -230,7 +280,12 @@ fn tiled_element_output_matches_whole_frame() {
         let out = push_frame(&mut h, &info, frame.clone(), 0);
         outputs.push(out.map_readable().unwrap().to_vec());
     }
-    let worst = outputs[0].iter().zip(&outputs[1]).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    let worst = outputs[0]
+        .iter()
+        .zip(&outputs[1])
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
     assert!(worst <= 1, "tiled vs whole frame: {worst} code values");
 }
 
@@ -238,7 +293,13 @@ fn tiled_element_output_matches_whole_frame() {
 fn scale_property_and_caps_follow_the_model() {
     init();
     let dir = temp_dir("caps");
-    let model = write_model(&dir, gstcyclesr::model::arch::SrConfig { scale: 2, ..SMALL_SRRESNET });
+    let model = write_model(
+        &dir,
+        gstcyclesr::model::arch::SrConfig {
+            scale: 2,
+            ..SMALL_SRRESNET
+        },
+    );
     let element = gst::ElementFactory::make("cyclesr")
         .property("model-location", model.to_str().unwrap())
         .build()
@@ -254,7 +315,13 @@ fn scale_property_and_caps_follow_the_model() {
     h.set_sink_caps_str("video/x-raw,format=RGB,width=34,height=18,framerate=25/1");
     let allowed = element.static_pad("sink").unwrap().query_caps(None);
     let s = allowed.structure(0).unwrap();
-    assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (17, 9));
+    assert_eq!(
+        (
+            s.get::<i32>("width").unwrap(),
+            s.get::<i32>("height").unwrap()
+        ),
+        (17, 9)
+    );
 }
 
 /// Runs `description` to its end and returns the text of the first error or warning.
@@ -271,7 +338,9 @@ fn run_pipeline(description: &str) -> (Option<String>, Vec<String>) {
                 error = Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()));
                 break;
             }
-            gst::MessageView::Warning(w) => warnings.push(format!("{} ({})", w.error(), w.debug().unwrap_or_default())),
+            gst::MessageView::Warning(w) => {
+                warnings.push(format!("{} ({})", w.error(), w.debug().unwrap_or_default()))
+            }
             gst::MessageView::Eos(_) => break,
             _ => {}
         }
@@ -295,19 +364,31 @@ fn bad_models_and_devices_are_clear_bus_errors() {
 
     let missing = dir.join("nope.safetensors");
     let e = pipeline_error(&format!("cyclesr model-location={}", missing.display()));
-    assert!(e.contains("nope.safetensors") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("nope.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
 
     let corrupt = dir.join("corrupt.safetensors");
     std::fs::write(&corrupt, noise_bytes(64, 9)).unwrap();
     let e = pipeline_error(&format!("cyclesr model-location={}", corrupt.display()));
-    assert!(e.contains("corrupt.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    assert!(
+        e.contains("corrupt.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
 
     let model = write_model(&dir, SMALL_SRRESNET);
     if tch::Cuda::device_count() == 0 {
-        let e = pipeline_error(&format!("cyclesr model-location={} device=cuda", model.display()));
+        let e = pipeline_error(&format!(
+            "cyclesr model-location={} device=cuda",
+            model.display()
+        ));
         assert!(e.contains("no CUDA device"), "{e}");
     }
-    let e = pipeline_error(&format!("cyclesr model-location={} device=tpu", model.display()));
+    let e = pipeline_error(&format!(
+        "cyclesr model-location={} device=tpu",
+        model.display()
+    ));
     assert!(e.contains("invalid device 'tpu'"), "{e}");
 }
 
@@ -372,7 +453,11 @@ fn latency_query_includes_processing_time() {
     assert!(sr.static_pad("src").unwrap().query(&mut ours));
     let (live, min, _) = ours.result();
     assert!(live);
-    assert!(min > upstream.result().1, "{min} should exceed upstream's {}", upstream.result().1);
+    assert!(
+        min > upstream.result().1,
+        "{min} should exceed upstream's {}",
+        upstream.result().1
+    );
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -380,9 +465,13 @@ fn latency_query_includes_processing_time() {
 #[test]
 fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
     let exe = std::env::current_exe().unwrap();
-    let target_dir = exe.parent().unwrap().parent().unwrap(); // target/release/deps/.. 
+    let target_dir = exe.parent().unwrap().parent().unwrap(); // target/release/deps/..
     let so = target_dir.join("libgstcyclesr.so");
-    assert!(so.exists(), "{} not built (cargo build --release -p gst-plugin-cyclesr)", so.display());
+    assert!(
+        so.exists(),
+        "{} not built (cargo build --release -p gst-plugin-cyclesr)",
+        so.display()
+    );
     let dir = temp_dir("registry");
     let output = std::process::Command::new("gst-inspect-1.0")
         .arg(&so)
@@ -392,7 +481,11 @@ fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
         .output()
         .expect("gst-inspect-1.0 (gstreamer1.0-tools)");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("cyclesr"), "{text}");
     let output = std::process::Command::new("gst-inspect-1.0")
         .arg("cyclesr")
@@ -402,5 +495,8 @@ fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("model-location") && text.contains("tile-overlap"), "{text}");
+    assert!(
+        text.contains("model-location") && text.contains("tile-overlap"),
+        "{text}"
+    );
 }

@@ -23,7 +23,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn parameter_counts_match_reference_architectures() {
-    for (config, expected) in [(SrConfig::SRRESNET_16X64, 1_517_571), (SrConfig::VDSR_20X64, 1_114_051)] {
+    for (config, expected) in [
+        (SrConfig::SRRESNET_16X64, 1_517_571),
+        (SrConfig::VDSR_20X64, 1_114_051),
+    ] {
         let model = SrModel::new(config, Device::Cpu).unwrap();
         assert_eq!(trainable_parameters(&model.vs), expected, "{config:?}");
     }
@@ -33,7 +36,12 @@ fn parameter_counts_match_reference_architectures() {
 fn output_shapes_follow_scale() {
     for arch in [SrArch::Srresnet, SrArch::Vdsr] {
         for scale in [2, 4] {
-            let config = SrConfig { arch, blocks: 1, features: 4, scale };
+            let config = SrConfig {
+                arch,
+                blocks: 1,
+                features: 4,
+                scale,
+            };
             let model = SrModel::new(config, Device::Cpu).unwrap();
             let y = model.upscale(&Tensor::rand([2, 3, 5, 7], (Kind::Float, Device::Cpu)));
             assert_eq!(y.size(), [2, 3, 5 * scale, 7 * scale], "{config:?}");
@@ -44,11 +52,21 @@ fn output_shapes_follow_scale() {
 /// Checkpoints written by PyTorch (tests/reference) load and give PyTorch's output.
 #[test]
 fn pytorch_checkpoint_gives_pytorch_output() {
-    for (arch, blocks, features, scale) in [("srresnet", 2, 8, 4), ("vdsr", 3, 8, 4), ("srresnet", 1, 4, 2)] {
+    for (arch, blocks, features, scale) in [
+        ("srresnet", 2, 8, 4),
+        ("vdsr", 3, 8, 4),
+        ("srresnet", 1, 4, 2),
+    ] {
         let dir = temp_dir(&format!("pytorch-{arch}-{scale}"));
         let status = Command::new(python())
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference"))
-            .args(["write_reference.py", arch, &blocks.to_string(), &features.to_string(), &scale.to_string()])
+            .args([
+                "write_reference.py",
+                arch,
+                &blocks.to_string(),
+                &features.to_string(),
+                &scale.to_string(),
+            ])
             .arg(&dir)
             .status()
             .expect("run the PyTorch reference (scripts/setup.sh installs it)");
@@ -65,7 +83,12 @@ fn pytorch_checkpoint_gives_pytorch_output() {
 #[test]
 fn checkpoint_round_trip_keeps_weights_and_provenance() {
     let dir = temp_dir("round-trip");
-    let config = SrConfig { arch: SrArch::Vdsr, blocks: 2, features: 4, scale: 4 };
+    let config = SrConfig {
+        arch: SrArch::Vdsr,
+        blocks: 2,
+        features: 4,
+        scale: 4,
+    };
     let mut model = SrModel::new(config, Device::Cpu).unwrap();
     model.provenance.insert("iterations".into(), "1234".into());
     let path = dir.join("m.safetensors");
@@ -88,47 +111,79 @@ fn bad_model_files_give_errors_naming_file_and_reason() {
     let dir = temp_dir("bad-files");
     let missing = dir.join("missing.safetensors");
     let e = load_error(&missing);
-    assert!(e.contains("missing.safetensors") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("missing.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
 
     let corrupt = dir.join("corrupt.safetensors");
     std::fs::write(&corrupt, common::noise_bytes(1000, 1)).unwrap();
     let e = load_error(&corrupt);
-    assert!(e.contains("corrupt.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    assert!(
+        e.contains("corrupt.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
     assert!(read_config(&corrupt).is_err());
 
     // A valid safetensors file that is not a cyclesr checkpoint.
     let foreign = dir.join("foreign.safetensors");
-    let t = vec![("w".to_string(), Tensor::zeros([2], (Kind::Float, Device::Cpu)))];
+    let t = vec![(
+        "w".to_string(),
+        Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    )];
     write_safetensors(&foreign, &t, &Default::default()).unwrap();
     let e = load_error(&foreign);
-    assert!(e.contains("foreign.safetensors") && e.contains("not a cyclesr SR checkpoint"), "{e}");
+    assert!(
+        e.contains("foreign.safetensors") && e.contains("not a cyclesr SR checkpoint"),
+        "{e}"
+    );
 
     // Metadata that disagrees with the tensors.
     let good = write_model(&dir, SMALL_SRRESNET);
     let (tensors, mut metadata) = read_safetensors(&good).unwrap();
     metadata.insert(
         "network".into(),
-        serde_json::to_string(&SrConfig { features: 16, ..SMALL_SRRESNET }).unwrap(),
+        serde_json::to_string(&SrConfig {
+            features: 16,
+            ..SMALL_SRRESNET
+        })
+        .unwrap(),
     );
     let mismatched = dir.join("mismatched.safetensors");
     let tensors: Vec<_> = tensors.into_iter().collect();
     write_safetensors(&mismatched, &tensors, &metadata).unwrap();
     let e = load_error(&mismatched);
-    assert!(e.contains("mismatched.safetensors") && e.contains("has shape"), "{e}");
+    assert!(
+        e.contains("mismatched.safetensors") && e.contains("has shape"),
+        "{e}"
+    );
 
     // A missing tensor.
     let (mut tensors, metadata) = read_safetensors(&good).unwrap();
     tensors.remove("conv_last.weight");
     let truncated = dir.join("truncated.safetensors");
-    write_safetensors(&truncated, &tensors.into_iter().collect::<Vec<_>>(), &metadata).unwrap();
+    write_safetensors(
+        &truncated,
+        &tensors.into_iter().collect::<Vec<_>>(),
+        &metadata,
+    )
+    .unwrap();
     let e = load_error(&truncated);
     assert!(e.contains("'conv_last.weight' is missing"), "{e}");
 
     // A scale the networks do not support.
     let (tensors, mut metadata) = read_safetensors(&good).unwrap();
-    metadata.insert("network".into(), r#"{"arch":"srresnet","blocks":2,"features":8,"scale":3}"#.into());
+    metadata.insert(
+        "network".into(),
+        r#"{"arch":"srresnet","blocks":2,"features":8,"scale":3}"#.into(),
+    );
     let bad_scale = dir.join("scale3.safetensors");
-    write_safetensors(&bad_scale, &tensors.into_iter().collect::<Vec<_>>(), &metadata).unwrap();
+    write_safetensors(
+        &bad_scale,
+        &tensors.into_iter().collect::<Vec<_>>(),
+        &metadata,
+    )
+    .unwrap();
     let e = load_error(&bad_scale);
     assert!(e.contains("scale 3 is not supported"), "{e}");
 }
@@ -139,9 +194,13 @@ fn tiled_inference_matches_whole_frame() {
     let dir = temp_dir("tiling");
     let path = write_model(&dir, SMALL_SRRESNET);
     let x = Tensor::rand([1, 3, 29, 23], (Kind::Float, Device::Cpu));
-    let whole = Upscaler::new(SrModel::load(&path, Device::Cpu).unwrap(), Precision::Fp32, Tiling::default())
-        .unwrap()
-        .upscale(&x);
+    let whole = Upscaler::new(
+        SrModel::load(&path, Device::Cpu).unwrap(),
+        Precision::Fp32,
+        Tiling::default(),
+    )
+    .unwrap()
+    .upscale(&x);
     for (tile_size, overlap) in [(8, 8), (10, 12), (5, 16)] {
         let tiled = Upscaler::new(
             SrModel::load(&path, Device::Cpu).unwrap(),
@@ -154,9 +213,16 @@ fn tiled_inference_matches_whole_frame() {
         assert!(diff < 1e-5, "tile {tile_size} overlap {overlap}: {diff}");
     }
     // Without context the seams show: the test above is not vacuous.
-    let seams = Upscaler::new(SrModel::load(&path, Device::Cpu).unwrap(), Precision::Fp32, Tiling { tile_size: 8, overlap: 0 })
-        .unwrap()
-        .upscale(&x);
+    let seams = Upscaler::new(
+        SrModel::load(&path, Device::Cpu).unwrap(),
+        Precision::Fp32,
+        Tiling {
+            tile_size: 8,
+            overlap: 0,
+        },
+    )
+    .unwrap()
+    .upscale(&x);
     assert!(max_abs_diff(&whole, &seams) > 1e-4);
 }
 
@@ -167,15 +233,24 @@ fn yuv_encodings_match_known_code_values() {
     let rgb = Tensor::from_slice(&[0.0f32, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]).view([3, 1, 3]);
     let (y, u, v) = YuvEncoding::BT601_LIMITED.from_rgb(&rgb);
     let got: Vec<f32> = Vec::try_from(Tensor::cat(&[y, u, v], 0).round().flatten(0, -1)).unwrap();
-    assert_eq!(got, [16.0, 235.0, 81.0, 128.0, 128.0, 90.0, 128.0, 128.0, 240.0]);
+    assert_eq!(
+        got,
+        [16.0, 235.0, 81.0, 128.0, 128.0, 90.0, 128.0, 128.0, 240.0]
+    );
     // Round trip for every matrix/range pair.
     let rgb = Tensor::rand([3, 4, 5], cpu);
     for enc in [
         YuvEncoding::BT601_LIMITED,
         YuvEncoding::BT709_LIMITED,
-        YuvEncoding { full_range: true, ..YuvEncoding::BT709_LIMITED },
+        YuvEncoding {
+            full_range: true,
+            ..YuvEncoding::BT709_LIMITED
+        },
     ] {
         let (y, u, v) = enc.from_rgb(&rgb);
-        assert!(max_abs_diff(&enc.to_rgb(&y, &u, &v), &rgb) < 1e-5, "{enc:?}");
+        assert!(
+            max_abs_diff(&enc.to_rgb(&y, &u, &v), &rgb) < 1e-5,
+            "{enc:?}"
+        );
     }
 }

@@ -86,7 +86,10 @@ fn plane_tensor(
     let stride = frame.plane_stride()[index as usize] as i64;
     let len = ((rows - 1) * stride + row_bytes) as usize;
     if data.len() < len {
-        bail!("plane {index} holds {} bytes, expected at least {len}", data.len());
+        bail!(
+            "plane {index} holds {} bytes, expected at least {len}",
+            data.len()
+        );
     }
     // Rows may be padded to the stride: view the span with that stride, keep the pixels.
     let span = Tensor::from_slice(&data[..len]);

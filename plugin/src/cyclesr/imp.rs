@@ -14,6 +14,7 @@ use super::frame::{frame_to_rgb, rgb_to_frame, upscale_alpha, Layout, FORMATS};
 use super::PrecisionSetting;
 use crate::model::checkpoint::{read_config, SrModel};
 use crate::model::device::{resolve_device, DeviceRequest, Precision};
+use crate::model::embedded_default_model;
 use crate::model::upscaler::{catch_torch, Tiling, Upscaler};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -77,20 +78,29 @@ impl CycleSr {
         if let Some(state) = self.state.lock().unwrap().as_ref() {
             return state.upscaler.scale();
         }
-        self.settings
-            .lock()
-            .unwrap()
+        let settings = self.settings.lock().unwrap();
+        settings
             .model_scale
+            .or_else(|| {
+                settings
+                    .model_location
+                    .is_none()
+                    .then(embedded_default_model)
+                    .flatten()
+                    .and_then(|bytes| {
+                        SrModel::from_bytes(bytes, tch::Device::Cpu)
+                            .ok()
+                            .map(|m| m.config.scale)
+                    })
+            })
             .unwrap_or(DEFAULT_SCALE)
     }
 
     fn load(&self, settings: &Settings) -> Result<Upscaler, gst::ErrorMessage> {
-        let path = settings.model_location.clone().ok_or_else(|| {
-            gst::error_msg!(gst::ResourceError::NotFound, ("No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model"))
-        })?;
-        let request: DeviceRequest = settings.device.parse().map_err(|e: anyhow::Error| {
-            gst::error_msg!(gst::LibraryError::Settings, ("{e}"))
-        })?;
+        let request: DeviceRequest = settings
+            .device
+            .parse()
+            .map_err(|e: anyhow::Error| gst::error_msg!(gst::LibraryError::Settings, ("{e}")))?;
         let (device, warning) = resolve_device(request)
             .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
         if let Some(warning) = warning {
@@ -99,18 +109,8 @@ impl CycleSr {
         if settings.threads > 0 {
             tch::set_num_threads(settings.threads as i32);
         }
-        let model = catch_torch(|| SrModel::load(&path, device))
-            .and_then(|r| r)
-            .map_err(|e| {
-                gst::error_msg!(gst::ResourceError::OpenRead, ("Cannot load model {}: {e:#}", path.display()))
-            })?;
-        gst::info!(
-            CAT,
-            imp = self,
-            "loaded {} ({:?}) on {device:?}",
-            path.display(),
-            model.config
-        );
+        let model = self.load_model(settings, device)?;
+        gst::info!(CAT, imp = self, "loaded {:?} on {device:?}", model.config);
 
         let tiling = Tiling {
             tile_size: settings.tile_size as i64,
@@ -127,13 +127,7 @@ impl CycleSr {
         }
         // The model is only moved to another precision once it proved it can run there.
         let fp32_copy = if precision != Precision::Fp32 {
-            Some(
-                catch_torch(|| SrModel::load(&path, device))
-                    .and_then(|r| r)
-                    .map_err(|e| {
-                        gst::error_msg!(gst::ResourceError::OpenRead, ("{}: {e:#}", path.display()))
-                    })?,
-            )
+            Some(self.load_model(settings, device)?)
         } else {
             None
         };
@@ -141,10 +135,36 @@ impl CycleSr {
             Ok(upscaler) => Ok(upscaler),
             Err(e) if precision != Precision::Fp32 => {
                 self.warn(&format!("{e:#}; falling back to fp32"));
-                Upscaler::new(fp32_copy.expect("loaded for a non-fp32 precision"), Precision::Fp32, tiling)
-                    .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{e:#}")))
+                Upscaler::new(
+                    fp32_copy.expect("loaded for a non-fp32 precision"),
+                    Precision::Fp32,
+                    tiling,
+                )
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{e:#}")))
             }
             Err(e) => Err(gst::error_msg!(gst::LibraryError::Failed, ("{e:#}"))),
+        }
+    }
+
+    /// The model of `model-location`, or the embedded default model when it is not set.
+    fn load_model(
+        &self,
+        settings: &Settings,
+        device: tch::Device,
+    ) -> Result<SrModel, gst::ErrorMessage> {
+        match (&settings.model_location, embedded_default_model()) {
+            (Some(path), _) => catch_torch(|| SrModel::load(path, device))
+                .and_then(|r| r)
+                .map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("Cannot load model {}: {e:#}", path.display()))
+                }),
+            (None, Some(bytes)) => catch_torch(|| SrModel::from_bytes(bytes, device))
+                .and_then(|r| r)
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("Embedded default model: {e:#}"))),
+            (None, None) => Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model")
+            )),
         }
     }
 
@@ -154,7 +174,11 @@ impl CycleSr {
     }
 
     /// Width or height value of caps in one direction of the element.
-    fn scale_dimension(value: &glib::SendValue, direction: gst::PadDirection, scale: i64) -> Option<glib::SendValue> {
+    fn scale_dimension(
+        value: &glib::SendValue,
+        direction: gst::PadDirection,
+        scale: i64,
+    ) -> Option<glib::SendValue> {
         let up = direction == gst::PadDirection::Sink;
         let max = i32::MAX as i64;
         if let Ok(v) = value.get::<i32>() {
@@ -209,7 +233,7 @@ impl ObjectImpl for CycleSr {
             vec![
                 glib::ParamSpecString::builder("model-location")
                     .nick("Model location")
-                    .blurb("G_l2h checkpoint (.safetensors) written by `train export`")
+                    .blurb("G_l2h checkpoint (.safetensors) written by `train export`; unset = the model embedded in this build, if any")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("device")
@@ -328,10 +352,20 @@ impl ElementImpl for CycleSr {
                 .format_list(FORMATS.iter().copied())
                 .build();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -339,7 +373,8 @@ impl ElementImpl for CycleSr {
 }
 
 impl BaseTransformImpl for CycleSr {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::NeverInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -465,7 +500,11 @@ impl VideoFilterImpl for CycleSr {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ("Super-resolution of a {}x{} frame failed: {e:#}", inframe.width(), inframe.height())
+                (
+                    "Super-resolution of a {}x{} frame failed: {e:#}",
+                    inframe.width(),
+                    inframe.height()
+                )
             );
             return Err(gst::FlowError::Error);
         }

@@ -187,5 +187,8 @@ pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Tensor {
 
 /// Total number of elements of the trainable variables under a VarStore.
 pub fn trainable_parameters(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }

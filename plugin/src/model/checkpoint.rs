@@ -74,10 +74,17 @@ impl SrModel {
 
     /// Loads a checkpoint; every error names the file and what is wrong with it.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let (tensors, metadata) =
-            read_safetensors(path).with_context(|| format!("model file {}", path.display()))?;
+        let context = || format!("model file {}", path.display());
+        let bytes = std::fs::read(path)
+            .context("cannot read the file")
+            .with_context(context)?;
+        Self::from_bytes(&bytes, device).with_context(context)
+    }
+
+    /// Loads a checkpoint held in memory (the embedded default model).
+    pub fn from_bytes(bytes: &[u8], device: Device) -> Result<Self> {
+        let (tensors, metadata) = parse_safetensors(bytes)?;
         Self::from_tensors(tensors, &metadata, device)
-            .with_context(|| format!("model file {}", path.display()))
     }
 
     fn from_tensors(
@@ -145,7 +152,10 @@ pub fn varstore_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
 
 /// Copies named tensors into a VarStore: every variable must be present with its exact shape,
 /// and no tensor may be left over.
-pub fn copy_into_varstore(vs: &mut nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Result<()> {
+pub fn copy_into_varstore(
+    vs: &mut nn::VarStore,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<()> {
     let mut variables = vs.variables();
     let mut names: Vec<_> = variables.keys().cloned().collect();
     names.sort();
@@ -207,10 +217,17 @@ fn dtype_to_kind(dtype: Dtype) -> Result<Kind> {
 /// Reads every tensor (onto the CPU) and the metadata of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).context("cannot read the file")?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    parse_safetensors(&bytes)
+}
+
+/// Every tensor (onto the CPU) and the metadata of safetensors bytes.
+pub fn parse_safetensors(
+    bytes: &[u8],
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| anyhow!("not a valid safetensors file: {e}"))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes)
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("not a valid safetensors file: {e}"))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
@@ -291,7 +308,10 @@ pub fn read_config(path: &Path) -> Result<SrConfig> {
         .with_context(context)?;
     let len = u64::from_le_bytes(len);
     if len > 100_000_000 {
-        return Err(anyhow!("not a valid safetensors file: header of {len} bytes")).with_context(context);
+        return Err(anyhow!(
+            "not a valid safetensors file: header of {len} bytes"
+        ))
+        .with_context(context);
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header)

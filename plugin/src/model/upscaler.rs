@@ -68,7 +68,9 @@ impl Upscaler {
     }
 
     fn forward(&self, rgb: &Tensor) -> Tensor {
-        self.model.upscale(&rgb.to_kind(self.kind)).to_kind(Kind::Float)
+        self.model
+            .upscale(&rgb.to_kind(self.kind))
+            .to_kind(Kind::Float)
     }
 
     fn upscale_tiled(&self, rgb: &Tensor) -> Tensor {

@@ -25,17 +25,24 @@ pub const SMALL_SRRESNET: SrConfig = SrConfig {
 pub fn write_model(dir: &Path, config: SrConfig) -> PathBuf {
     tch::manual_seed(7);
     let model = SrModel::new(config, tch::Device::Cpu).unwrap();
-    let path = dir.join(format!("{}-{}x{}.safetensors", config.arch, config.blocks, config.features));
+    let path = dir.join(format!(
+        "{}-{}x{}.safetensors",
+        config.arch, config.blocks, config.features
+    ));
     model.save(&path).unwrap();
     path
 }
 
 /// Deterministic pseudo-random bytes.
 pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 56) as u8
         })
         .collect()
