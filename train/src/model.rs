@@ -273,12 +273,12 @@ impl CycleSrModel {
             if let Some(perceptual) = &g.perceptual {
                 let p = perceptual.forward(sr, hr);
                 values.insert("sr_perceptual", scalar(&p));
-                total = total + p * losses.perceptual.weight;
+                total += p * losses.perceptual.weight;
             }
             let real_pred = tch::no_grad(|| g.d_h.forward_t(hr, true));
             let adv = relativistic_gan_generator(&real_pred, &g.d_h.forward_t(sr, true));
             values.insert("sr_gan", scalar(&adv));
-            total = total + adv * losses.sr_gan.weight;
+            total += adv * losses.sr_gan.weight;
         }
         total
     }
@@ -328,7 +328,7 @@ impl CycleSrModel {
         if id_weight > 0.0 {
             let identity = l1(&t.g_s2r.forward_t(real, true), real) + l1(&t.g_r2s.forward_t(syn, true), syn);
             values.insert("g_identity", scalar(&identity));
-            l1_total = l1_total + identity * id_weight;
+            l1_total += identity * id_weight;
         }
         let (total, sr_out) = if joint {
             let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
