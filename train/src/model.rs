@@ -330,6 +330,12 @@ impl CycleSrModel {
             values.insert("g_identity", scalar(&identity));
             l1_total += identity * id_weight;
         }
+        if losses.low_frequency.weight > 0.0 {
+            let low = |t: &Tensor| t.avg_pool2d([4, 4], [4, 4], [0, 0], true, false, None::<i64>);
+            let kept = l1(&low(&fake_r), &low(syn)) + l1(&low(&fake_s), &low(real));
+            values.insert("g_low_frequency", scalar(&kept));
+            l1_total += kept * losses.low_frequency.weight;
+        }
         let (total, sr_out) = if joint {
             let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
             let sr = model.net.forward_t(&fake_r, true);

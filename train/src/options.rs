@@ -74,6 +74,18 @@ pub struct Losses {
     pub perceptual: LossTerm,
     /// λ_advsr: relativistic average GAN with D_h (joint-gan only).
     pub sr_gan: LossTerm,
+    /// Not in the paper: L1 between 4×4 box-downsampled input and output of each translator,
+    /// so that they learn the degradation (blur, noise, compression) but keep colours and
+    /// low frequencies (after Fritsche et al., "Frequency Separation for Real-World
+    /// Super-Resolution"). 0 (the paper) when absent.
+    #[serde(default = "LossTerm::off")]
+    pub low_frequency: LossTerm,
+}
+
+impl LossTerm {
+    fn off() -> Self {
+        LossTerm { weight: 0.0 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
