@@ -26,12 +26,15 @@ use clap::Parser;
 use gst::prelude::*;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Upscale a video file with the cyclesr super-resolution element")]
+#[command(
+    version,
+    about = "Upscale a video file with the cyclesr super-resolution element"
+)]
 struct Args {
     /// Input video (anything decodebin can decode).
     #[arg(short, long)]
     input: PathBuf,
-    /// Output: an .mp4 file (H.264), an .png file (the first upscaled frame only), or a
+    /// Output: an .mp4 file (H.264), a .png file (the first upscaled frame only), or a
     /// pattern with a printf-style number such as frames/%05d.png (every frame).
     #[arg(short, long)]
     output: PathBuf,
@@ -47,8 +50,8 @@ struct Args {
     /// Context pixels around each tile (default: the element's).
     #[arg(long)]
     tile_overlap: Option<u32>,
-    /// Inference precision: fp32, fp16 or bf16 (default: the element's, fp32).
-    #[arg(long)]
+    /// Inference precision (default: the element's, fp32).
+    #[arg(long, value_parser = ["fp32", "fp16", "bf16"])]
     precision: Option<String>,
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
@@ -56,8 +59,11 @@ struct Args {
     /// Stop after this many frames (default: the whole input).
     #[arg(long)]
     frames: Option<u64>,
-    /// x264enc speed-preset for MP4 output (ultrafast ... veryslow).
-    #[arg(long, default_value = "medium")]
+    /// x264enc speed-preset for MP4 output.
+    #[arg(long, default_value = "medium", value_parser = [
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+        "veryslow", "placebo",
+    ])]
     x264_preset: String,
 }
 
@@ -80,9 +86,9 @@ fn output_kind(path: &std::path::Path) -> Output {
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .with_context(|| format!("cannot create element '{factory}' (is its GStreamer plugin installed?)"))
+    gst::ElementFactory::make(factory).build().with_context(|| {
+        format!("cannot create element '{factory}' (is its GStreamer plugin installed?)")
+    })
 }
 
 fn main() -> Result<()> {
@@ -91,7 +97,10 @@ fn main() -> Result<()> {
         bail!("input {} does not exist", args.input.display());
     }
     if !args.model.is_file() {
-        bail!("model {} does not exist (checkpoints come from `train export`)", args.model.display());
+        bail!(
+            "model {} does not exist (checkpoints come from `train export`)",
+            args.model.display()
+        );
     }
 
     gst::init()?;
@@ -99,11 +108,17 @@ fn main() -> Result<()> {
 
     let pipeline = gst::Pipeline::with_name("upscale");
     let src = gst::ElementFactory::make("filesrc")
-        .property("location", args.input.to_str().context("input path is not UTF-8")?)
+        .property(
+            "location",
+            args.input.to_str().context("input path is not UTF-8")?,
+        )
         .build()?;
     let decode = make("decodebin")?;
     let sr = gst::ElementFactory::make("cyclesr")
-        .property("model-location", args.model.to_str().context("model path is not UTF-8")?)
+        .property(
+            "model-location",
+            args.model.to_str().context("model path is not UTF-8")?,
+        )
         .property("device", &args.device)
         .property("tile-size", args.tile_size)
         .build()?;
@@ -130,11 +145,23 @@ fn main() -> Result<()> {
             enc.set_property_from_str("speed-preset", &args.x264_preset);
             tail.push(enc);
             tail.push(make("mp4mux")?);
-            tail.push(gst::ElementFactory::make("filesink").property("location", output).build()?);
+            tail.push(
+                gst::ElementFactory::make("filesink")
+                    .property("location", output)
+                    .build()?,
+            );
         }
         Output::Snapshot => {
-            tail.push(gst::ElementFactory::make("pngenc").property("snapshot", true).build()?);
-            tail.push(gst::ElementFactory::make("filesink").property("location", output).build()?);
+            tail.push(
+                gst::ElementFactory::make("pngenc")
+                    .property("snapshot", true)
+                    .build()?,
+            );
+            tail.push(
+                gst::ElementFactory::make("filesink")
+                    .property("location", output)
+                    .build()?,
+            );
         }
         Output::Sequence => {
             tail.push(make("pngenc")?);
@@ -160,7 +187,9 @@ fn main() -> Result<()> {
         let sr = sr.clone();
         let video_linked = video_linked.clone();
         decode.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = pipeline.upgrade() else { return };
+            let Some(pipeline) = pipeline.upgrade() else {
+                return;
+            };
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let Some(s) = caps.structure(0) else { return };
             if !s.name().starts_with("video/x-raw") {
@@ -204,30 +233,34 @@ fn main() -> Result<()> {
         // and send EOS downstream, so the MP4 is finalised. (Returning Drop here would
         // do as well but makes GStreamer 1.22 print a CRITICAL with gstreamer-rs.)
         let frames_in = AtomicU64::new(0);
-        sr.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if frames_in.fetch_add(1, Ordering::SeqCst) < limit {
-                return gst::PadProbeReturn::Ok;
-            }
-            info.flow_res = Err(gst::FlowError::Eos);
-            gst::PadProbeReturn::Handled
-        });
+        sr.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if frames_in.fetch_add(1, Ordering::SeqCst) < limit {
+                    return gst::PadProbeReturn::Ok;
+                }
+                info.flow_res = Err(gst::FlowError::Eos);
+                gst::PadProbeReturn::Handled
+            });
     }
     {
         let frames_out = frames_out.clone();
         let first_out = first_out.clone();
         let last_out = last_out.clone();
         let position = position.clone();
-        sr.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let now = Instant::now();
-            if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
-                position.store(pts.nseconds(), Ordering::SeqCst);
-            }
-            if frames_out.fetch_add(1, Ordering::SeqCst) == 0 {
-                *first_out.lock().unwrap() = Some(now);
-            }
-            *last_out.lock().unwrap() = Some(now);
-            gst::PadProbeReturn::Ok
-        });
+        sr.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let now = Instant::now();
+                if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                    position.store(pts.nseconds(), Ordering::SeqCst);
+                }
+                if frames_out.fetch_add(1, Ordering::SeqCst) == 0 {
+                    *first_out.lock().unwrap() = Some(now);
+                }
+                *last_out.lock().unwrap() = Some(now);
+                gst::PadProbeReturn::Ok
+            });
     }
 
     eprintln!(
@@ -253,7 +286,9 @@ fn main() -> Result<()> {
                 MessageView::Error(err) => break Err(error_of(err)),
                 MessageView::Warning(w) => eprintln!(
                     "[upscale] warning from {}: {} ({})",
-                    w.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                    w.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
                     w.error(),
                     w.debug().map(|d| d.to_string()).unwrap_or_default()
                 ),
@@ -262,7 +297,15 @@ fn main() -> Result<()> {
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
-            report_progress(&pipeline, &sr, &position, &frames_out, &first_out, start, args.frames);
+            report_progress(
+                &pipeline,
+                &sr,
+                &position,
+                &frames_out,
+                &first_out,
+                start,
+                args.frames,
+            );
         }
     };
     let wall = start.elapsed();
@@ -271,12 +314,18 @@ fn main() -> Result<()> {
 
     let n = frames_out.load(Ordering::SeqCst);
     if n == 0 {
-        bail!("no video frame came out of cyclesr (does {} have a video stream?)", args.input.display());
+        bail!(
+            "no video frame came out of cyclesr (does {} have a video stream?)",
+            args.input.display()
+        );
     }
     let first = first_out.lock().unwrap().unwrap();
     let last = last_out.lock().unwrap().unwrap();
     let steady = if n > 1 {
-        format!(", {:.2} fps after the first frame", (n - 1) as f64 / (last - first).as_secs_f64())
+        format!(
+            ", {:.2} fps after the first frame",
+            (n - 1) as f64 / (last - first).as_secs_f64()
+        )
     } else {
         String::new()
     };
@@ -334,15 +383,22 @@ fn report_progress(
 fn error_of(err: &gst::message::Error) -> anyhow::Error {
     anyhow!(
         "error from {}: {}{}",
-        err.src().map(|s| s.path_string().to_string()).unwrap_or_else(|| "?".into()),
+        err.src()
+            .map(|s| s.path_string().to_string())
+            .unwrap_or_else(|| "?".into()),
         err.error(),
-        err.debug().map(|d| format!("\n  debug: {d}")).unwrap_or_default()
+        err.debug()
+            .map(|d| format!("\n  debug: {d}"))
+            .unwrap_or_default()
     )
 }
 
 /// The error a failed state change left on the bus, if any.
 fn pop_error(bus: &gst::Bus) -> Option<anyhow::Error> {
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_mseconds(100),
+        &[gst::MessageType::Error],
+    )?;
     match msg.view() {
         gst::MessageView::Error(err) => Some(error_of(err)),
         _ => None,
