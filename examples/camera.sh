@@ -22,6 +22,7 @@
 #   VIDEO_SINK   sink element and properties (default autovideosink)
 #   GST_PLUGIN_PATH, GST_REGISTRY: see examples/lib.sh
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -ge 1 ] || { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }

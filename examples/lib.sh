@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for the example scripts (sourced, not run).
 #
 # - GST_PLUGIN_PATH: when unset, the plugin built in this checkout

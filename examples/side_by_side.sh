@@ -20,6 +20,7 @@
 # Environment: X264_PROPS (default "speed-preset=medium"), VIDEO_SINK (default
 # autovideosink), GST_PLUGIN_PATH and GST_REGISTRY (see examples/lib.sh).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -ge 3 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
