@@ -1,0 +1,594 @@
+//! `train degrade`: realistic LR/HR benchmark pairs made from HR photos, seeded.
+//!
+//! The paper's protocol for data without ground truth (NTIRE 2018 "realistic" tracks): degrade
+//! real HR photos with what a camera does, score on held-out ones. The chain, in the order a
+//! camera applies it:
+//!
+//! 1. integer pixel shift of the scene (HR px, edges repeated): misregistration between the
+//!    LR and HR views, which scoring must search for (`eval --max-shift`);
+//! 2. blur on the HR image, i.e. before sampling: motion blur (a line of `length` HR px at
+//!    `angle` degrees) and optionally optical Gaussian blur (σ along and across `angle`, HR px);
+//! 3. ×`scale` downscale with MATLAB-bicubic [`imresize`] (the sensor's sampling);
+//! 4. noise at LR resolution, where the sensor's pixels are: Poisson shot noise with `peak`
+//!    photons at full white (noise σ at mid-grey = sqrt(0.5 / peak)), then Gaussian read noise
+//!    (σ in [0, 1] units);
+//! 5. 8-bit quantisation, then compression: JPEG at a quality, or H.264 intra-coded by x264 at
+//!    a constant quantizer (each image is its own one-frame stream, since photos differ in size).
+//!
+//! Presets: `mild` uses the same levels for every image (as NTIRE 2018 "mild"), `wild` draws
+//! levels per image (as "wild"), `codec` is `wild` followed by H.264.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, ensure, Context, Result};
+use gst::prelude::*;
+use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::data::{
+    i420_planes, imresize, load_rgb8_for_training, make_element, named_images, run_to_appsink,
+    save_png, Rgb8,
+};
+
+/// Degradation levels of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Fixed levels for every image: shift (2, -3) HR px, motion blur of 6 HR px at 30°,
+    /// Poisson noise with a peak of 800 photons (σ ≈ 6/255 at mid-grey).
+    Mild,
+    /// Levels drawn per image: shift in [-6, 6]² HR px; motion blur of 2–12 HR px at any angle;
+    /// with probability 1/2 a Gaussian blur with σ in [0.4, 1.6] HR px per axis at any angle;
+    /// Poisson peak log-uniform in [100, 2000] photons; Gaussian read noise σ in [0, 3/255].
+    Wild,
+    /// `wild`, then H.264 intra coding at a constant quantizer in [24, 38] (x264's 0–51 scale;
+    /// 24 is visually clean, 38 heavily blocky).
+    Codec,
+}
+
+/// Motion blur: a uniform line through the kernel's centre.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionBlur {
+    /// HR pixels.
+    pub length: f64,
+    /// Degrees, counter-clockwise from the x axis.
+    pub angle: f64,
+}
+
+/// Anisotropic Gaussian blur.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianBlur {
+    /// Standard deviation along `angle`, HR pixels.
+    pub sigma_x: f64,
+    /// Standard deviation across `angle`, HR pixels.
+    pub sigma_y: f64,
+    /// Degrees, counter-clockwise from the x axis.
+    pub angle: f64,
+}
+
+/// Everything done to one image (see the module documentation for the order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Degradation {
+    /// `(dy, dx)` in HR pixels: LR content at `(y, x)` shows the scene at `(y - dy, x - dx)`,
+    /// so `eval` finds its best shift at `(dy, dx)`.
+    pub shift: (i64, i64),
+    pub motion_blur: Option<MotionBlur>,
+    pub gaussian_blur: Option<GaussianBlur>,
+    pub scale: i64,
+    /// Photons at full white for Poisson noise.
+    pub poisson_peak: Option<f64>,
+    /// Standard deviation of Gaussian noise, [0, 1] units.
+    pub gaussian_noise: Option<f64>,
+    /// JPEG quality 1–100.
+    pub jpeg_quality: Option<u8>,
+    /// x264 constant quantizer 0–50.
+    pub h264_qp: Option<u32>,
+}
+
+impl Preset {
+    /// The degradation of one image; `mild` draws nothing from `rng`.
+    pub fn sample(self, scale: i64, rng: &mut StdRng) -> Degradation {
+        match self {
+            Preset::Mild => Degradation {
+                shift: (2, -3),
+                motion_blur: Some(MotionBlur {
+                    length: 6.0,
+                    angle: 30.0,
+                }),
+                gaussian_blur: None,
+                scale,
+                poisson_peak: Some(800.0),
+                gaussian_noise: None,
+                jpeg_quality: None,
+                h264_qp: None,
+            },
+            Preset::Wild => {
+                let shift = (rng.random_range(-6..=6), rng.random_range(-6..=6));
+                let motion_blur = Some(MotionBlur {
+                    length: rng.random_range(2.0..=12.0),
+                    angle: rng.random_range(0.0..180.0),
+                });
+                let gaussian_blur = rng.random_bool(0.5).then(|| GaussianBlur {
+                    sigma_x: rng.random_range(0.4..=1.6),
+                    sigma_y: rng.random_range(0.4..=1.6),
+                    angle: rng.random_range(0.0..180.0),
+                });
+                let log_peak = rng.random_range(100f64.ln()..=2000f64.ln());
+                Degradation {
+                    shift,
+                    motion_blur,
+                    gaussian_blur,
+                    scale,
+                    poisson_peak: Some(log_peak.exp()),
+                    gaussian_noise: Some(rng.random_range(0.0..=3.0) / 255.0),
+                    jpeg_quality: None,
+                    h264_qp: None,
+                }
+            }
+            Preset::Codec => Degradation {
+                h264_qp: Some(rng.random_range(24..=38)),
+                ..Preset::Wild.sample(scale, rng)
+            },
+        }
+    }
+}
+
+/// Normalised `[k, k]` kernel of a line of `length` pixels at `angle` degrees through the
+/// centre, anti-aliased by bilinear splatting of dense samples. Point-symmetric, so it blurs
+/// without displacing the image.
+pub fn motion_kernel(length: f64, angle: f64) -> Tensor {
+    let half = length.max(0.0) / 2.0;
+    let k = 2 * (half.ceil() as usize + 1) + 1;
+    let centre = (k / 2) as f64;
+    let (sin, cos) = angle.to_radians().sin_cos();
+    let samples = (length * 8.0).ceil().max(1.0) as usize + 1;
+    let mut kernel = vec![0f64; k * k];
+    for i in 0..samples {
+        let t = if samples == 1 {
+            0.0
+        } else {
+            -half + length * i as f64 / (samples - 1) as f64
+        };
+        // Image rows grow downwards: a counter-clockwise angle moves up.
+        let (x, y) = (centre + t * cos, centre - t * sin);
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
+            for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
+                let (yy, xx) = (y0 as usize + dy, x0 as usize + dx);
+                if yy < k && xx < k {
+                    kernel[yy * k + xx] += wy * wx;
+                }
+            }
+        }
+    }
+    normalised(kernel, k)
+}
+
+/// Normalised `[k, k]` Gaussian with standard deviations `sigma_x` along `angle` (degrees) and
+/// `sigma_y` across it; `k` covers 3σ.
+pub fn gaussian_kernel(sigma_x: f64, sigma_y: f64, angle: f64) -> Tensor {
+    let (sx, sy) = (sigma_x.max(1e-3), sigma_y.max(1e-3));
+    let half = (3.0 * sx.max(sy)).ceil() as i64;
+    let k = (2 * half + 1) as usize;
+    let (sin, cos) = angle.to_radians().sin_cos();
+    let mut kernel = Vec::with_capacity(k * k);
+    for row in -half..=half {
+        for col in -half..=half {
+            // Coordinates along and across the angle (rows grow downwards).
+            let (x, y) = (col as f64, -row as f64);
+            let u = x * cos + y * sin;
+            let v = -x * sin + y * cos;
+            kernel.push((-0.5 * (u * u / (sx * sx) + v * v / (sy * sy))).exp());
+        }
+    }
+    normalised(kernel, k)
+}
+
+fn normalised(kernel: Vec<f64>, k: usize) -> Tensor {
+    let total: f64 = kernel.iter().sum();
+    let values: Vec<f32> = kernel.iter().map(|v| (v / total) as f32).collect();
+    Tensor::from_slice(&values).view([k as i64, k as i64])
+}
+
+/// The blur of `d` as one kernel (motion ∗ Gaussian), or none.
+fn blur_kernel(d: &Degradation) -> Option<Tensor> {
+    let motion = d
+        .motion_blur
+        .as_ref()
+        .map(|m| motion_kernel(m.length, m.angle));
+    let gaussian = d
+        .gaussian_blur
+        .as_ref()
+        .map(|g| gaussian_kernel(g.sigma_x, g.sigma_y, g.angle));
+    match (motion, gaussian) {
+        (Some(a), Some(b)) => {
+            // Full convolution of two symmetric kernels: one pass over the image instead of two.
+            let (ka, kb) = (a.size()[0], b.size()[0]);
+            Some(
+                a.view([1, 1, ka, ka])
+                    .conv2d(
+                        &b.view([1, 1, kb, kb]),
+                        None::<Tensor>,
+                        [1, 1],
+                        [kb - 1, kb - 1],
+                        [1, 1],
+                        1,
+                    )
+                    .view([ka + kb - 1, ka + kb - 1]),
+            )
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+/// Degrades `hr` (`[3, H, W]` in [0, 1], H and W multiples of the scale for an exact
+/// `H/scale × W/scale` result) by `d`; noise is drawn from `noise_seed`. Returns the 8-bit LR.
+pub fn degrade(hr: &Tensor, d: &Degradation, noise_seed: u64) -> Result<Rgb8> {
+    ensure!(d.scale >= 1, "scale must be positive, got {}", d.scale);
+    let size = hr.size();
+    ensure!(
+        size.len() == 3 && size[0] == 3,
+        "expected an RGB image [3, H, W], got shape {size:?}"
+    );
+    let (h, w) = (size[1], size[2]);
+    let x = hr.to_kind(Kind::Float);
+    let (dy, dx) = d.shift;
+    let rows = (Tensor::arange(h, (Kind::Int64, x.device())) - dy).clamp(0, h - 1);
+    let cols = (Tensor::arange(w, (Kind::Int64, x.device())) - dx).clamp(0, w - 1);
+    let mut x = x.index_select(1, &rows).index_select(2, &cols);
+    if let Some(kernel) = blur_kernel(d) {
+        let k = kernel.size()[0];
+        let weight = kernel
+            .to_device(x.device())
+            .view([1, 1, k, k])
+            .repeat([3, 1, 1, 1]);
+        let pad = k / 2;
+        x = x
+            .unsqueeze(0)
+            .pad([pad, pad, pad, pad], "replicate", None)
+            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3)
+            .squeeze_dim(0);
+    }
+    let lr = imresize(&x, 1.0 / d.scale as f64).clamp(0.0, 1.0);
+    let lr = add_noise(&lr, d, noise_seed)?;
+    let mut lr = Rgb8::from_tensor(&lr)?;
+    if let Some(qp) = d.h264_qp {
+        lr = h264_roundtrip(&lr, qp)?;
+    }
+    if let Some(quality) = d.jpeg_quality {
+        lr = jpeg_roundtrip(&lr, quality)?;
+    }
+    Ok(lr)
+}
+
+/// Poisson then Gaussian noise, drawn in Rust from `seed` (libtorch's generator is global to
+/// the process, so it would not give reproducible results under concurrency).
+fn add_noise(lr: &Tensor, d: &Degradation, seed: u64) -> Result<Tensor> {
+    if d.poisson_peak.is_none() && d.gaussian_noise.is_none() {
+        return Ok(lr.shallow_clone());
+    }
+    let shape = lr.size();
+    let mut values: Vec<f32> = Vec::try_from(&lr.flatten(0, -1))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for v in &mut values {
+        let mut x = f64::from(*v);
+        if let Some(peak) = d.poisson_peak {
+            x = poisson(&mut rng, x * peak) / peak;
+        }
+        if let Some(sigma) = d.gaussian_noise {
+            x += sigma * standard_normal(&mut rng);
+        }
+        *v = x.clamp(0.0, 1.0) as f32;
+    }
+    Ok(Tensor::from_slice(&values).view(shape.as_slice()))
+}
+
+/// Box–Muller.
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    let u1 = 1.0 - rng.random::<f64>(); // (0, 1]: ln stays finite
+    let u2 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A Poisson sample: exact (Knuth's product of uniforms) below 30, the normal approximation
+/// above, where its skewness (< 0.18) is invisible in an image.
+fn poisson(rng: &mut StdRng, lambda: f64) -> f64 {
+    if lambda <= 0.0 {
+        0.0
+    } else if lambda < 30.0 {
+        let limit = (-lambda).exp();
+        let mut product = rng.random::<f64>();
+        let mut k = 0.0;
+        while product > limit {
+            product *= rng.random::<f64>();
+            k += 1.0;
+        }
+        k
+    } else {
+        (lambda + lambda.sqrt() * standard_normal(rng))
+            .round()
+            .max(0.0)
+    }
+}
+
+/// JPEG encode and decode with the `image` crate.
+pub fn jpeg_roundtrip(img: &Rgb8, quality: u8) -> Result<Rgb8> {
+    use image::ImageEncoder;
+    ensure!(
+        (1..=100).contains(&quality),
+        "JPEG quality {quality} is outside 1..=100"
+    );
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .write_image(
+            &img.data,
+            img.width as u32,
+            img.height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .context("JPEG encoding")?;
+    let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+        .context("JPEG decoding")?
+        .into_rgb8();
+    Ok(Rgb8 {
+        height: img.height,
+        width: img.width,
+        data: decoded.into_raw(),
+    })
+}
+
+/// H.264 encode and decode through GStreamer: `appsrc ! x264enc (constant quantizer `qp`, one
+/// thread for reproducible output) ! h264parse ! avdec_h264 ! appsink`. The image is one
+/// intra-coded frame in 4:2:0, as cameras stream. The BT.601 limited-range conversion and the
+/// chroma subsampling happen here, with the element's own colour code, rather than in
+/// `videoconvert`, whose 8-bit fast paths shift grey levels by a few codes.
+pub fn h264_roundtrip(img: &Rgb8, qp: u32) -> Result<Rgb8> {
+    ensure!(qp <= 50, "H.264 quantizer {qp} is outside 0..=50");
+    gst::init()?;
+    // 4:2:0 needs even sizes: repeat the last row/column, cropped off after decoding.
+    let (h, w) = (img.height as i64, img.width as i64);
+    let rgb = img.to_tensor();
+    let rgb = rgb.pad([0, w % 2, 0, h % 2], "replicate", None);
+    let (height, width) = (h + h % 2, w + w % 2);
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width as u32, height as u32)
+            .fps(gst::Fraction::new(1, 1))
+            .colorimetry(&gst_video::VideoColorimetry::from_str("bt601").context("colorimetry")?)
+            .build()
+            .context("video format")?;
+    let (y, cb, cr) = YuvEncoding::BT601_LIMITED.from_rgb(&rgb);
+    let planes = [y, downsample_chroma(&cb), downsample_chroma(&cr)];
+    let mut data = vec![0u8; info.size()];
+    for (p, plane) in planes.iter().enumerate() {
+        let codes = plane
+            .round()
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8)
+            .contiguous();
+        let (rows, cols) = (codes.size()[0] as usize, codes.size()[1] as usize);
+        let mut values = vec![0u8; rows * cols];
+        codes.f_copy_data(&mut values, rows * cols)?;
+        let (offset, stride) = (info.offset()[p], info.stride()[p] as usize);
+        for (r, line) in values.chunks_exact(cols).enumerate() {
+            data[offset + r * stride..offset + r * stride + cols].copy_from_slice(line);
+        }
+    }
+
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&info.to_caps().context("video caps")?)
+        .format(gst::Format::Time)
+        .build();
+    let encoder = make_element("x264enc").context("install gstreamer1.0-plugins-ugly")?;
+    encoder.set_property_from_str("pass", "quant");
+    encoder.set_property("quantizer", qp);
+    encoder.set_property("threads", 1u32);
+    let parse = make_element("h264parse").context("install gstreamer1.0-plugins-bad")?;
+    let decoder = make_element("avdec_h264").context("install gstreamer1.0-libav")?;
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::I420)
+                .build(),
+        )
+        .sync(false)
+        .build();
+    let chain = [
+        src.upcast_ref(),
+        &encoder,
+        &parse,
+        &decoder,
+        sink.upcast_ref(),
+    ];
+    pipeline.add_many(chain)?;
+    gst::Element::link_many(chain)?;
+
+    let mut buffer = gst::Buffer::from_mut_slice(data);
+    {
+        let buffer = buffer.get_mut().context("new buffer")?;
+        buffer.set_pts(gst::ClockTime::ZERO);
+        buffer.set_duration(gst::ClockTime::SECOND);
+    }
+    src.push_buffer(buffer).context("pushing the frame")?;
+    src.end_of_stream().context("ending the stream")?;
+    let mut decoded = None;
+    run_to_appsink(&pipeline, &sink, |sample| {
+        decoded = Some(i420_planes(sample)?);
+        Ok(false)
+    })
+    .context("H.264 round trip")?;
+    let Some([y, cb, cr]) = decoded else {
+        bail!("H.264 round trip: no frame came out of the decoder");
+    };
+    ensure!(
+        y.size() == [height, width],
+        "H.264 round trip: {width}x{height} came back as {:?}",
+        y.size()
+    );
+    let rgb = YuvEncoding::BT601_LIMITED.to_rgb(
+        &y,
+        &upsample_chroma(&cb, height, width),
+        &upsample_chroma(&cr, height, width),
+    );
+    Rgb8::from_tensor(&rgb.narrow(1, 0, h).narrow(2, 0, w))
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DegradeArgs {
+    /// Folders (searched recursively) or files of HR photos.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder: lr/<name>.png, hr/<name>.png and degradation.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Preset::Mild)]
+    pub preset: Preset,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 4)]
+    pub scale: i64,
+    /// Also JPEG-compress every LR image at this quality (1–100), last.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: Option<u8>,
+    /// Halve JPEG inputs first, washing out their blocking (DATA.md).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub jpeg_downscale: bool,
+}
+
+/// One line of `degradation.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradeRecord {
+    pub name: String,
+    pub source: PathBuf,
+    /// `[height, width]` of the HR written (after JPEG halving and cropping to the scale).
+    pub hr_size: [usize; 2],
+    pub lr_size: [usize; 2],
+    pub degradation: Degradation,
+}
+
+/// `degradation.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradeManifest {
+    pub preset: Preset,
+    pub seed: u64,
+    pub scale: i64,
+    pub jpeg_downscale: bool,
+    pub images: Vec<DegradeRecord>,
+}
+
+/// The RNG of one image: from the run's seed and the image's name (not its position), so
+/// adding photos does not change the others' degradations.
+fn image_rng(seed: u64, name: &str) -> StdRng {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    StdRng::seed_from_u64(seed ^ hash.rotate_left(17))
+}
+
+/// `train degrade`. Unreadable inputs are skipped with a warning; images smaller than the
+/// scale are skipped too.
+pub fn run(args: &DegradeArgs) -> Result<()> {
+    ensure!(
+        args.scale >= 1,
+        "--scale must be positive, got {}",
+        args.scale
+    );
+    let scale = args.scale as usize;
+    let mut inputs = BTreeMap::new();
+    for input in &args.inputs {
+        for (name, path) in named_images(input)? {
+            if let Some(previous) = inputs.insert(name.clone(), path.clone()) {
+                bail!(
+                    "{} and {} would both be written as '{name}.png'",
+                    previous.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    ensure!(
+        !inputs.is_empty(),
+        "no images found in {}",
+        args.inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (lr_dir, hr_dir) = (args.out.join("lr"), args.out.join("hr"));
+    for dir in [&lr_dir, &hr_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut records = Vec::new();
+    let count = inputs.len();
+    for (i, (name, path)) in inputs.into_iter().enumerate() {
+        let hr = match load_hr(&path, args.jpeg_downscale, scale) {
+            Ok(hr) => hr,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {e:#}", path.display());
+                continue;
+            }
+        };
+        let mut rng = image_rng(args.seed, &name);
+        let mut degradation = args.preset.sample(args.scale, &mut rng);
+        degradation.jpeg_quality = args.jpeg_quality;
+        let lr = degrade(&hr, &degradation, rng.random())
+            .with_context(|| format!("degrading {}", path.display()))?;
+        save_png(&hr, &hr_dir.join(format!("{name}.png")))?;
+        save_png(&lr.to_tensor(), &lr_dir.join(format!("{name}.png")))?;
+        let hr_size = [hr.size()[1] as usize, hr.size()[2] as usize];
+        eprintln!(
+            "[{}/{count}] {name}: {}x{} -> {}x{}",
+            i + 1,
+            hr_size[1],
+            hr_size[0],
+            lr.width,
+            lr.height
+        );
+        records.push(DegradeRecord {
+            name,
+            source: path,
+            hr_size,
+            lr_size: [lr.height, lr.width],
+            degradation,
+        });
+    }
+    ensure!(!records.is_empty(), "every input image was skipped");
+    let manifest = DegradeManifest {
+        preset: args.preset,
+        seed: args.seed,
+        scale: args.scale,
+        jpeg_downscale: args.jpeg_downscale,
+        images: records,
+    };
+    let json = serde_json::to_string_pretty(&manifest)?;
+    gstcyclesr::model::checkpoint::write_atomically(
+        &args.out.join("degradation.json"),
+        json.as_bytes(),
+    )
+}
+
+/// The HR image as written: JPEGs optionally halved, cropped (top-left) to a multiple of the
+/// scale.
+fn load_hr(path: &Path, jpeg_downscale: bool, scale: usize) -> Result<Tensor> {
+    let img = load_rgb8_for_training(path, jpeg_downscale)?.to_tensor();
+    let (h, w) = (img.size()[1] as usize, img.size()[2] as usize);
+    let (hc, wc) = (h / scale * scale, w / scale * scale);
+    ensure!(
+        hc > 0 && wc > 0,
+        "{w}x{h} is smaller than the scale {scale}"
+    );
+    Ok(img.narrow(1, 0, hc as i64).narrow(2, 0, wc as i64))
+}

@@ -1,0 +1,272 @@
+//! `train eval`: PSNR/SSIM of a model and of bicubic on LR/HR pairs, with the NTIRE protocol;
+//! [`evaluate`] is also the trainer's validation.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+use gstcyclesr::model::checkpoint::{write_atomically, SrModel};
+use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
+use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
+use serde::Serialize;
+use tch::Device;
+
+use crate::data::{imresize, PairedSet};
+use crate::metrics::{NtireProtocol, Score};
+
+/// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
+/// seams negligible in the scores.
+pub const DEFAULT_TILING: Tiling = Tiling {
+    tile_size: 256,
+    overlap: 16,
+};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// SR model file (.safetensors); without it only bicubic is scored.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Folder of LR images.
+    #[arg(long)]
+    pub lr: PathBuf,
+    /// Folder of HR ground truth, files named as in --lr.
+    #[arg(long)]
+    pub hr: PathBuf,
+    /// HR pixels ignored at each border [default: the scale].
+    #[arg(long)]
+    pub border: Option<i64>,
+    /// Largest integer shift (HR pixels) searched for the best alignment. 8 covers the shifts
+    /// of `train degrade` (at most 6); NTIRE 2018 used 40; 0 for aligned benchmarks.
+    #[arg(long, default_value_t = 8)]
+    pub max_shift: i64,
+    /// Score only a centre square of this side (HR pixels), as NTIRE did for speed.
+    #[arg(long)]
+    pub crop: Option<i64>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Side of the LR tiles the model runs on (0 = whole images).
+    #[arg(long, default_value_t = DEFAULT_TILING.tile_size)]
+    pub tile_size: i64,
+    /// LR pixels of context around each tile.
+    #[arg(long, default_value_t = DEFAULT_TILING.overlap)]
+    pub tile_overlap: i64,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Mean scores over a set (the mean of per-image values, as SR papers report).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MeanScore {
+    pub psnr_rgb: f64,
+    pub ssim_rgb: f64,
+    pub psnr_y: f64,
+    pub ssim_y: f64,
+}
+
+impl MeanScore {
+    fn of<'a>(scores: impl Iterator<Item = &'a Score> + Clone) -> MeanScore {
+        let n = scores.clone().count().max(1) as f64;
+        let mean = |f: fn(&Score) -> f64| scores.clone().map(f).sum::<f64>() / n;
+        MeanScore {
+            psnr_rgb: mean(|s| s.psnr_rgb),
+            ssim_rgb: mean(|s| s.ssim_rgb),
+            psnr_y: mean(|s| s.psnr_y),
+            ssim_y: mean(|s| s.ssim_y),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageScores {
+    pub name: String,
+    /// The model's scores (bicubic's when no model is evaluated).
+    pub model: Score,
+    pub bicubic: Score,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MeanScores {
+    pub model: MeanScore,
+    pub bicubic: MeanScore,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Whether a model was evaluated; otherwise `model` scores repeat bicubic's.
+    pub with_model: bool,
+    pub scale: i64,
+    pub protocol: NtireProtocol,
+    pub images: Vec<ImageScores>,
+    pub mean: MeanScores,
+}
+
+/// Scores `model` (when given) and bicubic ([`imresize`]) on every pair of `set`, running the
+/// model tiled with [`DEFAULT_TILING`] in fp32 on the model's device.
+pub fn evaluate(
+    model: Option<&SrModel>,
+    set: &PairedSet,
+    protocol: &NtireProtocol,
+) -> Result<EvalReport> {
+    evaluate_tiled(model, set, protocol, DEFAULT_TILING)
+}
+
+/// [`evaluate`] with a chosen tiling.
+pub fn evaluate_tiled(
+    model: Option<&SrModel>,
+    set: &PairedSet,
+    protocol: &NtireProtocol,
+    tiling: Tiling,
+) -> Result<EvalReport> {
+    let upscaler = model.map(|m| upscaler_for(m, tiling)).transpose()?;
+    if let Some(upscaler) = &upscaler {
+        ensure!(
+            upscaler.scale() == set.scale,
+            "the model upscales x{} but the LR/HR pairs are x{}",
+            upscaler.scale(),
+            set.scale
+        );
+    }
+    let mut images = Vec::with_capacity(set.len());
+    for item in &set.items {
+        let context = || format!("image '{}'", item.name);
+        let bicubic = catch_torch(|| imresize(&item.lr, set.scale as f64).clamp(0.0, 1.0))
+            .with_context(context)?;
+        let bicubic = protocol.score(&bicubic, &item.hr).with_context(context)?;
+        let model = match &upscaler {
+            Some(upscaler) => {
+                let sr = catch_torch(|| {
+                    upscaler
+                        .upscale(&item.lr.unsqueeze(0).to_device(upscaler.device()))
+                        .squeeze_dim(0)
+                        .to_device(Device::Cpu)
+                })
+                .with_context(context)?;
+                protocol.score(&sr, &item.hr).with_context(context)?
+            }
+            None => bicubic,
+        };
+        images.push(ImageScores {
+            name: item.name.clone(),
+            model,
+            bicubic,
+        });
+    }
+    let mean = MeanScores {
+        model: MeanScore::of(images.iter().map(|i| &i.model)),
+        bicubic: MeanScore::of(images.iter().map(|i| &i.bicubic)),
+    };
+    Ok(EvalReport {
+        with_model: upscaler.is_some(),
+        scale: set.scale,
+        protocol: *protocol,
+        images,
+        mean,
+    })
+}
+
+/// An fp32 [`Upscaler`] on a copy of `model`'s weights: the upscaler owns its model, and the
+/// trainer keeps training its own.
+fn upscaler_for(model: &SrModel, tiling: Tiling) -> Result<Upscaler> {
+    let mut copy = SrModel::new(model.config, model.vs.device())?;
+    copy.vs
+        .copy(&model.vs)
+        .context("copying the SR network's weights")?;
+    Upscaler::new(copy, Precision::Fp32, tiling)
+}
+
+impl fmt::Display for EvalReport {
+    /// A table: one row per image, then the means.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .images
+            .iter()
+            .map(|i| i.name.len())
+            .chain([4])
+            .max()
+            .unwrap_or(4);
+        let pair = |psnr: f64, ssim: f64| format!("{psnr:6.2} {ssim:.4}");
+        write!(f, "{:width$}  {:>9}", "name", "shift")?;
+        if self.with_model {
+            write!(f, "  {:>13}  {:>13}", "model RGB", "model Y")?;
+        }
+        writeln!(f, "  {:>13}  {:>13}", "bicubic RGB", "bicubic Y")?;
+        let row = |f: &mut fmt::Formatter<'_>,
+                   name: &str,
+                   shift: String,
+                   model: MeanScore,
+                   bicubic: MeanScore| {
+            write!(f, "{name:width$}  {shift:>9}")?;
+            if self.with_model {
+                write!(
+                    f,
+                    "  {}  {}",
+                    pair(model.psnr_rgb, model.ssim_rgb),
+                    pair(model.psnr_y, model.ssim_y)
+                )?;
+            }
+            writeln!(
+                f,
+                "  {}  {}",
+                pair(bicubic.psnr_rgb, bicubic.ssim_rgb),
+                pair(bicubic.psnr_y, bicubic.ssim_y)
+            )
+        };
+        for image in &self.images {
+            let (dy, dx) = image.model.shift;
+            row(
+                f,
+                &image.name,
+                format!("{dy},{dx}"),
+                MeanScore::of([image.model].iter()),
+                MeanScore::of([image.bicubic].iter()),
+            )?;
+        }
+        row(
+            f,
+            &format!("mean ({})", self.images.len()),
+            String::new(),
+            self.mean.model,
+            self.mean.bicubic,
+        )
+    }
+}
+
+/// `train eval`: loads the pairs (and the model), prints the table, writes the JSON report.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    ensure!(
+        args.tile_size >= 0 && args.tile_overlap >= 0,
+        "--tile-size {} and --tile-overlap {} must not be negative",
+        args.tile_size,
+        args.tile_overlap
+    );
+    let set = PairedSet::load(&args.lr, &args.hr)?;
+    let model = match &args.model {
+        Some(path) => {
+            let request: DeviceRequest = args.device.parse()?;
+            let (device, warning) = resolve_device(request)?;
+            if let Some(warning) = warning {
+                eprintln!("warning: {warning}");
+            }
+            Some(SrModel::load(path, device)?)
+        }
+        None => None,
+    };
+    let protocol = NtireProtocol {
+        border: args.border.unwrap_or(set.scale),
+        max_shift: args.max_shift,
+        crop: args.crop,
+    };
+    let tiling = Tiling {
+        tile_size: args.tile_size,
+        overlap: args.tile_overlap,
+    };
+    let report = evaluate_tiled(model.as_ref(), &set, &protocol, tiling)?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        write_atomically(path, json.as_bytes())?;
+    }
+    Ok(())
+}

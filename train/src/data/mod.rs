@@ -1,0 +1,207 @@
+//! Data: MATLAB-compatible resizing, image and video sources, the unpaired training loader and
+//! paired benchmark sets.
+//!
+//! The two training domains are never paired: real LR patches (footage, degraded stills) and HR
+//! patches (clean photos) are drawn independently. The synthetic LR of an HR patch is its
+//! MATLAB-bicubic downscale, which is what G_s2r translates into the real domain.
+
+mod imresize;
+mod loader;
+mod paired;
+mod source;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{ensure, Result};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+pub use imresize::{imresize, imresize_to};
+pub use loader::{Loader, UnpairedBatch};
+pub use paired::{PairedItem, PairedSet};
+pub use source::{
+    decode_video, is_image_file, is_jpeg, list_images, load_image, load_rgb8,
+    load_rgb8_for_training, named_images, save_png, FrameRange, Rgb8,
+};
+pub(crate) use source::{i420_planes, make_element, run_to_appsink};
+
+/// The `[data]` options of a training run.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataOptions {
+    /// Folders (searched recursively) or files of clean HR stills.
+    pub hr: Vec<PathBuf>,
+    /// Real LR sources: videos, image folders or image files, each optionally with a frame
+    /// range (for folders, the range indexes the sorted file list).
+    pub real_lr: Vec<SourceSpec>,
+    /// Side of LR patches (real and synthetic); HR patches are `lr_patch * scale`. Default 120
+    /// (the paper's 480² HR / 120² LR sub-images).
+    #[serde(default = "default_lr_patch")]
+    pub lr_patch: i64,
+    /// Patches per domain in a batch. Default 32.
+    #[serde(default = "default_batch")]
+    pub batch: i64,
+    /// Super-resolution factor. Default 4.
+    #[serde(default = "default_scale")]
+    pub scale: i64,
+    /// Halve HR JPEGs with `imresize` when loading, washing out their blocking (DATA.md).
+    /// Default true. Not applied in paired mode, where it would break the pixel correspondence.
+    #[serde(default = "default_jpeg_downscale")]
+    pub jpeg_downscale: bool,
+    /// Background threads making batches (also decoding files at start-up); 0 makes batches
+    /// on the caller's thread. Default 2.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Batches made ahead of the one being consumed. Default 4.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    /// Only for the 'paired' oracle mode: an LR folder whose files pair by name with the `hr`
+    /// images; each batch then also carries the true LR patch of each HR crop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired_lr: Option<PathBuf>,
+}
+
+fn default_lr_patch() -> i64 {
+    120
+}
+fn default_batch() -> i64 {
+    32
+}
+fn default_scale() -> i64 {
+    4
+}
+fn default_jpeg_downscale() -> bool {
+    true
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_prefetch() -> usize {
+    4
+}
+
+impl Default for DataOptions {
+    /// The defaults of every option, with no sources.
+    fn default() -> Self {
+        DataOptions {
+            hr: Vec::new(),
+            real_lr: Vec::new(),
+            lr_patch: default_lr_patch(),
+            batch: default_batch(),
+            scale: default_scale(),
+            jpeg_downscale: default_jpeg_downscale(),
+            workers: default_workers(),
+            prefetch: default_prefetch(),
+            paired_lr: None,
+        }
+    }
+}
+
+impl DataOptions {
+    /// Checks the numeric options; sources are checked when loaded.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.lr_patch >= 1,
+            "data.lr_patch must be positive, got {}",
+            self.lr_patch
+        );
+        ensure!(
+            self.batch >= 1,
+            "data.batch must be positive, got {}",
+            self.batch
+        );
+        ensure!(
+            self.scale >= 1,
+            "data.scale must be positive, got {}",
+            self.scale
+        );
+        for spec in &self.real_lr {
+            spec.range()
+                .validate()
+                .map_err(|e| anyhow::anyhow!("data.real_lr source {}: {e}", spec.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A real-LR source: a video, an image folder or an image file, with the frames to use.
+/// In a TOML file either a plain path string or a table
+/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2 }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceSpec {
+    pub path: PathBuf,
+    /// First frame (0-based). Default 0.
+    pub start_frame: u64,
+    /// One past the last frame; none = to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_frame: Option<u64>,
+    /// Keep every `step`-th frame from `start_frame`. Default 1.
+    pub step: u64,
+}
+
+impl SourceSpec {
+    pub fn range(&self) -> FrameRange {
+        FrameRange {
+            start: self.start_frame,
+            end: self.end_frame,
+            step: self.step,
+        }
+    }
+}
+
+impl From<PathBuf> for SourceSpec {
+    /// Every frame of `path`.
+    fn from(path: PathBuf) -> Self {
+        SourceSpec {
+            path,
+            start_frame: 0,
+            end_frame: None,
+            step: 1,
+        }
+    }
+}
+
+/// The table form, with its own field checks and defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceTable {
+    path: PathBuf,
+    #[serde(default)]
+    start_frame: u64,
+    #[serde(default)]
+    end_frame: Option<u64>,
+    #[serde(default = "default_step")]
+    step: u64,
+}
+
+fn default_step() -> u64 {
+    1
+}
+
+impl<'de> Deserialize<'de> for SourceSpec {
+    // Hand-written rather than `#[serde(untagged)]`, which would replace a table's precise
+    // error (e.g. an unknown field) with "did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = SourceSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path or a table { path, start_frame, end_frame, step }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SourceSpec, E> {
+                Ok(SourceSpec::from(PathBuf::from(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SourceSpec, A::Error> {
+                let t = SourceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(SourceSpec {
+                    path: t.path,
+                    start_frame: t.start_frame,
+                    end_frame: t.end_frame,
+                    step: t.step,
+                })
+            }
+        }
+        deserializer.deserialize_any(SpecVisitor)
+    }
+}

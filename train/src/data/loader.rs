@@ -1,0 +1,529 @@
+//! The unpaired training loader.
+//!
+//! Batch `i` is a pure function of the decoded data, the seed and `i` (a fresh RNG per batch),
+//! so a run resumed at iteration `i` sees exactly the batches it would have seen.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gstcyclesr::model::upscaler::catch_torch;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tch::Tensor;
+
+use super::imresize::imresize;
+use super::paired::{check_pair_size, pair_by_name};
+use super::source::{
+    decode_video, is_image_file, list_images, load_rgb8_for_training, named_images, FrameRange,
+    Rgb8,
+};
+use super::DataOptions;
+
+/// One training batch. `real_lr` and `hr` come from independent random draws: nothing pairs
+/// them.
+#[derive(Debug)]
+pub struct UnpairedBatch {
+    /// Its number (the iteration it was made for).
+    pub index: u64,
+    /// Real LR patches `[B, 3, p, p]`.
+    pub real_lr: Tensor,
+    /// Synthetic LR `[B, 3, p, p]`: `imresize(hr, 1/scale)`.
+    pub syn_lr: Tensor,
+    /// HR patches `[B, 3, p·scale, p·scale]`.
+    pub hr: Tensor,
+    /// Paired mode only: the true LR patch `[B, 3, p, p]` of each HR crop.
+    pub paired_lr: Option<Tensor>,
+}
+
+/// Decoded images of both domains, shared read-only by the worker threads.
+struct Dataset {
+    hr: Vec<Rgb8>,
+    /// Paired mode: the LR image of `hr[k]` at index k.
+    paired_lr: Option<Vec<Rgb8>>,
+    real_lr: Vec<Rgb8>,
+    lr_patch: usize,
+    scale: usize,
+    batch: usize,
+}
+
+/// Makes batches `start_iteration, start_iteration + 1, ...` in order, `workers` threads ahead.
+///
+/// Images are decoded once, at construction, and kept in memory as 8-bit RGB. Images smaller
+/// than a patch are skipped with a warning rather than padded: padding would teach the networks
+/// flat borders that real frames do not have. Unreadable files and undecodable videos are
+/// skipped with a warning too; a domain left empty is an error naming its sources.
+pub struct Loader {
+    dataset: Arc<Dataset>,
+    seed: u64,
+    start: u64,
+    next: u64,
+    /// Worker w makes batches start + w, start + w + workers, ...; reading the channels in
+    /// turn restores the order.
+    receivers: Vec<Receiver<Result<UnpairedBatch>>>,
+    workers: Vec<JoinHandle<()>>,
+    warnings: Vec<String>,
+}
+
+impl Loader {
+    pub fn new(opts: &DataOptions, seed: u64, start_iteration: u64) -> Result<Loader> {
+        opts.validate()?;
+        let threads = opts.workers.max(1);
+        let mut warnings = Vec::new();
+        let lr_patch = opts.lr_patch as usize;
+        let scale = opts.scale as usize;
+        let (hr, paired_lr) = match &opts.paired_lr {
+            None => (
+                load_hr(
+                    &opts.hr,
+                    opts.jpeg_downscale,
+                    lr_patch * scale,
+                    threads,
+                    &mut warnings,
+                )?,
+                None,
+            ),
+            Some(lr_dir) => {
+                let (hr, lr) =
+                    load_pairs(&opts.hr, lr_dir, lr_patch, scale, threads, &mut warnings)?;
+                (hr, Some(lr))
+            }
+        };
+        let real_lr = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
+        let dataset = Arc::new(Dataset {
+            hr,
+            paired_lr,
+            real_lr,
+            lr_patch,
+            scale,
+            batch: opts.batch as usize,
+        });
+
+        let mut receivers = Vec::new();
+        let mut workers = Vec::new();
+        let count = opts.workers as u64;
+        for w in 0..count {
+            let (sender, receiver) = sync_channel(opts.prefetch.div_ceil(opts.workers));
+            let dataset = Arc::clone(&dataset);
+            let handle = std::thread::Builder::new()
+                .name(format!("cyclesr-data-{w}"))
+                .spawn(move || {
+                    let mut index = start_iteration + w;
+                    // Ends when the loader drops its receivers.
+                    while sender.send(make_batch(&dataset, seed, index)).is_ok() {
+                        index += count;
+                    }
+                })
+                .context("starting a data worker thread")?;
+            receivers.push(receiver);
+            workers.push(handle);
+        }
+        Ok(Loader {
+            dataset,
+            seed,
+            start: start_iteration,
+            next: start_iteration,
+            receivers,
+            workers,
+            warnings,
+        })
+    }
+
+    /// The next batch, in order.
+    pub fn next_batch(&mut self) -> Result<UnpairedBatch> {
+        let index = self.next;
+        let batch = if self.receivers.is_empty() {
+            make_batch(&self.dataset, self.seed, index)
+        } else {
+            let worker = ((index - self.start) % self.receivers.len() as u64) as usize;
+            self.receivers[worker]
+                .recv()
+                .map_err(|_| anyhow!("data worker thread {worker} stopped"))?
+        }
+        .with_context(|| format!("making batch {index}"))?;
+        self.next += 1;
+        Ok(batch)
+    }
+
+    /// HR images in use (paired mode: pairs).
+    pub fn hr_images(&self) -> usize {
+        self.dataset.hr.len()
+    }
+
+    /// Real LR images and frames in use.
+    pub fn real_lr_images(&self) -> usize {
+        self.dataset.real_lr.len()
+    }
+
+    /// What was skipped while loading (also printed on stderr).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("hr_images", &self.hr_images())
+            .field("real_lr_images", &self.real_lr_images())
+            .field("paired", &self.dataset.paired_lr.is_some())
+            .field("seed", &self.seed)
+            .field("next", &self.next)
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Dropping the receivers makes every worker's next send fail, so they exit.
+        self.receivers.clear();
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn warn(warnings: &mut Vec<String>, message: String) {
+    eprintln!("warning: {message}");
+    warnings.push(message);
+}
+
+/// The seed of batch `index`: splitmix64 of the two, so neighbouring indices and seeds give
+/// unrelated streams.
+fn batch_seed(seed: u64, index: u64) -> u64 {
+    fn splitmix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    splitmix(seed ^ splitmix(index))
+}
+
+/// A random element of the dihedral group (flips and transposition) applied to a square patch.
+struct Augment {
+    hflip: bool,
+    vflip: bool,
+    transpose: bool,
+}
+
+impl Augment {
+    fn random(rng: &mut StdRng) -> Augment {
+        Augment {
+            hflip: rng.random_bool(0.5),
+            vflip: rng.random_bool(0.5),
+            transpose: rng.random_bool(0.5),
+        }
+    }
+
+    /// `[3, p, p]` → `[3, p, p]`.
+    fn apply(&self, patch: Tensor) -> Tensor {
+        let patch = if self.hflip { patch.flip([2]) } else { patch };
+        let patch = if self.vflip { patch.flip([1]) } else { patch };
+        if self.transpose {
+            patch.transpose(1, 2)
+        } else {
+            patch
+        }
+    }
+}
+
+fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
+    catch_torch(|| {
+        let mut rng = StdRng::seed_from_u64(batch_seed(seed, index));
+        let (p, s) = (ds.lr_patch, ds.scale);
+        let mut hr = Vec::with_capacity(ds.batch);
+        let mut paired = Vec::new();
+        let mut real = Vec::with_capacity(ds.batch);
+        for _ in 0..ds.batch {
+            let k = rng.random_range(0..ds.hr.len());
+            let image = &ds.hr[k];
+            let augment = Augment::random(&mut rng);
+            match &ds.paired_lr {
+                Some(lr_images) => {
+                    // Crop on the LR grid so the HR crop covers exactly the same scene.
+                    let lr = &lr_images[k];
+                    let y = rng.random_range(0..=lr.height - p);
+                    let x = rng.random_range(0..=lr.width - p);
+                    hr.push(augment.apply(image.crop_tensor(y * s, x * s, p * s, p * s)));
+                    paired.push(augment.apply(lr.crop_tensor(y, x, p, p)));
+                }
+                None => {
+                    let y = rng.random_range(0..=image.height - p * s);
+                    let x = rng.random_range(0..=image.width - p * s);
+                    hr.push(augment.apply(image.crop_tensor(y, x, p * s, p * s)));
+                }
+            }
+            // The real LR domain: its own image, crop and augmentation.
+            let image = &ds.real_lr[rng.random_range(0..ds.real_lr.len())];
+            let y = rng.random_range(0..=image.height - p);
+            let x = rng.random_range(0..=image.width - p);
+            real.push(Augment::random(&mut rng).apply(image.crop_tensor(y, x, p, p)));
+        }
+        let hr = Tensor::stack(&hr, 0);
+        UnpairedBatch {
+            index,
+            real_lr: Tensor::stack(&real, 0),
+            syn_lr: imresize(&hr, 1.0 / s as f64),
+            hr,
+            paired_lr: ds.paired_lr.as_ref().map(|_| Tensor::stack(&paired, 0)),
+        }
+    })
+}
+
+/// Runs `job` over `items` on `threads` threads; results in the order of `items`.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    job: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(items.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return done;
+                        };
+                        done.push((i, job(item)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn describe(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The unpaired HR domain: every image in the folders, at least `patch` on each side.
+fn load_hr(
+    folders: &[PathBuf],
+    jpeg_downscale: bool,
+    patch: usize,
+    threads: usize,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Rgb8>> {
+    if folders.is_empty() {
+        bail!("data.hr lists no HR folders");
+    }
+    let mut files = Vec::new();
+    for folder in folders {
+        files.extend(list_images(folder).context("data.hr")?);
+    }
+    if files.is_empty() {
+        bail!("empty HR domain: no images found in {}", describe(folders));
+    }
+    let loaded = parallel_map(&files, threads, |path| {
+        load_rgb8_for_training(path, jpeg_downscale)
+    });
+    let mut images = Vec::new();
+    for (path, image) in files.iter().zip(loaded) {
+        match image {
+            Err(e) => warn(warnings, format!("skipping {}: {e:#}", path.display())),
+            Ok(img) if img.height < patch || img.width < patch => warn(
+                warnings,
+                format!(
+                    "skipping {}: {}x{} is smaller than the {patch}x{patch} HR patch",
+                    path.display(),
+                    img.width,
+                    img.height
+                ),
+            ),
+            Ok(img) => images.push(img),
+        }
+    }
+    if images.is_empty() {
+        bail!(
+            "empty HR domain: none of the {} images in {} is usable (see the warnings)",
+            files.len(),
+            describe(folders)
+        );
+    }
+    Ok(images)
+}
+
+/// What to decode for the real LR domain.
+enum Job {
+    Image(PathBuf),
+    Video(PathBuf, FrameRange),
+}
+
+fn load_real_lr(
+    opts: &DataOptions,
+    patch: usize,
+    threads: usize,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Rgb8>> {
+    if opts.real_lr.is_empty() {
+        bail!("data.real_lr lists no real LR sources");
+    }
+    let mut jobs = Vec::new();
+    for spec in &opts.real_lr {
+        let range = spec.range();
+        let path = &spec.path;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("data.real_lr: cannot access {}", path.display()))?;
+        if meta.is_dir() || is_image_file(path) {
+            // For stills, the frame range indexes the sorted file list.
+            let files = list_images(path).context("data.real_lr")?;
+            jobs.extend(
+                files
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| range.contains(*i as u64))
+                    .map(|(_, f)| Job::Image(f)),
+            );
+        } else {
+            jobs.push(Job::Video(path.clone(), range));
+        }
+    }
+    let sources = || {
+        describe(
+            &opts
+                .real_lr
+                .iter()
+                .map(|s| s.path.clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    if jobs.is_empty() {
+        bail!("empty real LR domain: no images found in {}", sources());
+    }
+    let loaded = parallel_map(&jobs, threads, |job| match job {
+        // Real LR stills keep their artefacts: they are the degradation to learn.
+        Job::Image(path) => load_rgb8_for_training(path, false).map(|img| vec![img]),
+        Job::Video(path, range) => decode_video(path, *range),
+    });
+    let mut images = Vec::new();
+    for (job, frames) in jobs.iter().zip(loaded) {
+        let (path, kind) = match job {
+            Job::Image(p) => (p, "image"),
+            Job::Video(p, _) => (p, "video"),
+        };
+        match frames {
+            Err(e) => warn(
+                warnings,
+                format!("skipping {kind} {}: {e:#}", path.display()),
+            ),
+            Ok(frames) if frames.is_empty() => warn(
+                warnings,
+                format!("skipping {kind} {}: no frame in the range", path.display()),
+            ),
+            Ok(frames) => {
+                let before = frames.len();
+                let usable: Vec<_> = frames
+                    .into_iter()
+                    .filter(|f| f.height >= patch && f.width >= patch)
+                    .collect();
+                if usable.len() < before {
+                    warn(
+                        warnings,
+                        format!(
+                            "skipping {} of {before} frame(s) of {kind} {}: smaller than the \
+                             {patch}x{patch} LR patch",
+                            before - usable.len(),
+                            path.display()
+                        ),
+                    );
+                }
+                images.extend(usable);
+            }
+        }
+    }
+    if images.is_empty() {
+        bail!(
+            "empty real LR domain: nothing usable in {} (see the warnings)",
+            sources()
+        );
+    }
+    Ok(images)
+}
+
+/// Paired mode: HR images and their LR counterparts, matched by name, index for index.
+fn load_pairs(
+    hr_folders: &[PathBuf],
+    lr_dir: &Path,
+    patch: usize,
+    scale: usize,
+    threads: usize,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Rgb8>, Vec<Rgb8>)> {
+    let mut hr_named = std::collections::BTreeMap::new();
+    for folder in hr_folders {
+        for (name, path) in named_images(folder).context("data.hr")? {
+            if let Some(previous) = hr_named.insert(name.clone(), path.clone()) {
+                bail!(
+                    "data.hr: {} and {} both have the name '{name}'",
+                    previous.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    let lr_named = named_images(lr_dir).context("data.paired_lr")?;
+    let pairs = pair_by_name(&lr_named, &hr_named, lr_dir, &describe(hr_folders))?;
+    if pairs.is_empty() {
+        bail!(
+            "empty paired domain: no images in {} and {}",
+            lr_dir.display(),
+            describe(hr_folders)
+        );
+    }
+    let loaded = parallel_map(&pairs, threads, |(_, lr, hr)| {
+        Ok::<_, anyhow::Error>((
+            load_rgb8_for_training(lr, false)?,
+            load_rgb8_for_training(hr, false)?,
+        ))
+    });
+    let (mut hr_images, mut lr_images) = (Vec::new(), Vec::new());
+    for ((name, lr_path, hr_path), pair) in pairs.iter().zip(loaded) {
+        match pair {
+            Err(e) => warn(warnings, format!("skipping pair '{name}': {e:#}")),
+            Ok((lr, hr)) => {
+                check_pair_size(&lr, &hr, scale)
+                    .with_context(|| format!("{} and {}", lr_path.display(), hr_path.display()))?;
+                if lr.height < patch || lr.width < patch {
+                    warn(
+                        warnings,
+                        format!(
+                            "skipping {}: {}x{} is smaller than the {patch}x{patch} LR patch",
+                            lr_path.display(),
+                            lr.width,
+                            lr.height
+                        ),
+                    );
+                } else {
+                    hr_images.push(hr);
+                    lr_images.push(lr);
+                }
+            }
+        }
+    }
+    if hr_images.is_empty() {
+        bail!(
+            "empty paired domain: no usable pair in {} and {} (see the warnings)",
+            lr_dir.display(),
+            describe(hr_folders)
+        );
+    }
+    Ok((hr_images, lr_images))
+}

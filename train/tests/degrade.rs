@@ -1,0 +1,233 @@
+//! `train degrade`: reproducibility, sizes, preset levels, kernels and codecs.
+
+use std::path::{Path, PathBuf};
+
+use cyclesr_train::data::{imresize, load_rgb8, save_png, Rgb8};
+use cyclesr_train::degrade::{
+    degrade, gaussian_kernel, h264_roundtrip, jpeg_roundtrip, motion_kernel, run, Degradation,
+    DegradeArgs, DegradeManifest, Preset,
+};
+use cyclesr_train::metrics::{psnr, rgb_to_y, NtireProtocol};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tch::Tensor;
+
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cyclesr-degrade-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Smooth random content, like a photo.
+fn smooth_image(h: i64, w: i64, seed: u64) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (ch, cw) = (h / 4 + 1, w / 4 + 1);
+    let values: Vec<f32> = (0..3 * ch * cw).map(|_| rng.random()).collect();
+    let coarse = Tensor::from_slice(&values).view([3, ch, cw]);
+    imresize(&coarse, 4.0)
+        .narrow(1, 0, h)
+        .narrow(2, 0, w)
+        .clamp(0.0, 1.0)
+}
+
+/// Three HR photos of 50×42 (not multiples of 4).
+fn input_folder(test: &str) -> PathBuf {
+    let dir = temp_dir(test).join("photos");
+    for i in 0..3 {
+        save_png(&smooth_image(42, 50, i), &dir.join(format!("photo{i}.png"))).unwrap();
+    }
+    dir
+}
+
+fn args(input: &Path, out: &Path, preset: Preset, seed: u64) -> DegradeArgs {
+    DegradeArgs {
+        inputs: vec![input.to_path_buf()],
+        out: out.to_path_buf(),
+        preset,
+        seed,
+        scale: 4,
+        jpeg_quality: None,
+        jpeg_downscale: true,
+    }
+}
+
+fn manifest(out: &Path) -> DegradeManifest {
+    serde_json::from_slice(&std::fs::read(out.join("degradation.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn same_seed_same_output() {
+    let input = input_folder("seed");
+    let root = input.parent().unwrap();
+    let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
+    run(&args(&input, &a, Preset::Wild, 11)).unwrap();
+    run(&args(&input, &b, Preset::Wild, 11)).unwrap();
+    run(&args(&input, &c, Preset::Wild, 12)).unwrap();
+    let read = |dir: &Path| std::fs::read(dir.join("lr/photo1.png")).unwrap();
+    assert_eq!(read(&a), read(&b));
+    assert_ne!(read(&a), read(&c));
+    assert_eq!(manifest(&a), manifest(&b));
+}
+
+#[test]
+fn outputs_have_the_scaled_sizes() {
+    let input = input_folder("sizes");
+    let out = input.parent().unwrap().join("out");
+    let mut args = args(&input, &out, Preset::Mild, 0);
+    args.jpeg_quality = Some(60);
+    run(&args).unwrap();
+    for i in 0..3 {
+        let hr = load_rgb8(&out.join(format!("hr/photo{i}.png"))).unwrap();
+        let lr = load_rgb8(&out.join(format!("lr/photo{i}.png"))).unwrap();
+        assert_eq!(
+            (hr.width, hr.height),
+            (48, 40),
+            "HR cropped to a multiple of 4"
+        );
+        assert_eq!((lr.width, lr.height), (12, 10));
+    }
+    let m = manifest(&out);
+    assert_eq!(m.images.len(), 3);
+    assert_eq!(m.images[0].hr_size, [40, 48]);
+    assert_eq!(m.images[0].lr_size, [10, 12]);
+    assert!(m
+        .images
+        .iter()
+        .all(|r| r.degradation.jpeg_quality == Some(60)));
+}
+
+#[test]
+fn mild_levels_are_fixed_and_wild_levels_vary() {
+    let input = input_folder("levels");
+    let root = input.parent().unwrap();
+    let (mild, wild, codec) = (root.join("mild"), root.join("wild"), root.join("codec"));
+    run(&args(&input, &mild, Preset::Mild, 3)).unwrap();
+    run(&args(&input, &wild, Preset::Wild, 3)).unwrap();
+    let mild = manifest(&mild);
+    assert!(mild
+        .images
+        .iter()
+        .all(|r| r.degradation == mild.images[0].degradation));
+    let wild = manifest(&wild);
+    let params: Vec<_> = wild.images.iter().map(|r| &r.degradation).collect();
+    assert!(params[0] != params[1] && params[1] != params[2] && params[0] != params[2]);
+    assert!(params.iter().all(|d| d.h264_qp.is_none()));
+
+    // The same photos through the codec preset, when H.264 is available.
+    if has_h264() {
+        run(&args(&input, &codec, Preset::Codec, 3)).unwrap();
+        let codec = manifest(&codec);
+        assert!(codec.images.iter().all(|r| r.degradation.h264_qp.is_some()));
+    }
+}
+
+#[test]
+fn blur_kernels_are_normalised_and_centred() {
+    for kernel in [
+        motion_kernel(7.0, 30.0),
+        motion_kernel(0.0, 0.0),
+        gaussian_kernel(2.0, 0.7, 45.0),
+    ] {
+        let k = kernel.size()[0];
+        assert_eq!(kernel.size(), [k, k]);
+        assert_eq!(k % 2, 1);
+        assert!((kernel.sum(tch::Kind::Double).double_value(&[]) - 1.0).abs() < 1e-6);
+        // The centroid sits on the centre pixel: blurring does not move the image.
+        let coords = Tensor::arange(k, (tch::Kind::Float, tch::Device::Cpu)) - (k / 2) as f64;
+        let cy = (&kernel * coords.view([k, 1]))
+            .sum(tch::Kind::Double)
+            .double_value(&[]);
+        let cx = (&kernel * coords.view([1, k]))
+            .sum(tch::Kind::Double)
+            .double_value(&[]);
+        assert!(cy.abs() < 1e-5 && cx.abs() < 1e-5, "centroid ({cy}, {cx})");
+    }
+    // A horizontal line of 7 pixels lies in the middle row.
+    let line = motion_kernel(7.0, 0.0);
+    let k = line.size()[0];
+    let middle = line.get(k / 2).sum(tch::Kind::Double).double_value(&[]);
+    assert!((middle - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn the_recorded_shift_is_the_one_scoring_finds() {
+    let hr = smooth_image(64, 64, 9);
+    let d = Degradation {
+        shift: (2, -3),
+        motion_blur: None,
+        gaussian_blur: None,
+        scale: 1,
+        poisson_peak: None,
+        gaussian_noise: None,
+        jpeg_quality: None,
+        h264_qp: None,
+    };
+    let lr = degrade(&hr, &d, 0).unwrap().to_tensor();
+    let protocol = NtireProtocol {
+        border: 0,
+        max_shift: 5,
+        crop: None,
+    };
+    assert_eq!(protocol.score(&lr, &hr).unwrap().shift, (2, -3));
+}
+
+#[test]
+fn noise_follows_the_seed() {
+    let hr = smooth_image(32, 32, 1);
+    let d = Preset::Wild.sample(4, &mut StdRng::seed_from_u64(0));
+    assert_eq!(degrade(&hr, &d, 5).unwrap(), degrade(&hr, &d, 5).unwrap());
+    assert_ne!(degrade(&hr, &d, 5).unwrap(), degrade(&hr, &d, 6).unwrap());
+}
+
+#[test]
+fn jpeg_round_trip_keeps_size_and_content() {
+    let img = Rgb8::from_tensor(&smooth_image(21, 13, 2)).unwrap();
+    let back = jpeg_roundtrip(&img, 90).unwrap();
+    assert_eq!((back.width, back.height), (13, 21));
+    assert!(psnr(&back.to_tensor(), &img.to_tensor()) > 30.0);
+}
+
+fn has_h264() -> bool {
+    gst::init().unwrap();
+    let missing: Vec<_> = ["x264enc", "h264parse", "avdec_h264"]
+        .into_iter()
+        .filter(|e| gst::ElementFactory::find(e).is_none())
+        .collect();
+    if !missing.is_empty() {
+        println!("skipping the H.264 check: GStreamer elements {missing:?} are missing");
+    }
+    missing.is_empty()
+}
+
+#[test]
+fn h264_round_trip_keeps_size_and_content() {
+    if !has_h264() {
+        return;
+    }
+    // Odd sizes exercise the padding to 4:2:0.
+    let img = Rgb8::from_tensor(&smooth_image(37, 23, 3)).unwrap();
+    let clean = h264_roundtrip(&img, 18).unwrap();
+    assert_eq!((clean.width, clean.height), (23, 37));
+    // On luma, which 4:2:0 keeps at full resolution, the codec's quantizer decides.
+    let luma_psnr = |out: &Rgb8| psnr(&rgb_to_y(&out.to_tensor()), &rgb_to_y(&img.to_tensor()));
+    let clean_psnr = luma_psnr(&clean);
+    let coarse_psnr = luma_psnr(&h264_roundtrip(&img, 45).unwrap());
+    assert!(clean_psnr > 40.0, "qp 18: {clean_psnr} dB");
+    assert!(
+        coarse_psnr < clean_psnr - 6.0,
+        "qp 45: {coarse_psnr} dB, qp 18: {clean_psnr} dB"
+    );
+    // Grey levels survive exactly at the finest quantizer (no colour conversion bias).
+    let grey = Rgb8::from_tensor(&Tensor::full(
+        [3, 8, 8],
+        0.5,
+        (tch::Kind::Float, tch::Device::Cpu),
+    ))
+    .unwrap();
+    assert_eq!(h264_roundtrip(&grey, 0).unwrap(), grey);
+    assert_eq!(
+        h264_roundtrip(&img, 30).unwrap(),
+        h264_roundtrip(&img, 30).unwrap()
+    );
+}
