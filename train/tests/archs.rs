@@ -31,8 +31,8 @@ fn translator_parameter_counts_match_cyclegan() {
         11_378_179
     );
     let six = TranslatorConfig {
-        features: 64,
         blocks: 6,
+        ..Default::default()
     };
     assert_eq!(count(|p| resnet_generator(p, &six)), 7_837_699);
 }
@@ -69,6 +69,7 @@ fn tiny_translator() -> (nn::VarStore, nn::FuncT<'static>) {
     let cfg = TranslatorConfig {
         features: 8,
         blocks: 2,
+        residual: false,
     };
     let net = resnet_generator(&vs.root(), &cfg);
     (vs, net)
@@ -228,4 +229,19 @@ fn vgg19_missing_tensor_is_an_error_naming_the_file() {
     let err = format!("{:#}", load_vgg19(&path, Device::Cpu).unwrap_err());
     assert!(err.contains("partial-vgg19.safetensors"), "{err}");
     assert!(err.contains("features.34.weight"), "{err}");
+}
+
+/// A residual translator starts as the identity and still learns (the zeroed tail gets
+/// gradients).
+#[test]
+fn residual_translator_starts_as_identity() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = TranslatorConfig { features: 8, blocks: 1, residual: true };
+    let net = resnet_generator(&vs.root(), &cfg);
+    let x = Tensor::rand([2, 3, 13, 10], (Kind::Float, Device::Cpu));
+    let y = net.forward_t(&x, true);
+    assert_eq!((&y - &x).abs().max().double_value(&[]), 0.0);
+    (y - 0.5).square().mean(Kind::Float).backward();
+    let tail_grad = vs.variables()["tail.weight"].grad();
+    assert!(tail_grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
 }
