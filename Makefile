@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Tests build their own registry; never reuse a cache that may have blacklisted the plugin.
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: setup build test lint fmt data clean
+.PHONY: setup build test lint fmt data demo clean
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,10 @@ fmt:
 
 data: setup
 	bash scripts/fetch-data.sh
+
+# The main job: the default model on the held-out tail of a real surveillance clip.
+demo:
+	bash scripts/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,10 @@ fn write_images(dir: &Path, count: u32, width: u32, height: u32, seed: u32) {
     for k in 0..count {
         let f = (seed * 5 + k + 1) as f32;
         let img = image::RgbImage::from_fn(width, height, |x, y| {
-            let v = |p: f32| ((0.5 + 0.5 * ((x as f32 * 0.13 * f + p).sin() * (y as f32 * 0.05 + p).cos())) * 255.0) as u8;
+            let v = |p: f32| {
+                ((0.5 + 0.5 * ((x as f32 * 0.13 * f + p).sin() * (y as f32 * 0.05 + p).cos()))
+                    * 255.0) as u8
+            };
             image::Rgb([v(0.0), v(1.0), v(2.0)])
         });
         img.save(dir.join(format!("{k}.png"))).unwrap();
@@ -106,12 +109,19 @@ every = 4
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let sink = pipeline.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut frames = 0;
     while let Ok(sample) = sink.pull_sample() {
         let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-        assert_eq!((info.width(), info.height(), info.format()), (80, 56, gst_video::VideoFormat::I420));
+        assert_eq!(
+            (info.width(), info.height(), info.format()),
+            (80, 56, gst_video::VideoFormat::I420)
+        );
         frames += 1;
     }
     pipeline.set_state(gst::State::Null).unwrap();

@@ -25,10 +25,16 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
         bail!("{}: not a cyclesr training state", args.state.display());
     }
-    let options_text = metadata.get("options").with_context(|| format!("{}: no options", args.state.display()))?;
+    let options_text = metadata
+        .get("options")
+        .with_context(|| format!("{}: no options", args.state.display()))?;
     let options = Options::parse(options_text).with_context(context)?;
     if !options.mode.trains_sr() {
-        bail!("{}: mode {:?} trains no G_l2h, nothing to export", args.state.display(), options.mode);
+        bail!(
+            "{}: mode {:?} trains no G_l2h, nothing to export",
+            args.state.display(),
+            options.mode
+        );
     }
     let g_l2h = tensors
         .into_iter()
@@ -37,9 +43,16 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let mut model = SrModel::new(options.sr_config(), Device::Cpu)?;
     copy_into_varstore(&mut model.vs, g_l2h).with_context(context)?;
     model.provenance.insert("name".into(), options.name.clone());
-    model.provenance.insert("mode".into(), serde_json::to_string(&options.mode)?.trim_matches('"').to_string());
+    model.provenance.insert(
+        "mode".into(),
+        serde_json::to_string(&options.mode)?
+            .trim_matches('"')
+            .to_string(),
+    );
     model.provenance.insert("options".into(), options.to_toml());
-    model.provenance.insert("data".into(), serde_json::to_string(&options.data)?);
+    model
+        .provenance
+        .insert("data".into(), serde_json::to_string(&options.data)?);
     for key in ["iteration", "commit"] {
         if let Some(v) = metadata.get(key) {
             model.provenance.insert(key.into(), v.clone());

@@ -2,6 +2,8 @@
 //! training model kept apart; one TOML options file (`options`) drives a run (`trainer`).
 
 pub mod archs;
+pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod degrade;
 pub mod eval;

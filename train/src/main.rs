@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use cyclesr_train::{degrade, eval, export, trainer};
+use cyclesr_train::{bench, compare, degrade, eval, export, trainer};
 
 /// Joint CycleGAN + SR training (CycleSR) of the network the `cyclesr` GStreamer element runs,
 /// on real degraded footage against unpaired HR stills.
@@ -24,6 +24,11 @@ enum Command {
     Degrade(degrade::DegradeArgs),
     /// Write G_l2h of a training state as a model file for the element (with provenance).
     Export(export::ExportArgs),
+    /// Speed and memory of G_l2h on one device: raw tch forward, PyTorch eager on the same
+    /// weights, the element in a pipeline (RGB, I420, NV12; whole frame and tiled), ratios.
+    Bench(bench::BenchArgs),
+    /// One frame upscaled by bicubic and by G_l2h, the same crop side by side (PNG).
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Degrade(args) => degrade::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Compare(args) => compare::run(&args),
     }
 }

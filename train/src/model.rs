@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use gstcyclesr::model::checkpoint::{copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel};
+use gstcyclesr::model::checkpoint::{
+    copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::nn::{self, ModuleT};
@@ -15,7 +17,9 @@ use tch::{Device, Kind, Tensor};
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::UnpairedBatch;
-use crate::losses::{l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss};
+use crate::losses::{
+    l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
+};
 use crate::optim::Adam;
 use crate::options::{Mode, Options};
 use crate::pool::ImagePool;
@@ -232,7 +236,9 @@ impl CycleSrModel {
         let o = &self.options.optimizer;
         let (lr_g, lr_sr) = (o.lr_translator * factor, o.lr_sr * factor);
         let clip = o.grad_clip;
-        let mut rng = StdRng::seed_from_u64(self.options.seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9001);
+        let mut rng = StdRng::seed_from_u64(
+            self.options.seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9001,
+        );
         let mut values = LossValues::new();
         match phase {
             Phase::Translator => {
@@ -241,7 +247,9 @@ impl CycleSrModel {
             Phase::Joint => {
                 self.translator_step(batch, true, lr_g, lr_sr, clip, &mut rng, &mut values)?;
             }
-            Phase::SrSynthetic => self.sr_step(&batch.syn_lr, &batch.hr, lr_sr, clip, false, &mut values),
+            Phase::SrSynthetic => {
+                self.sr_step(&batch.syn_lr, &batch.hr, lr_sr, clip, false, &mut values)
+            }
             Phase::SrPaired => {
                 let lr = batch
                     .paired_lr
@@ -250,7 +258,10 @@ impl CycleSrModel {
                 self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)
             }
             Phase::SrOnTranslated => {
-                let t = self.translators.as_ref().expect("separate mode has translators");
+                let t = self
+                    .translators
+                    .as_ref()
+                    .expect("separate mode has translators");
                 let approx_real = tch::no_grad(|| t.g_s2r.forward_t(&batch.syn_lr, false));
                 self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)
             }
@@ -264,7 +275,13 @@ impl CycleSrModel {
 
     /// L2 on `sr` against `hr`: λ_mse·MSE, plus λ_percep·perceptual and λ_advsr·RaGAN in
     /// CycleSRGAN's main phase. D_h must be frozen by the caller.
-    fn sr_loss(&self, sr: &Tensor, hr: &Tensor, with_gan_terms: bool, values: &mut LossValues) -> Tensor {
+    fn sr_loss(
+        &self,
+        sr: &Tensor,
+        hr: &Tensor,
+        with_gan_terms: bool,
+        values: &mut LossValues,
+    ) -> Tensor {
         let losses = &self.options.losses;
         let pixel = mse(sr, hr);
         values.insert("sr_mse", scalar(&pixel));
@@ -284,7 +301,15 @@ impl CycleSrModel {
     }
 
     /// G_l2h alone on (lr, hr).
-    fn sr_step(&mut self, lr: &Tensor, hr: &Tensor, lr_sr: f64, clip: f64, gan: bool, values: &mut LossValues) {
+    fn sr_step(
+        &mut self,
+        lr: &Tensor,
+        hr: &Tensor,
+        lr_sr: f64,
+        clip: f64,
+        gan: bool,
+        values: &mut LossValues,
+    ) {
         let (model, _) = self.sr.as_ref().expect("SR phases have G_l2h");
         let sr = model.net.forward_t(lr, true);
         let loss = self.sr_loss(&sr, hr, gan, values);
@@ -312,7 +337,10 @@ impl CycleSrModel {
         let gan_terms = self.options.mode.uses_sr_gan();
         let (real, syn) = (&batch.real_lr, &batch.syn_lr);
 
-        let t = self.translators.as_mut().expect("translator phases have translators");
+        let t = self
+            .translators
+            .as_mut()
+            .expect("translator phases have translators");
         t.discriminators.vs.freeze();
         if let Some(g) = &mut self.sr_gan {
             g.disc.vs.freeze();
@@ -320,13 +348,16 @@ impl CycleSrModel {
         let t = self.translators.as_ref().expect("checked above");
         let fake_r = t.g_s2r.forward_t(syn, true); // I_syn → approximated real LR
         let fake_s = t.g_r2s.forward_t(real, true);
-        let cycle = l1(&t.g_r2s.forward_t(&fake_r, true), syn) + l1(&t.g_s2r.forward_t(&fake_s, true), real);
-        let adversarial = lsgan(&t.d_r.forward_t(&fake_r, true), true) + lsgan(&t.d_s.forward_t(&fake_s, true), true);
+        let cycle = l1(&t.g_r2s.forward_t(&fake_r, true), syn)
+            + l1(&t.g_s2r.forward_t(&fake_s, true), real);
+        let adversarial = lsgan(&t.d_r.forward_t(&fake_r, true), true)
+            + lsgan(&t.d_s.forward_t(&fake_s, true), true);
         let mut l1_total = &adversarial * losses.gan.weight + &cycle * losses.cycle.weight;
         values.insert("g_gan", scalar(&adversarial));
         values.insert("g_cycle", scalar(&cycle));
         if id_weight > 0.0 {
-            let identity = l1(&t.g_s2r.forward_t(real, true), real) + l1(&t.g_r2s.forward_t(syn, true), syn);
+            let identity =
+                l1(&t.g_s2r.forward_t(real, true), real) + l1(&t.g_r2s.forward_t(syn, true), syn);
             values.insert("g_identity", scalar(&identity));
             l1_total += identity * id_weight;
         }
@@ -362,8 +393,12 @@ impl CycleSrModel {
         t.discriminators.vs.unfreeze();
         let fake_r = t.pool_r.query(&fake_r, rng);
         let fake_s = t.pool_s.query(&fake_s, rng);
-        let d_r = (lsgan(&t.d_r.forward_t(real, true), true) + lsgan(&t.d_r.forward_t(&fake_r, true), false)) * 0.5;
-        let d_s = (lsgan(&t.d_s.forward_t(syn, true), true) + lsgan(&t.d_s.forward_t(&fake_s, true), false)) * 0.5;
+        let d_r = (lsgan(&t.d_r.forward_t(real, true), true)
+            + lsgan(&t.d_r.forward_t(&fake_r, true), false))
+            * 0.5;
+        let d_s = (lsgan(&t.d_s.forward_t(syn, true), true)
+            + lsgan(&t.d_s.forward_t(&fake_s, true), false))
+            * 0.5;
         values.insert("d_r", scalar(&d_r));
         values.insert("d_s", scalar(&d_s));
         let d_total = (d_r + d_s) * losses.gan.weight;
@@ -374,7 +409,10 @@ impl CycleSrModel {
         // D_h (CycleSRGAN) on the SR output of this step.
         if let (Some(g), Some(sr)) = (&mut self.sr_gan, sr_out.filter(|_| gan_terms)) {
             g.disc.vs.unfreeze();
-            let d_h = relativistic_gan_discriminator(&g.d_h.forward_t(&batch.hr, true), &g.d_h.forward_t(&sr.detach(), true));
+            let d_h = relativistic_gan_discriminator(
+                &g.d_h.forward_t(&batch.hr, true),
+                &g.d_h.forward_t(&sr.detach(), true),
+            );
             values.insert("d_h", scalar(&d_h));
             g.disc.opt.zero_grad();
             d_h.backward();
@@ -393,7 +431,11 @@ impl CycleSrModel {
             t.upsample_nearest2d([h * scale, w * scale], None, None)
         };
         tch::no_grad(|| {
-            let (real, syn, hr) = (batch.real_lr.narrow(0, 0, n), batch.syn_lr.narrow(0, 0, n), batch.hr.narrow(0, 0, n));
+            let (real, syn, hr) = (
+                batch.real_lr.narrow(0, 0, n),
+                batch.syn_lr.narrow(0, 0, n),
+                batch.hr.narrow(0, 0, n),
+            );
             let mut columns = vec![("real LR", up(&real)), ("synthetic LR", up(&syn))];
             let sr_input = match &self.translators {
                 Some(t) => {
@@ -404,7 +446,10 @@ impl CycleSrModel {
                 None => syn.shallow_clone(),
             };
             if let Some((model, _)) = &self.sr {
-                columns.push(("G_l2h", model.net.forward_t(&sr_input, false).clamp(0.0, 1.0)));
+                columns.push((
+                    "G_l2h",
+                    model.net.forward_t(&sr_input, false).clamp(0.0, 1.0),
+                ));
             }
             columns.push(("HR", hr));
             columns
@@ -441,7 +486,12 @@ impl CycleSrModel {
     }
 
     /// The training state, written atomically.
-    pub fn save_state(&self, path: &Path, iteration: u64, extra: &BTreeMap<String, String>) -> Result<()> {
+    pub fn save_state(
+        &self,
+        path: &Path,
+        iteration: u64,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let tensors = self.state_tensors();
         let mut metadata: HashMap<String, String> = extra.clone().into_iter().collect();
         metadata.insert("format".into(), STATE_FORMAT.into());
@@ -456,7 +506,10 @@ impl CycleSrModel {
         let context = || format!("training state {}", path.display());
         let (tensors, metadata) = read_safetensors(path).with_context(context)?;
         if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
-            bail!("{}: not a cyclesr training state (format {STATE_FORMAT})", path.display());
+            bail!(
+                "{}: not a cyclesr training state (format {STATE_FORMAT})",
+                path.display()
+            );
         }
         let iteration: u64 = metadata
             .get("iteration")
@@ -477,8 +530,11 @@ impl CycleSrModel {
             if let Some(t) = &mut self.translators {
                 copy_into_varstore(&mut t.nets.vs, take("translators")).context("translators")?;
                 t.nets.opt.load_state("adam", &take("opt_translators"))?;
-                copy_into_varstore(&mut t.discriminators.vs, take("discriminators")).context("discriminators")?;
-                t.discriminators.opt.load_state("adam", &take("opt_discriminators"))?;
+                copy_into_varstore(&mut t.discriminators.vs, take("discriminators"))
+                    .context("discriminators")?;
+                t.discriminators
+                    .opt
+                    .load_state("adam", &take("opt_discriminators"))?;
                 let pools = take("pools");
                 for (name, pool) in [("pool_r", &mut t.pool_r), ("pool_s", &mut t.pool_s)] {
                     if let Some(images) = pools.get(name) {

@@ -289,7 +289,10 @@ impl Options {
             );
         }
         if !(0.0..=1.0).contains(&self.schedule.decay_start) {
-            bail!("schedule.decay_start {} is not in [0, 1]", self.schedule.decay_start);
+            bail!(
+                "schedule.decay_start {} is not in [0, 1]",
+                self.schedule.decay_start
+            );
         }
         if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
             bail!("mode 'paired' needs data.paired_lr (LR files named like the HR files)");

@@ -47,7 +47,9 @@ impl ImagePool {
     }
 
     pub fn restore(&mut self, stored: &Tensor) {
-        self.images = (0..stored.size()[0]).map(|i| stored.get(i).copy()).collect();
+        self.images = (0..stored.size()[0])
+            .map(|i| stored.get(i).copy())
+            .collect();
     }
 
     pub fn len(&self) -> usize {

@@ -45,7 +45,9 @@ pub struct FitArgs {
 
 /// The commit the binary was built from, for provenance.
 pub fn build_commit() -> String {
-    option_env!("CYCLESR_COMMIT").unwrap_or("unknown").to_string()
+    option_env!("CYCLESR_COMMIT")
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// Set by Ctrl-C (SIGINT/SIGTERM); the loop then writes a checkpoint and returns. The handler is
@@ -102,7 +104,8 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     let out = options.output_dir();
     let checkpoints = out.join("checkpoints");
     let samples = out.join("samples");
-    std::fs::create_dir_all(&checkpoints).with_context(|| format!("creating {}", checkpoints.display()))?;
+    std::fs::create_dir_all(&checkpoints)
+        .with_context(|| format!("creating {}", checkpoints.display()))?;
     std::fs::create_dir_all(&samples)?;
 
     let (device, warning) = resolve_device(options.device.parse::<DeviceRequest>()?)?;
@@ -115,9 +118,17 @@ pub fn fit(args: &FitArgs) -> Result<()> {
 
     let mut start = 0;
     if let Some(resume) = &args.resume {
-        let path = if resume == "latest" { checkpoints.join(LATEST) } else { PathBuf::from(resume) };
+        let path = if resume == "latest" {
+            checkpoints.join(LATEST)
+        } else {
+            PathBuf::from(resume)
+        };
         let (iteration, _) = model.load_state(&path)?;
-        eprintln!("resuming {} from iteration {iteration} of {total} ({})", options.name, path.display());
+        eprintln!(
+            "resuming {} from iteration {iteration} of {total} ({})",
+            options.name,
+            path.display()
+        );
         start = iteration;
     }
     std::fs::write(out.join("options.toml"), options.to_toml())?;
@@ -143,12 +154,20 @@ pub fn fit(args: &FitArgs) -> Result<()> {
 
     let stop = interrupted();
 
-    let end = args.max_iterations.map_or(total, |m| (start + m).min(total));
+    let end = args
+        .max_iterations
+        .map_or(total, |m| (start + m).min(total));
     let mut loader = Loader::new(&options.data, options.seed, start)?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}<{eta_precise}] {wide_bar} {pos}/{len} {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}<{eta_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .expect("valid template"),
     );
     bar.set_prefix(options.name.clone());
     bar.set_position(start);
@@ -166,7 +185,10 @@ pub fn fit(args: &FitArgs) -> Result<()> {
             std::fs::copy(checkpoints.join(LATEST), &numbered)?;
             let mut all: Vec<_> = std::fs::read_dir(&checkpoints)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state-")))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("state-"))
+                })
                 .collect();
             all.sort();
             for old in all.iter().rev().skip(options.checkpoints.keep) {
@@ -209,7 +231,10 @@ pub fn fit(args: &FitArgs) -> Result<()> {
             append_json(&mut loss_log, line)?;
         }
         if options.logging.samples_every > 0 && i % options.logging.samples_every == 0 {
-            write_grid(&samples.join(format!("{i:08}.png")), &model.samples(&batch, 4))?;
+            write_grid(
+                &samples.join(format!("{i:08}.png")),
+                &model.samples(&batch, 4),
+            )?;
         }
         if let (Some((every, set, protocol)), Some(sr)) = (&validation, model.sr_model()) {
             if i % every == 0 || i == total {

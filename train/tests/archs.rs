@@ -236,7 +236,11 @@ fn vgg19_missing_tensor_is_an_error_naming_the_file() {
 #[test]
 fn residual_translator_starts_as_identity() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = TranslatorConfig { features: 8, blocks: 1, residual: true };
+    let cfg = TranslatorConfig {
+        features: 8,
+        blocks: 1,
+        residual: true,
+    };
     let net = resnet_generator(&vs.root(), &cfg);
     let x = Tensor::rand([2, 3, 13, 10], (Kind::Float, Device::Cpu));
     let y = net.forward_t(&x, true);

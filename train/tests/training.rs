@@ -10,7 +10,8 @@ use gstcyclesr::model::checkpoint::read_safetensors;
 use tch::{Device, Kind, Tensor};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cyclesr-train-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("cyclesr-train-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -23,7 +24,9 @@ fn write_images(dir: &Path, count: u32, width: u32, height: u32, seed: u32) {
         let f = (seed * 7 + k * 3 + 1) as f32;
         let img = image::RgbImage::from_fn(width, height, |x, y| {
             let (x, y) = (x as f32, y as f32);
-            let v = |p: f32| ((0.5 + 0.5 * ((x * 0.11 * f + p).sin() * (y * 0.07 + p * f).cos())) * 255.0) as u8;
+            let v = |p: f32| {
+                ((0.5 + 0.5 * ((x * 0.11 * f + p).sin() * (y * 0.07 + p * f).cos())) * 255.0) as u8
+            };
             image::Rgb([v(0.0), v(1.3), v(2.6)])
         });
         img.save(dir.join(format!("img{k:02}.png"))).unwrap();
@@ -128,7 +131,10 @@ fn g_s2r_after_step(dir: &Path, mode: &str, sr_mse: f64) -> Vec<(String, Tensor)
         ])
         .unwrap();
     let mut model = CycleSrModel::new(&options, Device::Cpu).unwrap();
-    let before: Vec<(String, Tensor)> = g_s2r(&model).into_iter().map(|(k, v)| (k, v.copy())).collect();
+    let before: Vec<(String, Tensor)> = g_s2r(&model)
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
     model.train_step(&random_batch(), 0).unwrap();
     let after = g_s2r(&model);
     assert_eq!(before.len(), after.len());
@@ -148,7 +154,10 @@ fn g_s2r(model: &CycleSrModel) -> Vec<(String, Tensor)> {
 }
 
 fn total_change(deltas: &[(String, Tensor)]) -> f64 {
-    deltas.iter().map(|(_, d)| d.abs().sum(Kind::Double).double_value(&[])).sum()
+    deltas
+        .iter()
+        .map(|(_, d)| d.abs().sum(Kind::Double).double_value(&[]))
+        .sum()
 }
 
 #[test]
@@ -162,7 +171,10 @@ fn joint_sends_sr_loss_into_g_s2r_and_separate_does_not() {
         .zip(&without_l2)
         .map(|((_, a), (_, b))| (a - b).abs().sum(Kind::Double).double_value(&[]))
         .sum();
-    assert!(difference > 1e-6, "L2 did not change G_s2r's update ({difference})");
+    assert!(
+        difference > 1e-6,
+        "L2 did not change G_s2r's update ({difference})"
+    );
     // Separate: the main phase leaves stage 1 untouched whatever λ_mse is.
     let separate = g_s2r_after_step(&dir, "separate", 1000.0);
     assert_eq!(total_change(&separate), 0.0);
@@ -170,7 +182,9 @@ fn joint_sends_sr_loss_into_g_s2r_and_separate_does_not() {
 }
 
 fn final_state(dir: &Path) -> std::collections::HashMap<String, Tensor> {
-    read_safetensors(&dir.join("run/checkpoints").join(LATEST)).unwrap().0
+    read_safetensors(&dir.join("run/checkpoints").join(LATEST))
+        .unwrap()
+        .0
 }
 
 #[test]
@@ -181,14 +195,27 @@ fn resume_continues_exactly() {
 
     let split = temp_dir("resume-split");
     let options = tiny_options(&split, "joint-gan", 4);
-    fit(&FitArgs { max_iterations: Some(5), ..args(options.clone()) }).unwrap();
-    fit(&FitArgs { resume: Some("latest".into()), ..args(options) }).unwrap();
+    fit(&FitArgs {
+        max_iterations: Some(5),
+        ..args(options.clone())
+    })
+    .unwrap();
+    fit(&FitArgs {
+        resume: Some("latest".into()),
+        ..args(options)
+    })
+    .unwrap();
 
     let (a, b) = (final_state(&straight), final_state(&split));
     assert_eq!(a.len(), b.len());
-    assert!(a.keys().any(|k| k.starts_with("pools/")) && a.keys().any(|k| k.starts_with("opt_d_h/")));
+    assert!(
+        a.keys().any(|k| k.starts_with("pools/")) && a.keys().any(|k| k.starts_with("opt_d_h/"))
+    );
     for (name, t) in &a {
-        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double)).abs().max().double_value(&[]);
+        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(diff <= 1e-6, "{name} differs by {diff} after resume");
     }
     // The loss log of the resumed run continues where the first one stopped.
@@ -204,13 +231,22 @@ fn non_finite_loss_stops_and_keeps_last_good_state() {
     let good = std::fs::read(dir.join("run/checkpoints").join(LATEST)).unwrap();
     let e = fit(&FitArgs {
         resume: Some("latest".into()),
-        overrides: vec!["losses.sr_mse.weight=nan".into(), "schedule.iterations=6".into()],
+        overrides: vec![
+            "losses.sr_mse.weight=nan".into(),
+            "schedule.iterations=6".into(),
+        ],
         ..args(options)
     })
     .unwrap_err();
     let text = format!("{e:#}");
-    assert!(text.contains("became NaN") && text.contains("last good state"), "{text}");
-    assert_eq!(std::fs::read(dir.join("run/checkpoints").join(LATEST)).unwrap(), good);
+    assert!(
+        text.contains("became NaN") && text.contains("last good state"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("run/checkpoints").join(LATEST)).unwrap(),
+        good
+    );
 }
 
 #[test]
@@ -218,11 +254,18 @@ fn every_mode_runs_and_writes_logs_and_samples() {
     for mode in ["sr-syn", "cyclegan", "separate", "joint"] {
         let dir = temp_dir(&format!("mode-{mode}"));
         let options = tiny_options(&dir, mode, 2);
-        fit(&FitArgs { overrides: vec!["logging.samples_every=1".into()], ..args(options) }).unwrap();
+        fit(&FitArgs {
+            overrides: vec!["logging.samples_every=1".into()],
+            ..args(options)
+        })
+        .unwrap();
         let run = dir.join("run");
         assert!(run.join("losses.jsonl").exists(), "{mode}");
         assert!(run.join("checkpoints").join(LATEST).exists(), "{mode}");
-        assert!(std::fs::read_dir(run.join("samples")).unwrap().count() > 0, "{mode}");
+        assert!(
+            std::fs::read_dir(run.join("samples")).unwrap().count() > 0,
+            "{mode}"
+        );
     }
 }
 
@@ -245,7 +288,9 @@ fn schedule_decays_linearly_in_the_main_phase() {
 fn options_errors_name_the_file_and_field() {
     let dir = temp_dir("bad-options");
     let path = tiny_options(&dir, "joint", 2);
-    let text = std::fs::read_to_string(&path).unwrap().replace("pool_size = 3", "pool_size = 3\npool_sise = 4");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("pool_size = 3", "pool_size = 3\npool_sise = 4");
     std::fs::write(&path, text).unwrap();
     let e = format!("{:#}", Options::load(&path).unwrap_err());
     assert!(e.contains("options.toml") && e.contains("pool_sise"), "{e}");

@@ -14,7 +14,7 @@
 //! cyclesr's input answers "end of stream" to the decoder after N frames.
 //!
 //! Example:
-//! `upscale --input data/real_lr/vtest.avi --output vtest-x4.mp4 --model g_l2h.safetensors --frames 50`
+//! `upscale --input data/real_lr/vtest.avi --output vtest-x4.mp4 --start-frame 600 --frames 50`
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +38,10 @@ struct Args {
     /// pattern with a printf-style number such as frames/%05d.png (every frame).
     #[arg(short, long)]
     output: PathBuf,
-    /// G_l2h checkpoint (.safetensors), as written by `train export`.
+    /// G_l2h checkpoint (.safetensors), as written by `train export` (default: the model
+    /// embedded in the plugin).
     #[arg(short, long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Where inference runs: auto, cpu, cuda or cuda:N.
     #[arg(short, long, default_value = "auto")]
     device: String,
@@ -56,6 +57,9 @@ struct Args {
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
     threads: Option<u32>,
+    /// Skip this many decoded frames before upscaling (e.g. 600 for vtest.avi's held-out tail).
+    #[arg(long, default_value_t = 0)]
+    start_frame: u64,
     /// Stop after this many frames (default: the whole input).
     #[arg(long)]
     frames: Option<u64>,
@@ -96,10 +100,10 @@ fn main() -> Result<()> {
     if !args.input.is_file() {
         bail!("input {} does not exist", args.input.display());
     }
-    if !args.model.is_file() {
+    if let Some(model) = args.model.as_ref().filter(|m| !m.is_file()) {
         bail!(
             "model {} does not exist (checkpoints come from `train export`)",
-            args.model.display()
+            model.display()
         );
     }
 
@@ -115,13 +119,15 @@ fn main() -> Result<()> {
         .build()?;
     let decode = make("decodebin")?;
     let sr = gst::ElementFactory::make("cyclesr")
-        .property(
-            "model-location",
-            args.model.to_str().context("model path is not UTF-8")?,
-        )
         .property("device", &args.device)
         .property("tile-size", args.tile_size)
         .build()?;
+    if let Some(model) = &args.model {
+        sr.set_property(
+            "model-location",
+            model.to_str().context("model path is not UTF-8")?,
+        );
+    }
     if let Some(overlap) = args.tile_overlap {
         sr.set_property("tile-overlap", overlap);
     }
@@ -228,15 +234,22 @@ fn main() -> Result<()> {
     // Stream time of the last frame out (ns), the progress position.
     let position = Arc::new(AtomicU64::new(u64::MAX));
     let bus = pipeline.bus().unwrap();
-    if let Some(limit) = args.frames {
-        // Frames past the limit are refused with FLOW_EOS: the decoder and demuxer stop
-        // and send EOS downstream, so the MP4 is finalised. (Returning Drop here would
-        // do as well but makes GStreamer 1.22 print a CRITICAL with gstreamer-rs.)
+    if args.start_frame > 0 || args.frames.is_some() {
+        // Frames before the start are consumed here with FLOW_OK; frames past the limit are
+        // refused with FLOW_EOS: the decoder and demuxer stop and send EOS downstream, so the
+        // MP4 is finalised. (Returning Drop would do as well but makes GStreamer 1.22 print a
+        // CRITICAL with gstreamer-rs.)
+        let (start, end) = (args.start_frame, args.frames.map(|n| args.start_frame + n));
         let frames_in = AtomicU64::new(0);
         sr.static_pad("sink")
             .unwrap()
             .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if frames_in.fetch_add(1, Ordering::SeqCst) < limit {
+                let index = frames_in.fetch_add(1, Ordering::SeqCst);
+                if index < start {
+                    info.flow_res = Ok(gst::FlowSuccess::Ok);
+                    return gst::PadProbeReturn::Handled;
+                }
+                if end.is_none_or(|end| index < end) {
                     return gst::PadProbeReturn::Ok;
                 }
                 info.flow_res = Err(gst::FlowError::Eos);
@@ -267,7 +280,9 @@ fn main() -> Result<()> {
         "[upscale] {} -> {} (model {}, x{scale}, device {})",
         args.input.display(),
         output,
-        args.model.display(),
+        args.model
+            .as_ref()
+            .map_or("embedded default".into(), |m| m.display().to_string()),
         args.device
     );
     let start = Instant::now();
