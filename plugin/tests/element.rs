@@ -359,8 +359,10 @@ fn pipeline_error(element: &str) -> String {
 #[test]
 fn bad_models_and_devices_are_clear_bus_errors() {
     let dir = temp_dir("bus-errors");
-    let e = pipeline_error("cyclesr");
-    assert!(e.contains("set model-location"), "{e}");
+    if gstcyclesr::model::embedded_default_model().is_none() {
+        let e = pipeline_error("cyclesr");
+        assert!(e.contains("set model-location"), "{e}");
+    }
 
     let missing = dir.join("nope.safetensors");
     let e = pipeline_error(&format!("cyclesr model-location={}", missing.display()));
@@ -499,4 +501,32 @@ fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
         text.contains("model-location") && text.contains("tile-overlap"),
         "{text}"
     );
+}
+
+/// Without `model-location` the element runs the model embedded at build time, when there is one.
+#[test]
+fn embedded_default_model_runs_without_model_location() {
+    let Some(bytes) = gstcyclesr::model::embedded_default_model() else {
+        return; // this build embeds none (plugin/models/default.safetensors absent)
+    };
+    let scale = SrModel::from_bytes(bytes, Device::Cpu)
+        .unwrap()
+        .config
+        .scale as u32;
+    init();
+    let element = gst::ElementFactory::make("cyclesr").build().unwrap();
+    assert_eq!(element.property::<i32>("scale") as u32, scale);
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    let info = VideoInfo::builder(VideoFormat::I420, 16, 12)
+        .fps(gst::Fraction::new(25, 1))
+        .build()
+        .unwrap();
+    h.set_src_caps(info.to_caps().unwrap());
+    let out = push_frame(&mut h, &info, noise_bytes(info.size(), 4), 0);
+    let out_info = output_info(&h);
+    assert_eq!(
+        (out_info.width(), out_info.height()),
+        (16 * scale, 12 * scale)
+    );
+    assert!(out.size() >= out_info.size());
 }
