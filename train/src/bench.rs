@@ -7,15 +7,16 @@
 //! 2. the same network and weights in PyTorch eager (tests/reference/bench_pytorch.py, run
 //!    with the project's venv Python, same thread count, input size and protocol);
 //! 3. the whole element in `videotestsrc ! video/x-raw,format=F,… ! cyclesr ! fakesink` for
-//!    each format F, as frames per second and as a ratio to the raw forward's rate;
-//! 4. peak memory, in runs of their own after the timings: RSS (VmHWM, reset between
-//!    measurements through /proc/self/clear_refs) of one forward in tch and in PyTorch and of
-//!    whole-frame and tiled element runs; on CUDA, the process's GPU memory as nvidia-smi
-//!    reports it and PyTorch's exact peaks for the same forward.
+//!    each format F, then tiled, as frames per second and as a ratio to the raw forward's rate;
+//! 4. peak memory, in runs of their own after the timings (see `fix_mmap_threshold` and
+//!    `PeakProbe`): VmHWM, reset through /proc/self/clear_refs, and sampled anonymous memory,
+//!    of one forward in tch and in PyTorch and of whole-frame and tiled element runs; on CUDA,
+//!    the process's GPU memory as nvidia-smi reports it and PyTorch's exact peaks.
 //!
-//! Everything runs the network the way the element does (see `time_forward`), and the
-//! machine's other load is printed at the top: on a shared CPU, trust the ratios more than
-//! the absolute figures.
+//! Every timing also records the process's CPU time: with other jobs on the CPU, CPU-time
+//! ratios move much less than wall-time ones, and `--rounds` interleaves repeated rounds.
+//! The network always runs the way the element runs it (see `time_forward`), and the
+//! machine's other load is printed at the top.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,9 +61,9 @@ pub struct BenchArgs {
     /// Untimed forward passes before the timed ones.
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// Repeat the speed measurements this many times, interleaved (the order reversed every
-    /// other round), and report medians of per-round ratios: on a CPU shared with other jobs,
-    /// this pairs each element run with a forward measured minutes, not tens of minutes, away.
+    /// Repeat the speed measurements this many times, interleaved (every other round in
+    /// reverse order); ratios are then medians of the rounds' ratios, steadier on a CPU that
+    /// other jobs share.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
     /// auto, cpu, cuda or cuda:N.
@@ -1245,7 +1246,9 @@ impl MemoryResult {
     }
 
     fn print_row(&self, (w, h): (i64, i64)) {
-        let rows: [(&str, fn(&Peak) -> u64, &str, &str); 2] = [
+        /// Name, figure of a `Peak`, and PyTorch's peak and baseline keys.
+        type Row<'a> = (&'a str, fn(&Peak) -> u64, &'a str, &'a str);
+        let rows: [Row; 2] = [
             (
                 "anon",
                 Peak::anon_over,
