@@ -180,9 +180,13 @@ fn vdsr(p: &nn::Path, cfg: &SrConfig) -> nn::FuncT<'static> {
     })
 }
 
-/// LeakyReLU with a given negative slope (tch's `leaky_relu` has PyTorch's 0.01 fixed).
+/// LeakyReLU with a given negative slope (tch's `leaky_relu` has PyTorch's 0.01 fixed): a
+/// PReLU with a constant weight, one kernel and no full-size temporary.
 pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Tensor {
-    x.maximum(&(x * negative_slope))
+    let weight = Tensor::from(negative_slope)
+        .to_kind(x.kind())
+        .to_device(x.device());
+    x.prelu(&weight)
 }
 
 /// Total number of elements of the trainable variables under a VarStore.
