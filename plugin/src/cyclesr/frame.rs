@@ -4,9 +4,9 @@
 //! result goes back the same way. Alpha does not pass through the network: it is upscaled
 //! bicubically on its own.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use gst_video::prelude::*;
-use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat, VideoFrameRef, VideoInfo};
+use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
@@ -48,30 +48,11 @@ impl Layout {
             VideoFormat::Bgrx => packed(4, [2, 1, 0], None),
             VideoFormat::Rgba => packed(4, [0, 1, 2], Some(3)),
             VideoFormat::Bgra => packed(4, [2, 1, 0], Some(3)),
-            VideoFormat::I420 => Ok(Layout::I420(yuv_encoding(info)?)),
-            VideoFormat::Nv12 => Ok(Layout::Nv12(yuv_encoding(info)?)),
+            VideoFormat::I420 => Ok(Layout::I420(YuvEncoding::from_video_info(info)?)),
+            VideoFormat::Nv12 => Ok(Layout::Nv12(YuvEncoding::from_video_info(info)?)),
             other => bail!("unsupported video format {other:?}"),
         }
     }
-}
-
-/// The caps' colorimetry as a Y'CbCr encoding (unknown matrix/range: BT.601 limited for SD
-/// and BT.709 limited otherwise, as GStreamer's own defaults).
-fn yuv_encoding(info: &VideoInfo) -> Result<YuvEncoding> {
-    let colorimetry = info.colorimetry();
-    let matrix = match colorimetry.matrix() {
-        VideoColorMatrix::Unknown if info.height() <= 576 => VideoColorMatrix::Bt601,
-        VideoColorMatrix::Unknown => VideoColorMatrix::Bt709,
-        m => m,
-    };
-    let (kr, kb) = matrix
-        .kr_kb()
-        .map_err(|_| anyhow!("colour matrix {matrix:?} is not a Y'CbCr matrix"))?;
-    Ok(YuvEncoding {
-        kr,
-        kb,
-        full_range: colorimetry.range() == VideoColorRange::Range0_255,
-    })
 }
 
 /// Plane `index` as a u8 tensor [rows, row_bytes] on `device` (padding at row ends dropped).

@@ -26,6 +26,26 @@ impl YuvEncoding {
         full_range: false,
     };
 
+    /// The encoding of video caps; an unknown matrix means BT.601 up to 576 lines and BT.709
+    /// above (GStreamer's own defaults), so the element and `train`'s video reader agree.
+    pub fn from_video_info(info: &gst_video::VideoInfo) -> anyhow::Result<Self> {
+        use gst_video::{VideoColorMatrix, VideoColorRange};
+        let colorimetry = info.colorimetry();
+        let matrix = match colorimetry.matrix() {
+            VideoColorMatrix::Unknown if info.height() <= 576 => VideoColorMatrix::Bt601,
+            VideoColorMatrix::Unknown => VideoColorMatrix::Bt709,
+            m => m,
+        };
+        let (kr, kb) = matrix
+            .kr_kb()
+            .map_err(|_| anyhow::anyhow!("colour matrix {matrix:?} is not a Y'CbCr matrix"))?;
+        Ok(YuvEncoding {
+            kr,
+            kb,
+            full_range: colorimetry.range() == VideoColorRange::Range0_255,
+        })
+    }
+
     /// (offset, span) of luma and (span) of chroma code values.
     fn quantisation(&self) -> (f64, f64, f64) {
         if self.full_range {

@@ -384,7 +384,7 @@ fn sample_to_rgb8(sample: &gst::Sample) -> Result<Rgb8> {
     if info.format() == gst_video::VideoFormat::I420 {
         let [y, cb, cr] = i420_planes(sample)?;
         let (h, w) = (i64::from(info.height()), i64::from(info.width()));
-        let rgb = yuv_encoding(&info)?.to_rgb(
+        let rgb = YuvEncoding::from_video_info(&info)?.to_rgb(
             &y,
             &upsample_chroma(&cb, h, w),
             &upsample_chroma(&cr, h, w),
@@ -448,24 +448,4 @@ pub(crate) fn i420_planes(sample: &gst::Sample) -> Result<[Tensor; 3]> {
             .to_kind(Kind::Float))
     };
     Ok([plane(0)?, plane(1)?, plane(2)?])
-}
-
-/// The Y'CbCr encoding of the caps, with the defaults the cyclesr element uses (unknown matrix:
-/// BT.601 up to 576 lines, BT.709 above), so training frames match what it will be fed.
-fn yuv_encoding(info: &gst_video::VideoInfo) -> Result<YuvEncoding> {
-    use gst_video::{VideoColorMatrix, VideoColorRange};
-    let colorimetry = info.colorimetry();
-    let matrix = match colorimetry.matrix() {
-        VideoColorMatrix::Unknown if info.height() <= 576 => VideoColorMatrix::Bt601,
-        VideoColorMatrix::Unknown => VideoColorMatrix::Bt709,
-        m => m,
-    };
-    let (kr, kb) = matrix
-        .kr_kb()
-        .map_err(|_| anyhow!("colour matrix {matrix:?} is not a Y'CbCr matrix"))?;
-    Ok(YuvEncoding {
-        kr,
-        kb,
-        full_range: colorimetry.range() == VideoColorRange::Range0_255,
-    })
 }
