@@ -25,6 +25,13 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// Scale of the embedded default model, parsed once: caps queries ask for it often.
+static EMBEDDED_SCALE: LazyLock<Option<i64>> = LazyLock::new(|| {
+    embedded_default_model()
+        .and_then(|bytes| SrModel::from_bytes(bytes, tch::Device::Cpu).ok())
+        .map(|m| m.config.scale)
+});
+
 const DEFAULT_DEVICE: &str = "auto";
 const DEFAULT_TILE_OVERLAP: u32 = 16;
 /// Scale assumed for caps queries before a model is known.
@@ -85,13 +92,8 @@ impl CycleSr {
                 settings
                     .model_location
                     .is_none()
-                    .then(embedded_default_model)
+                    .then_some(*EMBEDDED_SCALE)
                     .flatten()
-                    .and_then(|bytes| {
-                        SrModel::from_bytes(bytes, tch::Device::Cpu)
-                            .ok()
-                            .map(|m| m.config.scale)
-                    })
             })
             .unwrap_or(DEFAULT_SCALE)
     }
