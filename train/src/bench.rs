@@ -918,7 +918,7 @@ fn forward_peak(model_path: &Path, device: Device, w: i64, h: i64) -> Result<Pea
 // ---------------------------------------------------------------------------------------------
 // 2. PyTorch eager
 
-fn default_python() -> PathBuf {
+pub(crate) fn default_python() -> PathBuf {
     if let Some(p) = std::env::var_os("CYCLESR_PYTHON") {
         return PathBuf::from(p);
     }

@@ -1,18 +1,25 @@
 //! `train eval`: PSNR/SSIM of a model and of bicubic on LR/HR pairs, with the NTIRE protocol;
-//! [`evaluate`] is also the trainer's validation.
+//! [`evaluate`] is also the trainer's validation. With `--translator`, the paper's CycleGAN
+//! baseline instead of a model: bicubic upscaling of G_r2s(LR).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use gstcyclesr::model::checkpoint::{write_atomically, SrModel};
+use gstcyclesr::model::checkpoint::{
+    copy_into_varstore, read_safetensors, write_atomically, SrModel,
+};
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
 use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
 use serde::Serialize;
-use tch::Device;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Tensor};
 
+use crate::archs::cyclegan::resnet_generator;
 use crate::data::{imresize, PairedSet};
 use crate::metrics::{NtireProtocol, Score};
+use crate::model::STATE_FORMAT;
+use crate::options::Options;
 
 /// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
 /// seams negligible in the scores.
@@ -24,8 +31,13 @@ pub const DEFAULT_TILING: Tiling = Tiling {
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
     /// SR model file (.safetensors); without it only bicubic is scored.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "translator")]
     pub model: Option<PathBuf>,
+    /// Instead of a model, score bicubic(G_r2s(LR)): the CycleGAN baseline, G_r2s of this
+    /// training state (written by `train fit` in a mode with translators) cleaning the real
+    /// LR into the bicubic domain before bicubic upscaling.
+    #[arg(long)]
+    pub translator: Option<PathBuf>,
     /// Folder of LR images.
     #[arg(long)]
     pub lr: PathBuf,
@@ -128,21 +140,47 @@ pub fn evaluate_tiled(
             set.scale
         );
     }
+    let upscale = upscaler.as_ref().map(|upscaler| {
+        move |lr: &Tensor| {
+            upscaler
+                .upscale(&lr.unsqueeze(0).to_device(upscaler.device()))
+                .squeeze_dim(0)
+                .to_device(Device::Cpu)
+        }
+    });
+    score_set(
+        set,
+        protocol,
+        upscale.as_ref().map(|f| f as &dyn Fn(&Tensor) -> Tensor),
+    )
+}
+
+/// Scores bicubic(G_r2s(LR)) as the "model" (the CycleGAN column), and bicubic.
+pub fn evaluate_translator(
+    translator: &Translator,
+    set: &PairedSet,
+    protocol: &NtireProtocol,
+) -> Result<EvalReport> {
+    let scale = set.scale as f64;
+    let upscale = |lr: &Tensor| imresize(&translator.clean(lr), scale).clamp(0.0, 1.0);
+    score_set(set, protocol, Some(&upscale))
+}
+
+/// Scores `upscale` (when given; `[3, h, w]` CPU LR in, HR out) and bicubic on every pair.
+fn score_set(
+    set: &PairedSet,
+    protocol: &NtireProtocol,
+    upscale: Option<&dyn Fn(&Tensor) -> Tensor>,
+) -> Result<EvalReport> {
     let mut images = Vec::with_capacity(set.len());
     for item in &set.items {
         let context = || format!("image '{}'", item.name);
         let bicubic = catch_torch(|| imresize(&item.lr, set.scale as f64).clamp(0.0, 1.0))
             .with_context(context)?;
         let bicubic = protocol.score(&bicubic, &item.hr).with_context(context)?;
-        let model = match &upscaler {
-            Some(upscaler) => {
-                let sr = catch_torch(|| {
-                    upscaler
-                        .upscale(&item.lr.unsqueeze(0).to_device(upscaler.device()))
-                        .squeeze_dim(0)
-                        .to_device(Device::Cpu)
-                })
-                .with_context(context)?;
+        let model = match upscale {
+            Some(upscale) => {
+                let sr = catch_torch(|| upscale(&item.lr)).with_context(context)?;
                 protocol.score(&sr, &item.hr).with_context(context)?
             }
             None => bicubic,
@@ -158,12 +196,71 @@ pub fn evaluate_tiled(
         bicubic: MeanScore::of(images.iter().map(|i| &i.bicubic)),
     };
     Ok(EvalReport {
-        with_model: upscaler.is_some(),
+        with_model: upscale.is_some(),
         scale: set.scale,
         protocol: *protocol,
         images,
         mean,
     })
+}
+
+/// G_r2s of a training state: real LR → the synthetic (bicubic-downscaled) LR domain.
+pub struct Translator {
+    // Owns the weights `g_r2s` runs with.
+    _vs: nn::VarStore,
+    g_r2s: nn::FuncT<'static>,
+    device: Device,
+}
+
+impl Translator {
+    /// Builds G_r2s with the translator options recorded in the state (as `train export`
+    /// reads a state) and loads its weights.
+    pub fn load(path: &Path, device: Device) -> Result<Translator> {
+        let context = || format!("training state {}", path.display());
+        let (tensors, metadata) = read_safetensors(path).with_context(context)?;
+        ensure!(
+            metadata.get("format").map(String::as_str) == Some(STATE_FORMAT),
+            "{}: not a cyclesr training state",
+            path.display()
+        );
+        let options_text = metadata
+            .get("options")
+            .with_context(|| format!("{}: no options", path.display()))?;
+        let options = Options::parse(options_text).with_context(context)?;
+        ensure!(
+            options.mode.uses_translator(),
+            "{}: mode {:?} trains no translator",
+            path.display(),
+            options.mode
+        );
+        let mut vs = nn::VarStore::new(device);
+        let g_r2s = resnet_generator(&(vs.root() / "g_r2s"), &options.networks.translator);
+        let weights = tensors
+            .into_iter()
+            .filter_map(|(name, t)| {
+                let name = name.strip_prefix("translators/")?;
+                name.starts_with("g_r2s.").then(|| (name.to_string(), t))
+            })
+            .collect();
+        copy_into_varstore(&mut vs, weights).with_context(|| format!("G_r2s of {}", context()))?;
+        Ok(Translator {
+            _vs: vs,
+            g_r2s,
+            device,
+        })
+    }
+
+    /// G_r2s(lr) for a `[3, h, w]` CPU image in [0, 1], on the CPU, clamped to [0, 1] (the
+    /// residual translator is not bounded).
+    pub fn clean(&self, lr: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            self.g_r2s
+                .forward_t(&lr.unsqueeze(0).to_device(self.device), false)
+                .squeeze_dim(0)
+                .clamp(0.0, 1.0)
+                .to_device(Device::Cpu)
+        })
+    }
 }
 
 /// An fp32 [`Upscaler`] on a copy of `model`'s weights: the upscaler owns its model, and the
@@ -242,15 +339,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         args.tile_overlap
     );
     let set = PairedSet::load(&args.lr, &args.hr)?;
-    let model = match &args.model {
-        Some(path) => {
-            let request: DeviceRequest = args.device.parse()?;
-            let (device, warning) = resolve_device(request)?;
-            if let Some(warning) = warning {
-                eprintln!("warning: {warning}");
-            }
-            Some(SrModel::load(path, device)?)
+    let device = || -> Result<Device> {
+        let request: DeviceRequest = args.device.parse()?;
+        let (device, warning) = resolve_device(request)?;
+        if let Some(warning) = warning {
+            eprintln!("warning: {warning}");
         }
+        Ok(device)
+    };
+    let model = match &args.model {
+        Some(path) => Some(SrModel::load(path, device()?)?),
         None => None,
     };
     let protocol = NtireProtocol {
@@ -262,7 +360,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         tile_size: args.tile_size,
         overlap: args.tile_overlap,
     };
-    let report = evaluate_tiled(model.as_ref(), &set, &protocol, tiling)?;
+    let report = match &args.translator {
+        Some(path) => evaluate_translator(&Translator::load(path, device()?)?, &set, &protocol)?,
+        None => evaluate_tiled(model.as_ref(), &set, &protocol, tiling)?,
+    };
     print!("{report}");
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;

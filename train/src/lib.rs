@@ -3,6 +3,7 @@
 
 pub mod archs;
 pub mod bench;
+pub mod bench_step;
 pub mod compare;
 pub mod data;
 pub mod degrade;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use cyclesr_train::{bench, compare, degrade, eval, export, trainer};
+use cyclesr_train::{bench, bench_step, compare, degrade, eval, export, trainer};
 
 /// Joint CycleGAN + SR training (CycleSR) of the network the `cyclesr` GStreamer element runs,
 /// on real degraded footage against unpaired HR stills.
@@ -27,6 +27,9 @@ enum Command {
     /// Speed and memory of G_l2h on one device: raw tch forward, PyTorch eager on the same
     /// weights, the element in a pipeline (RGB, I420, NV12; whole frame and tiled), ratios.
     Bench(bench::BenchArgs),
+    /// One joint training iteration (L1 + L2, discriminators, Adam) in tch against the same
+    /// iteration in PyTorch eager, with the parameter counts of every network.
+    BenchStep(bench_step::BenchStepArgs),
     /// One frame upscaled by bicubic and by G_l2h, the same crop side by side (PNG).
     Compare(compare::CompareArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Degrade(args) => degrade::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchStep(args) => bench_step::run(&args),
         Command::Compare(args) => compare::run(&args),
     }
 }

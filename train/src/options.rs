@@ -125,7 +125,10 @@ pub struct Optimizer {
     pub grad_clip: f64,
 }
 
-/// Iterations of each phase (the paper's 5 pretraining epochs are ⌈5 · HR images / batch⌉).
+/// Length of each phase, in iterations or in epochs (the paper pretrains for 5 epochs). An
+/// epoch is one pass over the larger training domain, ⌈max(HR images, real LR images) / batch⌉
+/// iterations (HR images alone in sr-syn and paired modes), as CycleGAN's unaligned dataset
+/// counts it; `fit` turns epochs into iterations once the data is loaded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -136,11 +139,58 @@ pub struct Schedule {
     #[serde(default)]
     pub pretrain_sr: u64,
     /// The main phase (the whole run in sr-syn, paired and cyclegan modes).
+    #[serde(default)]
     pub iterations: u64,
+    /// The same three lengths in epochs; each replaces its iteration count when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain_translator_epochs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain_sr_epochs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
     /// Fraction of the main phase after which learning rates decay linearly to zero.
     pub decay_start: f64,
     /// Image pool size of D_r and D_s.
     pub pool_size: usize,
+}
+
+impl Schedule {
+    /// Whether any length is given in epochs.
+    pub fn uses_epochs(&self) -> bool {
+        self.pretrain_translator_epochs.is_some()
+            || self.pretrain_sr_epochs.is_some()
+            || self.epochs.is_some()
+    }
+
+    /// The schedule with every length in iterations, an epoch being `iterations_per_epoch`.
+    pub fn in_iterations(&self, iterations_per_epoch: u64) -> Result<Schedule> {
+        let convert = |epochs: Option<f64>, iterations: u64, key: &str| -> Result<u64> {
+            match epochs {
+                None => Ok(iterations),
+                Some(e) if e.is_finite() && e >= 0.0 => {
+                    Ok((e * iterations_per_epoch as f64).ceil() as u64)
+                }
+                Some(e) => bail!("schedule.{key} {e} is not a non-negative number of epochs"),
+            }
+        };
+        Ok(Schedule {
+            pretrain_translator: convert(
+                self.pretrain_translator_epochs,
+                self.pretrain_translator,
+                "pretrain_translator_epochs",
+            )?,
+            pretrain_sr: convert(
+                self.pretrain_sr_epochs,
+                self.pretrain_sr,
+                "pretrain_sr_epochs",
+            )?,
+            iterations: convert(self.epochs, self.iterations, "epochs")?,
+            pretrain_translator_epochs: None,
+            pretrain_sr_epochs: None,
+            epochs: None,
+            ..self.clone()
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +300,30 @@ impl Options {
         Ok(options)
     }
 
+    /// The options with the schedule in iterations, for domains of `hr_images` and
+    /// `real_lr_images` (see [`Schedule`] for what an epoch is).
+    pub fn with_epochs_in_iterations(
+        &self,
+        hr_images: usize,
+        real_lr_images: usize,
+    ) -> Result<Self> {
+        if !self.schedule.uses_epochs() {
+            return Ok(self.clone());
+        }
+        let images = if self.mode.uses_translator() {
+            hr_images.max(real_lr_images)
+        } else {
+            hr_images
+        };
+        let iterations_per_epoch = (images as u64).div_ceil(self.data.batch as u64).max(1);
+        let options = Options {
+            schedule: self.schedule.in_iterations(iterations_per_epoch)?,
+            ..self.clone()
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("options serialise")
     }
@@ -297,8 +371,8 @@ impl Options {
         if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
             bail!("mode 'paired' needs data.paired_lr (LR files named like the HR files)");
         }
-        if self.schedule.iterations == 0 {
-            bail!("schedule.iterations must be positive");
+        if self.schedule.iterations == 0 && self.schedule.epochs.is_none() {
+            bail!("schedule.iterations (or schedule.epochs) must be positive");
         }
         Ok(())
     }

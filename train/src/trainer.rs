@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::data::{Loader, PairedSet};
+use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
 use crate::model::CycleSrModel;
@@ -112,6 +112,21 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
+    let data = TrainingData::load(&options.data)?;
+    let in_epochs = options.schedule.uses_epochs();
+    let options = options.with_epochs_in_iterations(data.hr_images(), data.real_lr_images())?;
+    if in_epochs {
+        let s = &options.schedule;
+        eprintln!(
+            "schedule in iterations: pretrain_translator {}, pretrain_sr {}, main {} ({} HR images, {} real LR images, batch {})",
+            s.pretrain_translator,
+            s.pretrain_sr,
+            s.iterations,
+            data.hr_images(),
+            data.real_lr_images(),
+            options.data.batch
+        );
+    }
     let mut model = CycleSrModel::new(&options, device)?;
     let plan = model.plan().clone();
     let total = plan.total();
@@ -157,7 +172,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     let end = args
         .max_iterations
         .map_or(total, |m| (start + m).min(total));
-    let mut loader = Loader::new(&options.data, options.seed, start)?;
+    let mut loader = Loader::start(data, &options.data, options.seed, start)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

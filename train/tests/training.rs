@@ -1,124 +1,16 @@
 //! The training model and loop: where L2's gradient goes, exact resume, NaN stop, options.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use cyclesr_train::data::UnpairedBatch;
+use std::path::Path;
+
+use common::{args, random_batch, temp_dir, tiny_options};
+
 use cyclesr_train::model::CycleSrModel;
 use cyclesr_train::options::{Mode, Options};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::read_safetensors;
 use tch::{Device, Kind, Tensor};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("cyclesr-train-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Smooth random-looking RGB images (a few sinusoids), so that patches are not flat.
-fn write_images(dir: &Path, count: u32, width: u32, height: u32, seed: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    for k in 0..count {
-        let f = (seed * 7 + k * 3 + 1) as f32;
-        let img = image::RgbImage::from_fn(width, height, |x, y| {
-            let (x, y) = (x as f32, y as f32);
-            let v = |p: f32| {
-                ((0.5 + 0.5 * ((x * 0.11 * f + p).sin() * (y * 0.07 + p * f).cos())) * 255.0) as u8
-            };
-            image::Rgb([v(0.0), v(1.3), v(2.6)])
-        });
-        img.save(dir.join(format!("img{k:02}.png"))).unwrap();
-    }
-}
-
-/// A tiny run: images made here, small networks, a few iterations.
-fn tiny_options(dir: &Path, mode: &str, iterations: u64) -> PathBuf {
-    write_images(&dir.join("hr"), 3, 48, 40, 1);
-    write_images(&dir.join("real"), 3, 20, 18, 2);
-    let text = format!(
-        r#"
-name = "tiny"
-mode = "{mode}"
-seed = 3
-device = "cpu"
-output = "{out}"
-
-[data]
-hr = ["{hr}"]
-real_lr = ["{real}"]
-lr_patch = 8
-batch = 2
-scale = 4
-workers = 1
-prefetch = 2
-
-[networks]
-sr = {{ arch = "srresnet", blocks = 1, features = 4 }}
-translator = {{ features = 4, blocks = 1 }}
-discriminator = {{ features = 4, layers = 1 }}
-sr_discriminator = {{ features = 4 }}
-
-[losses]
-gan = {{ weight = 1.0 }}
-cycle = {{ weight = 10.0 }}
-identity = {{ weight = 0.5 }}
-sr_mse = {{ weight = 1000.0 }}
-perceptual = {{ weight = 1.0 }}
-sr_gan = {{ weight = 0.05 }}
-
-[optimizer]
-lr_translator = 2e-4
-lr_sr = 1e-4
-beta1 = 0.9
-beta2 = 0.999
-grad_clip = 50.0
-
-[schedule]
-pretrain_translator = 2
-pretrain_sr = 2
-iterations = {iterations}
-decay_start = 0.5
-pool_size = 3
-
-[logging]
-every = 1
-samples_every = 3
-
-[checkpoints]
-every = 1000
-"#,
-        out = dir.join("run").display(),
-        hr = dir.join("hr").display(),
-        real = dir.join("real").display(),
-    );
-    let path = dir.join("options.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn args(options: PathBuf) -> FitArgs {
-    FitArgs {
-        options,
-        overrides: Vec::new(),
-        resume: None,
-        max_iterations: None,
-        quiet: true,
-    }
-}
-
-fn random_batch() -> UnpairedBatch {
-    tch::manual_seed(11);
-    let cpu = (Kind::Float, Device::Cpu);
-    UnpairedBatch {
-        index: 0,
-        real_lr: Tensor::rand([2, 3, 8, 8], cpu),
-        syn_lr: Tensor::rand([2, 3, 8, 8], cpu),
-        hr: Tensor::rand([2, 3, 32, 32], cpu),
-        paired_lr: None,
-    }
-}
 
 /// G_s2r's weights after one main-phase step from the same initial state and batch.
 fn g_s2r_after_step(dir: &Path, mode: &str, sr_mse: f64) -> Vec<(String, Tensor)> {
@@ -282,6 +174,49 @@ fn schedule_decays_linearly_in_the_main_phase() {
     assert_eq!(&factors[..8], &[1.0; 8]);
     assert_eq!(&factors[8..], &[1.0, 0.75, 0.5, 0.25]);
     assert_eq!(Mode::Joint, options.mode);
+}
+
+/// Epochs become ⌈epochs · ⌈images / batch⌉⌉ iterations, counting the larger domain when
+/// the mode trains the translators and the HR domain alone otherwise.
+#[test]
+fn schedule_in_epochs_counts_the_larger_domain() {
+    let dir = temp_dir("epochs");
+    let options = Options::load(&tiny_options(&dir, "joint", 8))
+        .unwrap()
+        .with_overrides(&[
+            "schedule.epochs=2.5".into(),
+            "schedule.pretrain_sr_epochs=5".into(),
+        ])
+        .unwrap();
+    // batch 2: 33 real LR frames are 17 iterations per epoch.
+    let s = options.with_epochs_in_iterations(10, 33).unwrap().schedule;
+    assert_eq!(
+        (s.pretrain_translator, s.pretrain_sr, s.iterations),
+        (2, 85, 43)
+    );
+    let sr_syn = Options {
+        mode: Mode::SrSyn,
+        ..options.clone()
+    };
+    let s = sr_syn.with_epochs_in_iterations(10, 33).unwrap().schedule;
+    assert_eq!(s.iterations, 13);
+    let e = options
+        .with_overrides(&["schedule.epochs=-1".into()])
+        .unwrap()
+        .with_epochs_in_iterations(10, 33)
+        .unwrap_err();
+    assert!(e.to_string().contains("schedule.epochs -1"), "{e}");
+
+    // fit counts the images it decoded: 3 HR and 3 real LR images, batch 2, so 2 iterations
+    // per epoch and 2 + 2 + 2 in all.
+    let fit_dir = temp_dir("epochs-fit");
+    fit(&FitArgs {
+        overrides: vec!["schedule.epochs=1".into(), "schedule.iterations=0".into()],
+        ..args(tiny_options(&fit_dir, "joint", 8))
+    })
+    .unwrap();
+    let (_, metadata) = read_safetensors(&fit_dir.join("run/checkpoints").join(LATEST)).unwrap();
+    assert_eq!(metadata["iteration"], "6");
 }
 
 #[test]

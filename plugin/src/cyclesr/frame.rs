@@ -117,34 +117,40 @@ pub fn frame_to_rgb(
     }
 }
 
-/// Rounds float code values to u8 and brings them to the CPU as one contiguous tensor.
-fn to_host_u8(t: &Tensor) -> Tensor {
-    t.round()
-        .clamp(0.0, 255.0)
-        .to_kind(Kind::Uint8)
-        .to_device(Device::Cpu)
-        .contiguous()
+/// Rounds float code values to u8 on their device.
+fn to_u8(t: &Tensor) -> Tensor {
+    t.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }
 
-/// Copies a contiguous u8 tensor [rows, row_bytes] into plane `index` of the output frame.
+/// Copies a u8 tensor [rows, row_bytes] (on any device) into plane `index` of the output
+/// frame: one copy, straight from the device into the buffer's memory, keeping its stride.
 fn write_plane(
     frame: &mut VideoFrameRef<&mut gst::BufferRef>,
     index: u32,
-    host: &Tensor,
-    scratch: &mut Vec<u8>,
+    values: &Tensor,
 ) -> Result<()> {
-    let (rows, row_bytes) = (host.size()[0] as usize, host.size()[1] as usize);
-    let stride = frame.plane_stride()[index as usize] as usize;
+    let (rows, row_bytes) = (values.size()[0], values.size()[1]);
+    let stride = frame.plane_stride()[index as usize] as i64;
     let data = frame.plane_data_mut(index)?;
-    if stride == row_bytes {
-        host.f_copy_data_u8(&mut data[..rows * row_bytes], rows * row_bytes)?;
-    } else {
-        scratch.resize(rows * row_bytes, 0);
-        host.f_copy_data_u8(scratch, rows * row_bytes)?;
-        for (dst, src) in data.chunks_mut(stride).zip(scratch.chunks(row_bytes)) {
-            dst[..row_bytes].copy_from_slice(src);
-        }
+    let len = ((rows - 1) * stride + row_bytes) as usize;
+    if stride < row_bytes || data.len() < len {
+        bail!(
+            "output plane {index} holds {} bytes with stride {stride}, expected {rows} rows of {row_bytes} bytes",
+            data.len()
+        );
     }
+    // SAFETY: the view spans `len` bytes of `data`, checked above, and is dropped before this
+    // function returns, while `data` stays mapped and exclusively borrowed.
+    let mut view = unsafe {
+        Tensor::from_blob(
+            data.as_mut_ptr(),
+            &[rows, row_bytes],
+            &[stride, 1],
+            Kind::Uint8,
+            Device::Cpu,
+        )
+    };
+    view.f_copy_(values)?;
     Ok(())
 }
 
@@ -154,7 +160,6 @@ pub fn rgb_to_frame(
     rgb: &Tensor,
     alpha: Option<&Tensor>,
     frame: &mut VideoFrameRef<&mut gst::BufferRef>,
-    scratch: &mut Vec<u8>,
 ) -> Result<()> {
     let (h, w) = (frame.height() as i64, frame.width() as i64);
     let rgb = rgb.squeeze_dim(0);
@@ -174,20 +179,20 @@ pub fn rgb_to_frame(
                 channels[i as usize] = a.view([h, w]);
             }
             let packed = Tensor::stack(&channels, 2).view([h, w * bytes]) * 255.0;
-            write_plane(frame, 0, &to_host_u8(&packed), scratch)
+            write_plane(frame, 0, &to_u8(&packed))
         }
         Layout::I420(enc) => {
             let (y, u, v) = enc.from_rgb(&rgb);
-            write_plane(frame, 0, &to_host_u8(&y), scratch)?;
-            write_plane(frame, 1, &to_host_u8(&downsample_chroma(&u)), scratch)?;
-            write_plane(frame, 2, &to_host_u8(&downsample_chroma(&v)), scratch)
+            write_plane(frame, 0, &to_u8(&y))?;
+            write_plane(frame, 1, &to_u8(&downsample_chroma(&u)))?;
+            write_plane(frame, 2, &to_u8(&downsample_chroma(&v)))
         }
         Layout::Nv12(enc) => {
             let (y, u, v) = enc.from_rgb(&rgb);
             let uv = Tensor::stack(&[downsample_chroma(&u), downsample_chroma(&v)], 2);
             let (ch, cw) = (uv.size()[0], uv.size()[1]);
-            write_plane(frame, 0, &to_host_u8(&y), scratch)?;
-            write_plane(frame, 1, &to_host_u8(&uv.view([ch, cw * 2])), scratch)
+            write_plane(frame, 0, &to_u8(&y))?;
+            write_plane(frame, 1, &to_u8(&uv.view([ch, cw * 2])))
         }
     }
 }

@@ -68,8 +68,6 @@ struct State {
     upscaler: Upscaler,
     /// Input and output layouts, known once caps are set.
     layouts: Option<(Layout, Layout)>,
-    /// Staging buffer for output planes whose stride has padding.
-    scratch: Vec<u8>,
     /// Processing latency reported to latency queries: the slowest frame so far.
     latency: gst::ClockTime,
 }
@@ -386,7 +384,6 @@ impl BaseTransformImpl for CycleSr {
         *self.state.lock().unwrap() = Some(State {
             upscaler,
             layouts: None,
-            scratch: Vec::new(),
             latency: gst::ClockTime::ZERO,
         });
         Ok(())
@@ -490,12 +487,11 @@ impl VideoFilterImpl for CycleSr {
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (in_layout, out_layout) = state.layouts.ok_or(gst::FlowError::NotNegotiated)?;
         let upscaler = &state.upscaler;
-        let scratch = &mut state.scratch;
         let result = catch_torch(|| -> anyhow::Result<()> {
             let (rgb, alpha) = frame_to_rgb(in_layout, inframe, upscaler.device())?;
             let sr = upscaler.upscale(&rgb);
             let alpha = alpha.map(|a| upscale_alpha(&a, upscaler.scale()));
-            rgb_to_frame(out_layout, &sr, alpha.as_ref(), outframe, scratch)
+            rgb_to_frame(out_layout, &sr, alpha.as_ref(), outframe)
         })
         .and_then(|r| r);
         if let Err(e) = result {

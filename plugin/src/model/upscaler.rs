@@ -28,6 +28,11 @@ impl Upscaler {
     /// with a tiny forward pass), so callers can fall back.
     pub fn new(mut model: SrModel, precision: Precision, tiling: Tiling) -> Result<Self> {
         let kind = precision.kind();
+        if model.vs.device().is_cuda() {
+            // Frames keep one shape, so cuDNN's per-shape search for the fastest convolution
+            // algorithm is paid once.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         if kind != Kind::Float {
             model.vs.set_kind(kind);
         }

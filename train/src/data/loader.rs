@@ -67,8 +67,15 @@ pub struct Loader {
     warnings: Vec<String>,
 }
 
-impl Loader {
-    pub fn new(opts: &DataOptions, seed: u64, start_iteration: u64) -> Result<Loader> {
+/// Both domains decoded, before any batch is made: enough to count epochs.
+pub struct TrainingData {
+    dataset: Arc<Dataset>,
+    warnings: Vec<String>,
+}
+
+impl TrainingData {
+    /// Decodes every source of `opts` (in `opts.workers` threads).
+    pub fn load(opts: &DataOptions) -> Result<TrainingData> {
         opts.validate()?;
         let threads = opts.workers.max(1);
         let mut warnings = Vec::new();
@@ -100,7 +107,33 @@ impl Loader {
             scale,
             batch: opts.batch as usize,
         });
+        Ok(TrainingData { dataset, warnings })
+    }
 
+    /// HR images in use (paired mode: pairs).
+    pub fn hr_images(&self) -> usize {
+        self.dataset.hr.len()
+    }
+
+    /// Real LR images and frames in use.
+    pub fn real_lr_images(&self) -> usize {
+        self.dataset.real_lr.len()
+    }
+}
+
+impl Loader {
+    pub fn new(opts: &DataOptions, seed: u64, start_iteration: u64) -> Result<Loader> {
+        Loader::start(TrainingData::load(opts)?, opts, seed, start_iteration)
+    }
+
+    /// Starts the worker threads on data already decoded.
+    pub fn start(
+        data: TrainingData,
+        opts: &DataOptions,
+        seed: u64,
+        start_iteration: u64,
+    ) -> Result<Loader> {
+        let TrainingData { dataset, warnings } = data;
         let mut receivers = Vec::new();
         let mut workers = Vec::new();
         let count = opts.workers as u64;

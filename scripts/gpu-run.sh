@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# cyclesr's GPU work, run from the repository root on a bare GPU machine (CUDA and PyTorch at
+# /opt/torch/.venv; no Rust, no GStreamer, no network) prepared by scripts/gpu-bundle.sh.
+#   scripts/gpu-run.sh OUT_DIR check
+#       CUDA tests (CUDA against CPU: model, precisions, tiles, element, a training step; the
+#       element tests with device=auto on CUDA), `train bench` at 320x180, 480x270 and 960x540
+#       (fp32 and bf16 element runs, PyTorch eager alongside), `train bench-step` (a training
+#       iteration against PyTorch's) at the paper's sizes and for configs/table1.toml, and the
+#       iteration time of 20 table1 runs sharing the GPU.
+#   scripts/gpu-run.sh OUT_DIR train SECONDS
+#       scripts/table1.sh on CUDA, plus the default model's run, both stopped (with a
+#       checkpoint) SECONDS after the start, then exported and evaluated; OUT_DIR gets a tarball.
+# Each stage logs to <stage>.log, a failing stage does not stop the next, and everything ends
+# up in OUT_DIR/<phase>.tar.gz (the device tool brings back few files).
+set -uo pipefail
+dest=${1:?usage: scripts/gpu-run.sh OUT_DIR check|train [SECONDS]}
+what=${2:?usage: scripts/gpu-run.sh OUT_DIR check|train [SECONDS]}
+out=/tmp/cyclesr-$what
+mkdir -p "$out" "$dest"
+bin=$PWD/.gpu/bin
+for x in .gpu/bin/*.xz; do [ -e "$x" ] && xz -d -T0 "$x"; done
+chmod +x .gpu/bin/*
+
+# GStreamer from the bundled .debs, kept only where this machine has no library of that name, so
+# that Python and libtorch keep their own (newer) zlib, lzma and friends.
+gst=/tmp/cyclesr-gst
+if [ ! -d "$gst" ]; then
+  for f in .gpu/deb/*.deb; do dpkg -x "$f" "$gst"; done
+  for so in "$gst"/usr/lib/x86_64-linux-gnu/lib*.so.* "$gst"/lib/x86_64-linux-gnu/lib*.so.*; do
+    name=$(basename "$so")
+    case "$name" in libgst* | liborc*) continue ;; esac
+    if ldconfig -p | grep -q "^[[:space:]]$name "; then rm -f "$so"; fi
+  done
+fi
+torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH=$gst/usr/lib/x86_64-linux-gnu:$gst/lib/x86_64-linux-gnu:$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export GST_PLUGIN_SYSTEM_PATH=$gst/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+export GST_PLUGIN_SCANNER=$gst/usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
+export GST_REGISTRY=/tmp/cyclesr-registry.bin
+export CYCLESR_PYTHON=python3
+export PYTHONUNBUFFERED=1
+
+t0=$SECONDS
+stage() { # stage NAME TIMEOUT_SECONDS COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name (t=$((SECONDS - t0)) s, limit $limit s): $*"
+  timeout --signal=INT --kill-after=20 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name: rc $rc at t=$((SECONDS - t0)) s"
+  tail -n "${TAIL:-30}" "$out/$name.log"
+}
+
+# The data and binary where scripts/table1.sh and the configs expect them.
+place_data() {
+  mkdir -p target/release data
+  cp "$bin/train" target/release/train
+  cp -r .gpu/data/table1 .gpu/data/bench data/
+  for preset in wild codec; do
+    [ -e "data/bench/$preset/hr" ] || ln -s ../mild/hr "data/bench/$preset/hr"
+  done
+}
+
+case $what in
+check)
+  stage machine 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; python3 -c 'import torch; print(torch.__version__, torch.backends.cudnn.version())'; $bin/train --version"
+  stage test-plugin-cuda 120 "$bin/test-gst-plugin-cyclesr-cuda" --nocapture --test-threads 1
+  stage test-train-cuda 120 "$bin/test-cyclesr-train-cuda" --nocapture
+  stage test-element-auto-cuda 120 "$bin/test-gst-plugin-cyclesr-element" --test-threads 1 \
+    --skip plugin_loads_with_fresh_registry
+  for precision in bf16 fp32; do
+    stage "bench-$precision" 240 "$bin/train" bench --device cuda --precision "$precision" \
+      --size 320x180 --size 480x270 --size 960x540 --frames 40 --runs 20 --warmup 5 \
+      --pytorch-script tests/reference/bench_pytorch.py --json "$out/bench-$precision.json"
+  done
+  stage bench-step-paper 150 "$bin/train" bench-step -o configs/cyclesr.toml --device cuda \
+    --warmup 3 --steps 10 --pytorch-script tests/reference/train_step_pytorch.py \
+    --json "$out/bench-step-paper.json"
+  stage bench-step-table1 90 "$bin/train" bench-step -o configs/table1.toml --device cuda \
+    --warmup 5 --steps 30 --pytorch-script tests/reference/train_step_pytorch.py \
+    --json "$out/bench-step-table1.json"
+  # What one table1 run gets when 20 share the GPU (the train phase runs them together).
+  stage bench-step-table1-x20 120 bash -c "for i in \$(seq 20); do OMP_NUM_THREADS=1 $bin/train bench-step -o configs/table1.toml --device cuda --warmup 5 --steps 60 --skip-pytorch --json $out/x20-\$i.json >/dev/null 2>&1 & done; wait; python3 -c 'import glob, json; t = [json.load(open(p)) for p in glob.glob(\"$out/x20-*.json\")]; print(len(t), \"runs\", json.dumps(t[0])[:400])'"
+  ;;
+train)
+  seconds=${3:?train needs SECONDS}
+  place_data
+  export OMP_NUM_THREADS=1
+  # The default model's real footage: this machine has no GStreamer decoders, so OpenCV's
+  # FFmpeg decodes the frames configs/default-model.toml takes (same ranges and steps).
+  stage decode-footage 120 python3 - <<'PY'
+import os, shutil, cv2
+clips = {"vtest.avi": (0, 600, 3), "tree.avi": (0, None, 2), "carphone_distorted.mp4": (0, None, 4), "bikes.mp4": (0, None, 8)}
+for name, (start, end, step) in clips.items():
+    out = f"/tmp/footage/{os.path.splitext(name)[0]}"
+    os.makedirs(out, exist_ok=True)
+    video, index, kept = cv2.VideoCapture(f".gpu/data/real_lr/{name}"), 0, 0
+    while True:
+        ok, frame = video.read()
+        if not ok or (end is not None and index >= end):
+            break
+        if index >= start and (index - start) % step == 0:
+            cv2.imwrite(f"{out}/{index:05d}.png", frame)
+            kept += 1
+        index += 1
+    print(name, "frames read", index, "kept", kept)
+shutil.copytree(".gpu/data/real_lr/kphotoalbum", "/tmp/footage/kphotoalbum", dirs_exist_ok=True)
+PY
+  mkdir -p runs/default-model-gpu
+  (timeout --signal=INT --kill-after=60 "$seconds" target/release/train fit -o configs/default-model.toml \
+    -s device=cuda -s output=runs/default-model-gpu -s data.hr='["data/table1/hr_domain"]' \
+    -s data.jpeg_downscale=false -s data.batch="${BATCH:-16}" \
+    -s data.real_lr='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum"]' \
+    -s schedule.pretrain_translator="${DEFAULT_PRETRAIN:-1000}" -s schedule.pretrain_sr="${DEFAULT_PRETRAIN:-1000}" \
+    -s schedule.iterations="${DEFAULT_ITERATIONS:-8000}" -s validation.every=1000 -s checkpoints.every=500 \
+    --quiet >runs/default-model-gpu/fit.log 2>&1;
+   target/release/train export --state runs/default-model-gpu/checkpoints/latest.safetensors \
+    --out runs/default-model-gpu/model.safetensors >>runs/default-model-gpu/fit.log 2>&1) &
+  default_model=$!
+  TAIL=60 stage table1 $((seconds + 240)) bash scripts/table1.sh --device cuda --jobs 20 \
+    --deadline "$seconds" --iterations "${ITERATIONS:-6000}" --set data.batch="${BATCH:-16}" \
+    --note "GPU run: see the iterations reached per run"
+  wait "$default_model"
+  tail -n 5 runs/default-model-gpu/fit.log
+  cp -r runs/table1 runs/default-model-gpu docs/RESULTS.md docs/results "$out/"
+  ;;
+*)
+  echo "unknown phase '$what' (check or train)" >&2
+  exit 2
+  ;;
+esac
+tar -czf "$dest/$what.tar.gz" -C "$out" --exclude='state-*' .
+echo "done after $((SECONDS - t0)) s"

@@ -1,0 +1,120 @@
+//! Helpers shared by the train crate's integration tests: tiny options and images made by
+//! the test itself.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+
+use cyclesr_train::data::UnpairedBatch;
+use cyclesr_train::trainer::FitArgs;
+use tch::{Device, Kind, Tensor};
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("cyclesr-train-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Smooth random-looking RGB images (a few sinusoids), so that patches are not flat.
+pub fn write_images(dir: &Path, count: u32, width: u32, height: u32, seed: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for k in 0..count {
+        let f = (seed * 7 + k * 3 + 1) as f32;
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let v = |p: f32| {
+                ((0.5 + 0.5 * ((x * 0.11 * f + p).sin() * (y * 0.07 + p * f).cos())) * 255.0) as u8
+            };
+            image::Rgb([v(0.0), v(1.3), v(2.6)])
+        });
+        img.save(dir.join(format!("img{k:02}.png"))).unwrap();
+    }
+}
+
+/// A tiny run: images made here, small networks, a few iterations.
+pub fn tiny_options(dir: &Path, mode: &str, iterations: u64) -> PathBuf {
+    write_images(&dir.join("hr"), 3, 48, 40, 1);
+    write_images(&dir.join("real"), 3, 20, 18, 2);
+    let text = format!(
+        r#"
+name = "tiny"
+mode = "{mode}"
+seed = 3
+device = "cpu"
+output = "{out}"
+
+[data]
+hr = ["{hr}"]
+real_lr = ["{real}"]
+lr_patch = 8
+batch = 2
+scale = 4
+workers = 1
+prefetch = 2
+
+[networks]
+sr = {{ arch = "srresnet", blocks = 1, features = 4 }}
+translator = {{ features = 4, blocks = 1 }}
+discriminator = {{ features = 4, layers = 1 }}
+sr_discriminator = {{ features = 4 }}
+
+[losses]
+gan = {{ weight = 1.0 }}
+cycle = {{ weight = 10.0 }}
+identity = {{ weight = 0.5 }}
+sr_mse = {{ weight = 1000.0 }}
+perceptual = {{ weight = 1.0 }}
+sr_gan = {{ weight = 0.05 }}
+
+[optimizer]
+lr_translator = 2e-4
+lr_sr = 1e-4
+beta1 = 0.9
+beta2 = 0.999
+grad_clip = 50.0
+
+[schedule]
+pretrain_translator = 2
+pretrain_sr = 2
+iterations = {iterations}
+decay_start = 0.5
+pool_size = 3
+
+[logging]
+every = 1
+samples_every = 3
+
+[checkpoints]
+every = 1000
+"#,
+        out = dir.join("run").display(),
+        hr = dir.join("hr").display(),
+        real = dir.join("real").display(),
+    );
+    let path = dir.join("options.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn args(options: PathBuf) -> FitArgs {
+    FitArgs {
+        options,
+        overrides: Vec::new(),
+        resume: None,
+        max_iterations: None,
+        quiet: true,
+    }
+}
+
+pub fn random_batch() -> UnpairedBatch {
+    tch::manual_seed(11);
+    let cpu = (Kind::Float, Device::Cpu);
+    UnpairedBatch {
+        index: 0,
+        real_lr: Tensor::rand([2, 3, 8, 8], cpu),
+        syn_lr: Tensor::rand([2, 3, 8, 8], cpu),
+        hr: Tensor::rand([2, 3, 32, 32], cpu),
+        paired_lr: None,
+    }
+}
