@@ -118,9 +118,8 @@ impl Trained {
     }
 
     /// Clips the gradient norm and takes one Adam step.
-    fn update(&mut self, lr: f64, clip: f64) {
-        self.opt.clip_grad_norm(clip);
-        self.opt.step(lr);
+    fn update(&mut self, lr: f64, clip: f64) -> Result<()> {
+        self.opt.clip_and_step(lr, clip)
     }
 }
 
@@ -248,14 +247,14 @@ impl CycleSrModel {
                 self.translator_step(batch, true, lr_g, lr_sr, clip, &mut rng, &mut values)?;
             }
             Phase::SrSynthetic => {
-                self.sr_step(&batch.syn_lr, &batch.hr, lr_sr, clip, false, &mut values)
+                self.sr_step(&batch.syn_lr, &batch.hr, lr_sr, clip, false, &mut values)?
             }
             Phase::SrPaired => {
                 let lr = batch
                     .paired_lr
                     .as_ref()
                     .context("paired mode needs paired LR patches from the loader")?;
-                self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)
+                self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)?
             }
             Phase::SrOnTranslated => {
                 let t = self
@@ -263,7 +262,7 @@ impl CycleSrModel {
                     .as_ref()
                     .expect("separate mode has translators");
                 let approx_real = tch::no_grad(|| t.g_s2r.forward_t(&batch.syn_lr, false));
-                self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)
+                self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)?
             }
         }
         values.insert("lr_factor", factor);
@@ -309,15 +308,14 @@ impl CycleSrModel {
         clip: f64,
         gan: bool,
         values: &mut LossValues,
-    ) {
+    ) -> Result<()> {
         let (model, _) = self.sr.as_ref().expect("SR phases have G_l2h");
         let sr = model.net.forward_t(lr, true);
         let loss = self.sr_loss(&sr, hr, gan, values);
         let (_, opt) = self.sr.as_mut().expect("checked above");
         opt.zero_grad();
         loss.backward();
-        opt.clip_grad_norm(clip);
-        opt.step(lr_sr);
+        opt.clip_and_step(lr_sr, clip)
     }
 
     /// Generators' step on L1 (+ L2 through G_s2r when `joint`), then the discriminators'.
@@ -382,11 +380,10 @@ impl CycleSrModel {
             opt.zero_grad();
         }
         total.backward();
-        t.nets.update(lr_g, clip);
+        t.nets.update(lr_g, clip)?;
         if joint {
             let (_, opt) = self.sr.as_mut().expect("checked above");
-            opt.clip_grad_norm(clip);
-            opt.step(lr_sr);
+            opt.clip_and_step(lr_sr, clip)?;
         }
 
         // D_r and D_s (LSGAN, halved as in CycleGAN) on pooled fakes.
@@ -404,7 +401,7 @@ impl CycleSrModel {
         let d_total = (d_r + d_s) * losses.gan.weight;
         t.discriminators.opt.zero_grad();
         d_total.backward();
-        t.discriminators.update(lr_g, clip);
+        t.discriminators.update(lr_g, clip)?;
 
         // D_h (CycleSRGAN) on the SR output of this step.
         if let (Some(g), Some(sr)) = (&mut self.sr_gan, sr_out.filter(|_| gan_terms)) {
@@ -416,7 +413,7 @@ impl CycleSrModel {
             values.insert("d_h", scalar(&d_h));
             g.disc.opt.zero_grad();
             d_h.backward();
-            g.disc.update(lr_sr, clip);
+            g.disc.update(lr_sr, clip)?;
         }
         Ok(())
     }
