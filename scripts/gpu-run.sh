@@ -83,12 +83,21 @@ check)
   stage bench-step-table1-x20 120 bash -c "for i in \$(seq 20); do OMP_NUM_THREADS=1 $bin/train bench-step -o configs/table1.toml --device cuda --warmup 5 --steps 40 --skip-pytorch --json $out/x20-\$i.json >/dev/null 2>&1 & done; wait; python3 -c 'import glob, json; t = [json.load(open(p)) for p in glob.glob(\"$out/x20-*.json\")]; print(len(t), \"runs\", json.dumps(t[0])[:400])'"
   ;;
 train)
+  # Training ends SECONDS after this script starts; export, evaluation and packing follow.
   seconds=${3:?train needs SECONDS}
   place_data
+  TAIL=12 stage test-plugin-cuda 60 "$bin/test-gst-plugin-cyclesr-cuda" --nocapture --test-threads 1
+  TAIL=12 stage test-train-cuda 60 "$bin/test-cyclesr-train-cuda" --nocapture
+  TAIL=12 stage bench-step-table1 60 "$bin/train" bench-step -o configs/table1.toml --device cuda \
+    -s data.batch="${BATCH:-32}" --warmup 5 --steps 30 \
+    --pytorch-script tests/reference/train_step_pytorch.py --json "$out/bench-step-table1.json"
+  TAIL=12 stage bench-step-paper 60 "$bin/train" bench-step -o configs/cyclesr.toml --device cuda \
+    --warmup 3 --steps 10 --pytorch-script tests/reference/train_step_pytorch.py \
+    --json "$out/bench-step-paper.json"
   export OMP_NUM_THREADS=1
   # The default model's real footage: this machine has no GStreamer decoders, so OpenCV's
   # FFmpeg decodes the frames configs/default-model.toml takes (same ranges and steps).
-  stage decode-footage 120 python3 - <<'PY'
+  stage decode-footage 60 python3 - <<'PY'
 import os, shutil, cv2
 clips = {"vtest.avi": (0, 600, 3), "tree.avi": (0, None, 2), "carphone_distorted.mp4": (0, None, 4), "bikes.mp4": (0, None, 8)}
 for name, (start, end, step) in clips.items():
@@ -106,28 +115,40 @@ for name, (start, end, step) in clips.items():
     print(name, "frames read", index, "kept", kept)
 shutil.copytree(".gpu/data/real_lr/kphotoalbum", "/tmp/footage/kphotoalbum", dirs_exist_ok=True)
 PY
-  mkdir -p runs/default-model-gpu
-  (timeout --signal=INT --kill-after=60 "$seconds" target/release/train fit -o configs/default-model.toml \
-    -s device=cuda -s output=runs/default-model-gpu -s data.hr='["data/table1/hr_domain"]' \
-    -s data.jpeg_downscale=false -s data.batch="${BATCH:-16}" \
+  left=$((seconds - (SECONDS - t0)))
+  echo "=== training for $left s"
+  dm=runs/default-model-gpu
+  mkdir -p "$dm"
+  (timeout --signal=INT --kill-after=60 "$left" target/release/train fit -o configs/default-model.toml \
+    -s device=cuda -s output="$dm" -s data.hr='["data/table1/hr_domain"]' \
+    -s data.jpeg_downscale=false -s data.batch="${BATCH:-32}" \
     -s data.real_lr='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum"]' \
-    -s schedule.pretrain_translator="${DEFAULT_PRETRAIN:-1000}" -s schedule.pretrain_sr="${DEFAULT_PRETRAIN:-1000}" \
-    -s schedule.iterations="${DEFAULT_ITERATIONS:-8000}" -s validation.every=1000 -s checkpoints.every=500 \
-    --quiet >runs/default-model-gpu/fit.log 2>&1;
-   target/release/train export --state runs/default-model-gpu/checkpoints/latest.safetensors \
-    --out runs/default-model-gpu/model.safetensors >>runs/default-model-gpu/fit.log 2>&1) &
+    -s schedule.pretrain_translator=200 -s schedule.pretrain_sr=200 \
+    -s schedule.iterations="${DEFAULT_MAIN:-1000}" -s validation.every=200 -s checkpoints.every=100 \
+    --quiet >"$dm/fit.log" 2>&1
+   target/release/train export --state "$dm/checkpoints/latest.safetensors" \
+    --out "$dm/model.safetensors" >>"$dm/fit.log" 2>&1) &
   default_model=$!
-  TAIL=60 stage table1 $((seconds + 240)) bash scripts/table1.sh --device cuda --jobs 20 \
-    --deadline "$seconds" --iterations "${ITERATIONS:-6000}" --set data.batch="${BATCH:-16}" \
-    --note "GPU run: see the iterations reached per run"
+  TAIL=60 stage table1 $((left + 200)) bash scripts/table1.sh --device cuda --jobs 20 \
+    --deadline "$left" --iterations "${ITERATIONS:-1400}" --set data.batch="${BATCH:-32}" \
+    --note "GPU run (one H200 shared by 20 runs): see the iterations each run reached"
   wait "$default_model"
-  tail -n 5 runs/default-model-gpu/fit.log
-  cp -r runs/table1 runs/default-model-gpu docs/RESULTS.md docs/results "$out/"
+  tail -n 5 "$dm/fit.log"
+  mkdir -p "$out/models"
+  for f in runs/table1/sr-syn/model.safetensors runs/table1/*/*/model.safetensors "$dm/model.safetensors"; do
+    [ -f "$f" ] && cp "$f" "$out/models/$(echo "${f#runs/}" | tr / _)"
+  done
+  rsync -a --exclude checkpoints --exclude '*.safetensors' --exclude 'compare-*' runs/table1 "$dm" "$out/" 2>/dev/null ||
+    cp -r runs/table1 "$dm" "$out/"
+  find "$out" -path '*/checkpoints/*' -delete
+  cp -r docs/RESULTS.md docs/results "$out/"
+  tar -czf "$dest/models.tar.gz" -C "$out" models
+  rm -rf "$out/models"
   ;;
 *)
   echo "unknown phase '$what' (check or train)" >&2
   exit 2
   ;;
 esac
-tar -czf "$dest/$what.tar.gz" -C "$out" --exclude='state-*' .
+tar -czf "$dest/$what.tar.gz" -C "$out" --exclude='*.safetensors' --exclude='checkpoints' .
 echo "done after $((SECONDS - t0)) s"
