@@ -150,5 +150,12 @@ PY
   exit 2
   ;;
 esac
-tar -czf "$dest/$what.tar.gz" -C "$out" --exclude='*.safetensors' --exclude='checkpoints' .
+tar -czf "$dest/$what.tar.gz" -C "$out" --exclude='*.safetensors' --exclude='checkpoints' \
+  --exclude='table1/*/samples' --exclude='table1/*/*/samples' .
+# The device tool brings back files of at most 16 MiB.
+for f in "$dest"/*.tar.gz; do
+  if [ "$(stat -c %s "$f")" -gt $((15 * 1024 * 1024)) ]; then
+    split -b 15M -d "$f" "$f.part" && rm "$f"
+  fi
+done
 echo "done after $((SECONDS - t0)) s"

@@ -229,62 +229,18 @@ if ((do_eval)); then
     done
   done | schedule wait
 
-  # Side-by-side crops on the first preset: LR (nearest), bicubic, SR_syn, CycleSR, HR.
+  # Side-by-side crops on the first preset: LR (nearest ×4), bicubic, SR_syn, CycleSR, HR.
   mkdir -p docs/results
   preset=${preset_list[0]}
   for name in opencv_set5_butterfly skimage_chelsea skimage_coffee; do
     lr=data/bench/$preset/lr/$name.png
-    models=("$(run_dir sr-syn "$preset")/model.safetensors" "$(run_dir cyclesr "$preset")/model.safetensors")
-    [[ -f ${models[0]} && -f ${models[1]} && -f $lr ]] || continue
-    for k in 0 1; do
-      "$train" compare --input "$lr" --model "${models[$k]}" --crop 40x40+8+8 --device "$device" \
-        --out "$runs/compare-$name-$k.png" >/dev/null
-    done
-    "$python" - "$lr" "data/bench/$preset/hr/$name.png" "$runs/compare-$name-0.png" \
-      "$runs/compare-$name-1.png" "docs/results/table1-$preset-$name.png" <<'EOF'
-# LR | bicubic | SR_syn | CycleSR | HR from the two `train compare` outputs (bicubic | 8 | SR).
-import struct, sys, zlib
-def read(path):
-    data = open(path, "rb").read()
-    pos, idat, (w, h, depth, ctype) = 8, b"", (0, 0, 0, 0)
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4]); kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + n]; pos += 12 + n
-        if kind == b"IHDR": w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
-        elif kind == b"IDAT": idat += body
-    if depth != 8 or ctype not in (2, 6): sys.exit(f"{path}: not an 8-bit RGB(A) PNG")
-    bpp = 3 if ctype == 2 else 4
-    raw, stride, rows, prev = zlib.decompress(idat), w * bpp, [], bytearray(w * bpp)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0; b = prev[i]; c = prev[i - bpp] if i >= bpp else 0
-            if f == 1: line[i] = (line[i] + a) & 255
-            elif f == 2: line[i] = (line[i] + b) & 255
-            elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line) if bpp == 3 else bytes(v for j, v in enumerate(line) if j % 4 != 3))
-        prev = line
-    return w, h, rows
-def crop(img, x, y, w, h): return [r[3 * x:3 * (x + w)] for r in img[2][y:y + h]]
-lr, hr, syn, cyc = (read(p) for p in sys.argv[1:5])
-side = (syn[0] - 8) // 2
-up = [b"".join(r[3 * i:3 * i + 3] * 4 for i in range(40)) for r in crop(lr, 8, 8, 40, 40) for _ in range(4)]
-panels = [up, crop(syn, 0, 0, side, side), crop(syn, side + 8, 0, side, side),
-          crop(cyc, side + 8, 0, side, side), crop(hr, 32, 32, side, side)]
-gap = b"\xff" * 24
-rows = [gap.join(p[y] for p in panels) for y in range(side)]
-w = len(rows[0]) // 3
-png = b"\x89PNG\r\n\x1a\n"
-def chunk(kind, body): return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-png += chunk(b"IHDR", struct.pack(">IIBBBBB", w, side, 8, 2, 0, 0, 0))
-# PNG filter 1 (difference to the left pixel): photos compress about twice as well.
-sub = lambda r: b"\1" + bytes((r[i] - (r[i - 3] if i >= 3 else 0)) & 255 for i in range(len(r)))
-png += chunk(b"IDAT", zlib.compress(b"".join(sub(r) for r in rows), 9)) + chunk(b"IEND", b"")
-open(sys.argv[5], "wb").write(png)
-EOF
+    hr=data/bench/$preset/hr/$name.png
+    syn=$(run_dir sr-syn "$preset")/model.safetensors
+    cyc=$(run_dir cyclesr "$preset")/model.safetensors
+    [[ -f $syn && -f $cyc && -f $lr && -f $hr ]] || continue
+    "$train" compare --input "$lr" --nearest --model "$syn" --model "$cyc" --hr "$hr" \
+      --crop 40x40+8+8 --device "$device" --out "docs/results/table1-$preset-$name.png" >/dev/null \
+      || echo "table1.sh: crop strip of $name failed" >&2
   done
 
   "$python" - "$runs" "$command_line" "$note" "${preset_list[*]}" "$columns" "$iterations" <<'EOF'

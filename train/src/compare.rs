@@ -1,15 +1,19 @@
-//! `train compare`: one frame upscaled by bicubic and by G_l2h, the same crop side by side.
+//! `train compare`: the same crop of one frame or image, side by side: optionally the LR
+//! upscaled by nearest neighbour, bicubic, one panel per G_l2h model, optionally the HR.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
 use gstcyclesr::model::embedded_default_model;
 use gstcyclesr::model::upscaler::{Tiling, Upscaler};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::{decode_video, imresize, is_image_file, load_image, save_png, FrameRange};
+
+/// White columns between two panels.
+pub const GAP: i64 = 8;
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
@@ -19,13 +23,20 @@ pub struct CompareArgs {
     /// Frame of the video to compare (0-based).
     #[arg(long, default_value_t = 0)]
     pub frame: u64,
-    /// G_l2h checkpoint; default: the model embedded in the plugin.
+    /// G_l2h checkpoint; repeat for one panel per model, in order. Default: the model embedded
+    /// in the plugin. All models must have the same scale.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
+    /// HR ground truth of an image input (scale × its size): its crop is the last panel.
+    #[arg(long)]
+    pub hr: Option<PathBuf>,
+    /// Add a first panel: the LR crop upscaled by nearest neighbour.
+    #[arg(long)]
+    pub nearest: bool,
     /// Crop in input pixels, WxH+X+Y (default: a centred 160x120).
     #[arg(long)]
     pub crop: Option<String>,
-    /// Output PNG: bicubic on the left, G_l2h on the right.
+    /// Output PNG: [nearest |] bicubic | each model [| HR], separated by white gaps.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value = "auto")]
@@ -47,8 +58,55 @@ fn parse_crop(text: &str) -> Result<[i64; 4]> {
     parse().with_context(|| format!("crop '{text}' is not WxH+X+Y"))
 }
 
+fn load_models(paths: &[PathBuf], device: Device) -> Result<Vec<(String, SrModel)>> {
+    if paths.is_empty() {
+        let bytes = embedded_default_model()
+            .context("no --model given and this build embeds no default model")?;
+        let model = SrModel::from_bytes(bytes, device).context("embedded default model")?;
+        return Ok(vec![("embedded default model".to_owned(), model)]);
+    }
+    let mut models: Vec<(String, SrModel)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let model = SrModel::load(path, device)
+            .with_context(|| format!("loading --model {}", path.display()))?;
+        if let Some((first, m)) = models.first() {
+            ensure!(
+                model.config.scale == m.config.scale,
+                "--model {} is ×{} but {first} is ×{}: all models need one scale",
+                path.display(),
+                model.config.scale,
+                m.config.scale
+            );
+        }
+        models.push((path.display().to_string(), model));
+    }
+    Ok(models)
+}
+
+fn load_hr(path: &Path, scale: i64, lr_size: (i64, i64), input: &Path) -> Result<Tensor> {
+    let hr = load_image(path).with_context(|| format!("reading --hr {}", path.display()))?;
+    let (h, w) = (hr.size()[1], hr.size()[2]);
+    let (lh, lw) = lr_size;
+    ensure!(
+        (h, w) == (lh * scale, lw * scale),
+        "--hr {} is {w}x{h}, not ×{scale} the {lw}x{lh} of {} ({}x{})",
+        path.display(),
+        input.display(),
+        lw * scale,
+        lh * scale
+    );
+    Ok(hr)
+}
+
 pub fn run(args: &CompareArgs) -> Result<()> {
-    let frame = if is_image_file(&args.input) {
+    let is_image = is_image_file(&args.input);
+    if args.hr.is_some() && !is_image {
+        bail!(
+            "--hr needs an image --input; {} is not one",
+            args.input.display()
+        );
+    }
+    let frame = if is_image {
         load_image(&args.input)?
     } else {
         let range = FrameRange {
@@ -78,40 +136,63 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
 
     let (device, _) = resolve_device(args.device.parse::<DeviceRequest>()?)?;
-    let model = match &args.model {
-        Some(path) => SrModel::load(path, device)?,
-        None => SrModel::from_bytes(
-            embedded_default_model()
-                .context("no --model given and this build embeds no default model")?,
-            device,
-        )
-        .context("embedded default model")?,
+    let models = load_models(&args.model, device)?;
+    let s = models[0].1.config.scale;
+    let hr = match &args.hr {
+        Some(path) => Some(load_hr(path, s, (h, w), &args.input)?),
+        None => None,
     };
-    let s = model.config.scale;
-    let upscaler = Upscaler::new(
-        model,
-        Precision::Fp32,
-        Tiling {
-            tile_size: 128,
-            overlap: 16,
-        },
-    )?;
-    let sr = upscaler
-        .upscale(&frame.unsqueeze(0).to_device(device))
-        .squeeze_dim(0)
-        .to_device(tch::Device::Cpu);
-    let bicubic = imresize(&frame, s as f64).clamp(0.0, 1.0);
+
     let crop = |t: &Tensor| t.narrow(1, cy * s, ch * s).narrow(2, cx * s, cw * s);
-    let gap = Tensor::ones([3, ch * s, 8], (Kind::Float, tch::Device::Cpu));
-    save_png(
-        &Tensor::cat(&[crop(&bicubic), gap, crop(&sr)], 2),
-        &args.out,
-    )?;
+    let mut panels = Vec::new();
+    let mut names = Vec::new();
+    if args.nearest {
+        let lr = frame.narrow(1, cy, ch).narrow(2, cx, cw);
+        panels.push(
+            lr.repeat_interleave_self_int(s, 1, None)
+                .repeat_interleave_self_int(s, 2, None),
+        );
+        names.push("nearest".to_owned());
+    }
+    panels.push(crop(&imresize(&frame, s as f64).clamp(0.0, 1.0)));
+    names.push("bicubic".to_owned());
+    let input = frame.unsqueeze(0).to_device(device);
+    for (name, model) in models {
+        let upscaler = Upscaler::new(
+            model,
+            Precision::Fp32,
+            Tiling {
+                tile_size: 128,
+                overlap: 16,
+            },
+        )?;
+        let sr = upscaler
+            .upscale(&input)
+            .squeeze_dim(0)
+            .to_device(Device::Cpu);
+        panels.push(crop(&sr));
+        names.push(name);
+    }
+    if let (Some(hr), Some(path)) = (&hr, &args.hr) {
+        panels.push(crop(hr));
+        names.push(format!("HR {}", path.display()));
+    }
+
+    let gap = Tensor::ones([3, ch * s, GAP], (Kind::Float, Device::Cpu));
+    let mut row = Vec::with_capacity(2 * panels.len());
+    for (k, panel) in panels.into_iter().enumerate() {
+        if k > 0 {
+            row.push(gap.shallow_clone());
+        }
+        row.push(panel);
+    }
+    save_png(&Tensor::cat(&row, 2), &args.out)?;
     println!(
-        "wrote {}: frame {} of {}, crop {cw}x{ch}+{cx}+{cy} ×{s}; left bicubic, right cyclesr",
+        "wrote {}: frame {} of {}, crop {cw}x{ch}+{cx}+{cy} ×{s}; left to right: {}",
         args.out.display(),
         args.frame,
-        args.input.display()
+        args.input.display(),
+        names.join(" | ")
     );
     Ok(())
 }
