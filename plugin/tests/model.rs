@@ -49,6 +49,22 @@ fn output_shapes_follow_scale() {
     }
 }
 
+/// A fresh SRResNet starts near its bilinear base (BasicSR's 0.1-scaled initialisation), so
+/// training refines an interpolation instead of first unlearning noise.
+#[test]
+fn fresh_srresnet_starts_near_bilinear() {
+    tch::manual_seed(4);
+    let model = SrModel::new(SrConfig::SRRESNET_16X64, Device::Cpu).unwrap();
+    let x = Tensor::rand([1, 3, 24, 32], (Kind::Float, Device::Cpu));
+    let bilinear = x.upsample_bilinear2d([96, 128], false, None, None);
+    let mse = (model.upscale(&x) - &bilinear)
+        .square()
+        .mean(Kind::Float)
+        .double_value(&[]);
+    let psnr = -10.0 * mse.log10();
+    assert!(psnr > 30.0, "fresh output is {psnr:.1} dB from bilinear");
+}
+
 /// Checkpoints written by PyTorch (tests/reference) load and give PyTorch's output.
 #[test]
 fn pytorch_checkpoint_gives_pytorch_output() {

@@ -9,7 +9,7 @@ use cyclesr_train::data::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// A fresh, empty folder for one test.
 fn temp_dir(test: &str) -> PathBuf {
@@ -491,4 +491,34 @@ fn video_frames_honour_range_and_step() {
         loader.warnings()
     );
     assert_eq!(loader.next_batch().unwrap().real_lr.size(), [4, 3, 8, 8]);
+}
+
+/// With `augment_degraded = false`, real LR patches keep their source's orientation (a ramp
+/// rising to the right and downwards stays so); with the default, some are flipped.
+#[test]
+fn augment_degraded_off_keeps_real_lr_orientation() {
+    let root = temp_dir("augment-degraded");
+    let (hr, real) = (root.join("hr"), root.join("real"));
+    save_png(&random_image(64, 64, 1), &hr.join("h.png")).unwrap();
+    let x = Tensor::arange(40, (Kind::Float, Device::Cpu)) / 80.0;
+    let ramp = (x.view([1, 1, 40]) + x.view([1, 40, 1]) * 0.5).expand([3, 40, 40], false);
+    save_png(&ramp, &real.join("ramp.png")).unwrap();
+    let rises = |p: &Tensor| {
+        let right = (p.narrow(2, 1, 7) - p.narrow(2, 0, 7)).mean(Kind::Float);
+        let down = (p.narrow(1, 1, 7) - p.narrow(1, 0, 7)).mean(Kind::Float);
+        right.double_value(&[]) > 0.0 && down.double_value(&[]) > 0.0
+    };
+    let count_upright = |augment_degraded: bool| {
+        let opts = DataOptions {
+            augment_degraded,
+            ..small_options(&hr, &real, 0)
+        };
+        let mut loader = Loader::new(&opts, 9, 0).unwrap();
+        (0..5)
+            .flat_map(|_| loader.next_batch().unwrap().real_lr.unbind(0))
+            .filter(|p| rises(p))
+            .count()
+    };
+    assert_eq!(count_upright(false), 20);
+    assert!(count_upright(true) < 20);
 }

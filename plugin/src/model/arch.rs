@@ -104,6 +104,23 @@ fn conv3x3(p: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {
     nn::conv2d(p, c_in, c_out, 3, cfg)
 }
 
+/// A 3×3 convolution initialised as BasicSR initialises MSRResNet: Kaiming normal scaled by
+/// 0.1, zero bias. The residual branches and the tail then start near zero, so a fresh network
+/// outputs about its bilinear base and learns a correction, instead of starting from noise
+/// that hundreds of iterations must first remove.
+fn small_conv3x3(p: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        padding: 1,
+        ws_init: nn::init::DEFAULT_KAIMING_NORMAL,
+        ..Default::default()
+    };
+    let conv = nn::conv2d(p, c_in, c_out, 3, cfg);
+    tch::no_grad(|| {
+        let _ = conv.ws.shallow_clone().g_mul_scalar_(0.1);
+    });
+    conv
+}
+
 /// Builds G_l2h under `p`. Input: RGB in [0, 1], shape [N, 3, H, W]; output [N, 3, sH, sW],
 /// not clamped (training sees the raw values, the element clamps).
 pub fn sr_network(p: &nn::Path, cfg: &SrConfig) -> nn::FuncT<'static> {
@@ -114,24 +131,31 @@ pub fn sr_network(p: &nn::Path, cfg: &SrConfig) -> nn::FuncT<'static> {
 }
 
 /// Conv 64→256, PixelShuffle(2), activation; once per ×2.
-fn upsample_tail(p: &nn::Path, cfg: &SrConfig) -> Vec<nn::Conv2D> {
+fn upsample_tail(
+    p: &nn::Path,
+    cfg: &SrConfig,
+    conv: fn(nn::Path, i64, i64) -> nn::Conv2D,
+) -> Vec<nn::Conv2D> {
     (1..=cfg.upsample_stages())
-        .map(|i| conv3x3(p / format!("upconv{i}"), cfg.features, cfg.features * 4))
+        .map(|i| conv(p / format!("upconv{i}"), cfg.features, cfg.features * 4))
         .collect()
 }
 
 fn srresnet(p: &nn::Path, cfg: &SrConfig) -> nn::FuncT<'static> {
     let nf = cfg.features;
-    let conv_first = conv3x3(p / "conv_first", 3, nf);
+    let conv_first = small_conv3x3(p / "conv_first", 3, nf);
     let body: Vec<(nn::Conv2D, nn::Conv2D)> = (0..cfg.blocks)
         .map(|i| {
             let b = p / "body" / i;
-            (conv3x3(&b / "conv1", nf, nf), conv3x3(&b / "conv2", nf, nf))
+            (
+                small_conv3x3(&b / "conv1", nf, nf),
+                small_conv3x3(&b / "conv2", nf, nf),
+            )
         })
         .collect();
-    let upconvs = upsample_tail(p, cfg);
-    let conv_hr = conv3x3(p / "conv_hr", nf, nf);
-    let conv_last = conv3x3(p / "conv_last", nf, 3);
+    let upconvs = upsample_tail(p, cfg, small_conv3x3);
+    let conv_hr = small_conv3x3(p / "conv_hr", nf, nf);
+    let conv_last = small_conv3x3(p / "conv_last", nf, 3);
     let scale = cfg.scale;
     nn::func_t(move |x, _train| {
         let mut feat = leaky_relu(&conv_first.forward(x), 0.1);
@@ -160,7 +184,7 @@ fn vdsr(p: &nn::Path, cfg: &SrConfig) -> nn::FuncT<'static> {
             (conv, bn, i < cfg.blocks)
         })
         .collect();
-    let upconvs = upsample_tail(p, cfg);
+    let upconvs = upsample_tail(p, cfg, conv3x3);
     let conv_hr = conv3x3(p / "conv_hr", nf, nf);
     let conv_last = conv3x3(p / "conv_last", nf, 3);
     nn::func_t(move |x, train| {

@@ -47,6 +47,7 @@ struct Dataset {
     lr_patch: usize,
     scale: usize,
     batch: usize,
+    augment_degraded: bool,
 }
 
 /// Makes batches `start_iteration, start_iteration + 1, ...` in order, `workers` threads ahead.
@@ -106,6 +107,7 @@ impl TrainingData {
             lr_patch,
             scale,
             batch: opts.batch as usize,
+            augment_degraded: opts.augment_degraded,
         });
         Ok(TrainingData { dataset, warnings })
     }
@@ -252,6 +254,20 @@ impl Augment {
         }
     }
 
+    /// This augmentation when `enabled`, else the identity (the random draws are made either
+    /// way, so batches stay comparable between the two settings).
+    fn only_if(self, enabled: bool) -> Augment {
+        if enabled {
+            self
+        } else {
+            Augment {
+                hflip: false,
+                vflip: false,
+                transpose: false,
+            }
+        }
+    }
+
     /// `[3, p, p]` → `[3, p, p]`.
     fn apply(&self, patch: Tensor) -> Tensor {
         let patch = if self.hflip { patch.flip([2]) } else { patch };
@@ -281,6 +297,7 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
                     let lr = &lr_images[k];
                     let y = rng.random_range(0..=lr.height - p);
                     let x = rng.random_range(0..=lr.width - p);
+                    let augment = augment.only_if(ds.augment_degraded);
                     hr.push(augment.apply(image.crop_tensor(y * s, x * s, p * s, p * s)));
                     paired.push(augment.apply(lr.crop_tensor(y, x, p, p)));
                 }
@@ -294,7 +311,8 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             let image = &ds.real_lr[rng.random_range(0..ds.real_lr.len())];
             let y = rng.random_range(0..=image.height - p);
             let x = rng.random_range(0..=image.width - p);
-            real.push(Augment::random(&mut rng).apply(image.crop_tensor(y, x, p, p)));
+            let augment = Augment::random(&mut rng).only_if(ds.augment_degraded);
+            real.push(augment.apply(image.crop_tensor(y, x, p, p)));
         }
         let hr = Tensor::stack(&hr, 0);
         UnpairedBatch {

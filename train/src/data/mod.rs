@@ -49,6 +49,13 @@ pub struct DataOptions {
     /// Default true. Not applied in paired mode, where it would break the pixel correspondence.
     #[serde(default = "default_jpeg_downscale")]
     pub jpeg_downscale: bool,
+    /// Also flip and transpose the patches whose degradation is given rather than made here:
+    /// real LR patches and the paired oracle's LR/HR crops. The paper augments everything, but a
+    /// degradation with a direction or a pixel grid (motion blur, a shift, codec blocks) is then
+    /// learned in eight orientations although one camera has one. HR patches of the synthetic
+    /// path are always augmented. Default true (the paper).
+    #[serde(default = "default_augment_degraded")]
+    pub augment_degraded: bool,
     /// Background threads making batches (also decoding files at start-up); 0 makes batches
     /// on the caller's thread. Default 2.
     #[serde(default = "default_workers")]
@@ -74,6 +81,9 @@ fn default_scale() -> i64 {
 fn default_jpeg_downscale() -> bool {
     true
 }
+fn default_augment_degraded() -> bool {
+    true
+}
 fn default_workers() -> usize {
     2
 }
@@ -91,6 +101,7 @@ impl Default for DataOptions {
             batch: default_batch(),
             scale: default_scale(),
             jpeg_downscale: default_jpeg_downscale(),
+            augment_degraded: default_augment_degraded(),
             workers: default_workers(),
             prefetch: default_prefetch(),
             paired_lr: None,
