@@ -6,9 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use gstcyclesr::model::checkpoint::{
-    copy_into_varstore, read_safetensors, write_atomically, SrModel,
-};
+use gstcyclesr::model::checkpoint::{copy_into_varstore, write_atomically, SrModel};
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
 use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
 use serde::Serialize;
@@ -18,8 +16,7 @@ use tch::{Device, Tensor};
 use crate::archs::cyclegan::resnet_generator;
 use crate::data::{imresize, PairedSet};
 use crate::metrics::{NtireProtocol, Score};
-use crate::model::STATE_FORMAT;
-use crate::options::Options;
+use crate::model::SavedState;
 
 /// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
 /// seams negligible in the scores.
@@ -216,17 +213,8 @@ impl Translator {
     /// Builds G_r2s with the translator options recorded in the state (as `train export`
     /// reads a state) and loads its weights.
     pub fn load(path: &Path, device: Device) -> Result<Translator> {
-        let context = || format!("training state {}", path.display());
-        let (tensors, metadata) = read_safetensors(path).with_context(context)?;
-        ensure!(
-            metadata.get("format").map(String::as_str) == Some(STATE_FORMAT),
-            "{}: not a cyclesr training state",
-            path.display()
-        );
-        let options_text = metadata
-            .get("options")
-            .with_context(|| format!("{}: no options", path.display()))?;
-        let options = Options::parse(options_text).with_context(context)?;
+        let mut state = SavedState::read(path)?;
+        let options = &state.options;
         ensure!(
             options.mode.uses_translator(),
             "{}: mode {:?} trains no translator",
@@ -235,14 +223,13 @@ impl Translator {
         );
         let mut vs = nn::VarStore::new(device);
         let g_r2s = resnet_generator(&(vs.root() / "g_r2s"), &options.networks.translator);
-        let weights = tensors
+        let weights = state
+            .take("translators/g_r2s.")
             .into_iter()
-            .filter_map(|(name, t)| {
-                let name = name.strip_prefix("translators/")?;
-                name.starts_with("g_r2s.").then(|| (name.to_string(), t))
-            })
+            .map(|(name, t)| (format!("g_r2s.{name}"), t))
             .collect();
-        copy_into_varstore(&mut vs, weights).with_context(|| format!("G_r2s of {}", context()))?;
+        copy_into_varstore(&mut vs, weights)
+            .with_context(|| format!("G_r2s of training state {}", path.display()))?;
         Ok(Translator {
             _vs: vs,
             g_r2s,

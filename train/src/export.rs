@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use gstcyclesr::model::checkpoint::{copy_into_varstore, read_safetensors, SrModel};
+use gstcyclesr::model::checkpoint::{copy_into_varstore, SrModel};
 use tch::Device;
 
-use crate::model::STATE_FORMAT;
-use crate::options::Options;
+use crate::model::SavedState;
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -21,14 +20,11 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     let context = || format!("training state {}", args.state.display());
-    let (tensors, metadata) = read_safetensors(&args.state).with_context(context)?;
-    if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
-        bail!("{}: not a cyclesr training state", args.state.display());
-    }
-    let options_text = metadata
-        .get("options")
-        .with_context(|| format!("{}: no options", args.state.display()))?;
-    let options = Options::parse(options_text).with_context(context)?;
+    let mut state = SavedState::read(&args.state)?;
+    let g_l2h = state.take("g_l2h/");
+    let SavedState {
+        options, metadata, ..
+    } = state;
     if !options.mode.trains_sr() {
         bail!(
             "{}: mode {:?} trains no G_l2h, nothing to export",
@@ -36,10 +32,6 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             options.mode
         );
     }
-    let g_l2h = tensors
-        .into_iter()
-        .filter_map(|(name, t)| name.strip_prefix("g_l2h/").map(|n| (n.to_string(), t)))
-        .collect();
     let mut model = SrModel::new(options.sr_config(), Device::Cpu)?;
     copy_into_varstore(&mut model.vs, g_l2h).with_context(context)?;
     model.provenance.insert("name".into(), options.name.clone());

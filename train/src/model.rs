@@ -27,6 +27,53 @@ use crate::pool::ImagePool;
 /// Version tag of training-state checkpoints.
 pub const STATE_FORMAT: &str = "cyclesr-train/1";
 
+/// A training state read without building its networks (for export and evaluation).
+pub struct SavedState {
+    /// Every tensor by `group/name` (see [`CycleSrModel::state_tensors`]).
+    pub tensors: HashMap<String, Tensor>,
+    /// The options the run trained with.
+    pub options: Options,
+    /// Metadata: iteration, commit, ...
+    pub metadata: HashMap<String, String>,
+}
+
+impl SavedState {
+    /// Reads a state written by [`CycleSrModel::save_state`]; errors name the file.
+    pub fn read(path: &Path) -> Result<SavedState> {
+        let context = || format!("training state {}", path.display());
+        let (tensors, metadata) = read_safetensors(path).with_context(context)?;
+        if metadata.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+            bail!("{}: not a cyclesr training state", path.display());
+        }
+        let options_text = metadata
+            .get("options")
+            .with_context(|| format!("{}: no options", path.display()))?;
+        let options = Options::parse(options_text).with_context(context)?;
+        Ok(SavedState {
+            tensors,
+            options,
+            metadata,
+        })
+    }
+
+    /// The tensors named `prefix<rest>`, as `rest`.
+    pub fn take(&mut self, prefix: &str) -> HashMap<String, Tensor> {
+        let names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let tensor = self.tensors.remove(&name)?;
+                Some((name[prefix.len()..].to_string(), tensor))
+            })
+            .collect()
+    }
+}
+
 /// What one iteration does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
