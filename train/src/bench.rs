@@ -964,6 +964,16 @@ fn run_pytorch(
         command.env(PYTHON_FIXED_MMAP_THRESHOLD.0, PYTHON_FIXED_MMAP_THRESHOLD.1);
         command.arg("--sample-memory");
     }
+    json_from_script(&mut command, &python, &script)
+}
+
+/// Runs `command` (`python script ...`) and returns the JSON object it prints last; errors say
+/// which script failed and how.
+pub(crate) fn json_from_script(
+    command: &mut Command,
+    python: &Path,
+    script: &Path,
+) -> Result<Value> {
     let output = command.output().with_context(|| {
         format!(
             "running {} {} (use --python, or --skip-pytorch)",

@@ -19,7 +19,7 @@ use gstcyclesr::model::device::{resolve_device, DeviceRequest};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use crate::bench::default_python;
+use crate::bench::{default_python, json_from_script};
 use crate::data::UnpairedBatch;
 use crate::model::{CycleSrModel, Phase};
 use crate::options::{Mode, Options};
@@ -270,37 +270,15 @@ fn run_pytorch(
     ));
     std::fs::write(&config, options.to_toml())
         .with_context(|| format!("writing {}", config.display()))?;
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(&script)
         .arg("--config")
         .arg(&config)
         .args(["--device", device, "--threads", &threads.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
-        .args(["--steps", &args.steps.to_string()])
-        .output();
+        .args(["--steps", &args.steps.to_string()]);
+    let result = json_from_script(&mut command, &python, &script);
     let _ = std::fs::remove_file(&config);
-    let output = output.with_context(|| {
-        format!(
-            "running {} {} (use --python, or --skip-pytorch)",
-            python.display(),
-            script.display()
-        )
-    })?;
-    if !output.status.success() {
-        bail!(
-            "{} {} failed ({}): {}",
-            python.display(),
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .ok_or_else(|| anyhow!("{} printed no JSON: {stdout}", script.display()))?;
-    serde_json::from_str(line)
-        .with_context(|| format!("parsing the output of {}", script.display()))
+    result
 }
