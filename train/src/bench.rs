@@ -85,18 +85,40 @@ pub struct BenchArgs {
     /// tile-overlap of the tiled element run (input pixels).
     #[arg(long, default_value_t = 16)]
     pub tile_overlap: u32,
+    #[command(flatten)]
+    pub pytorch: PyTorchBaseline,
+    /// Also write every figure to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// The PyTorch side of a benchmark: a reference script of tests/reference run by a Python that
+/// has torch.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PyTorchBaseline {
     /// Do not run the PyTorch eager baseline.
     #[arg(long)]
     pub skip_pytorch: bool,
     /// Python with torch and safetensors (default: $CYCLESR_PYTHON, else the project's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
-    /// The PyTorch timing script (default: tests/reference/bench_pytorch.py of this source tree).
+    /// The PyTorch script (default: this command's script in tests/reference of this source
+    /// tree).
     #[arg(long)]
     pub pytorch_script: Option<PathBuf>,
-    /// Also write every figure to this JSON file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+}
+
+impl PyTorchBaseline {
+    /// The Python and the script to run, `default_script` being a file of tests/reference.
+    pub(crate) fn resolve(&self, default_script: &str) -> (PathBuf, PathBuf) {
+        let python = self.python.clone().unwrap_or_else(default_python);
+        let script = self.pytorch_script.clone().unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/reference")
+                .join(default_script)
+        });
+        (python, script)
+    }
 }
 
 fn parse_size(s: &str) -> Result<(i64, i64), String> {
@@ -364,7 +386,7 @@ impl Bench<'_> {
             Element(usize),
         }
         let mut steps = vec![Step::Forward];
-        if !args.skip_pytorch {
+        if !args.pytorch.skip_pytorch {
             steps.push(Step::PyTorch);
         }
         steps.extend((0..element_runs.len()).map(Step::Element));
@@ -429,7 +451,7 @@ impl Bench<'_> {
     /// whole frames and the element in tiles.
     fn memory(&self, (w, h): (i64, i64)) -> Result<MemoryResult> {
         let forward = forward_peak(self.model_path, self.device, w, h)?;
-        let pytorch = if self.args.skip_pytorch {
+        let pytorch = if self.args.pytorch.skip_pytorch {
             Value::Null
         } else {
             run_pytorch(self, w, h, "fp32", 0, 1, true)?
@@ -918,7 +940,7 @@ fn forward_peak(model_path: &Path, device: Device, w: i64, h: i64) -> Result<Pea
 // ---------------------------------------------------------------------------------------------
 // 2. PyTorch eager
 
-pub(crate) fn default_python() -> PathBuf {
+fn default_python() -> PathBuf {
     if let Some(p) = std::env::var_os("CYCLESR_PYTHON") {
         return PathBuf::from(p);
     }
@@ -943,10 +965,7 @@ fn run_pytorch(
     fixed_mmap: bool,
 ) -> Result<Value> {
     let args = bench.args;
-    let python = args.python.clone().unwrap_or_else(default_python);
-    let script = args.pytorch_script.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/bench_pytorch.py")
-    });
+    let (python, script) = args.pytorch.resolve("bench_pytorch.py");
     let device = match bench.device {
         Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_string(),

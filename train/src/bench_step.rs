@@ -9,7 +9,7 @@
 //! and report the median. The parameter counts of every network must agree on both sides.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use gstcyclesr::model::device::{resolve_device, DeviceRequest};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use crate::bench::{default_python, json_from_script};
+use crate::bench::{json_from_script, PyTorchBaseline};
 use crate::data::UnpairedBatch;
 use crate::model::{CycleSrModel, Phase};
 use crate::options::{Mode, Options};
@@ -44,15 +44,8 @@ pub struct BenchStepArgs {
     /// Timed iterations (the median is reported).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub steps: u64,
-    /// Do not run the PyTorch eager baseline.
-    #[arg(long)]
-    pub skip_pytorch: bool,
-    /// Python with torch (default: $CYCLESR_PYTHON, else the project's .venv).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// The PyTorch twin (default: tests/reference/train_step_pytorch.py of this source tree).
-    #[arg(long)]
-    pub pytorch_script: Option<PathBuf>,
+    #[command(flatten)]
+    pub pytorch: PyTorchBaseline,
     /// Also write every figure to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -108,7 +101,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
         "{}: mode '{mode}' has no joint phase (bench-step times joint or joint-gan)",
         args.options.display()
     );
-    if !args.skip_pytorch && options.mode == Mode::JointGan {
+    if !args.pytorch.skip_pytorch && options.mode == Mode::JointGan {
         if let Some(vgg) = &options.networks.vgg19 {
             bail!(
                 "networks.vgg19 = {}: the PyTorch twin has no perceptual term (remove it, or use --skip-pytorch)",
@@ -182,7 +175,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
     }
     let tch_median = median(&steps);
 
-    let pytorch = if args.skip_pytorch {
+    let pytorch = if args.pytorch.skip_pytorch {
         None
     } else {
         Some(run_pytorch(args, &options, &device_name, threads)?)
@@ -259,10 +252,7 @@ fn run_pytorch(
     device: &str,
     threads: i32,
 ) -> Result<Value> {
-    let python = args.python.clone().unwrap_or_else(default_python);
-    let script = args.pytorch_script.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/train_step_pytorch.py")
-    });
+    let (python, script) = args.pytorch.resolve("train_step_pytorch.py");
     let config = std::env::temp_dir().join(format!(
         "cyclesr-bench-step-{}-{}.toml",
         std::process::id(),
