@@ -205,6 +205,29 @@ fn bad_model_files_give_errors_naming_file_and_reason() {
 }
 
 /// With overlap at least the receptive radius, tiles reproduce whole-frame inference.
+/// Models are laid out channels-last, which gives the NCHW layout's output; saving writes
+/// the usual NCHW tensors.
+#[test]
+fn channels_last_layout_gives_the_same_output() {
+    use gstcyclesr::model::layout::{is_channels_last, set_layout, Layout};
+    tch::manual_seed(4);
+    let model = SrModel::new(SMALL_SRRESNET, Device::Cpu).unwrap();
+    let weight = model.vs.variables()["conv_first.weight"].shallow_clone();
+    assert!(is_channels_last(&weight));
+    let x = Tensor::rand([1, 3, 20, 28], (Kind::Float, Device::Cpu));
+    let last = model.upscale(&x);
+    set_layout(&model.vs, Layout::ChannelsFirst);
+    assert!(weight.is_contiguous() && !is_channels_last(&weight));
+    let first = model.upscale(&x);
+    assert!(max_abs_diff(&last, &first) < 1e-5);
+
+    let path = temp_dir("channels-last").join("m.safetensors");
+    set_layout(&model.vs, Layout::ChannelsLast);
+    model.save(&path).unwrap();
+    let (tensors, _) = read_safetensors(&path).unwrap();
+    assert!(tensors["conv_first.weight"].equal(&weight.contiguous()));
+}
+
 #[test]
 fn tiled_inference_matches_whole_frame() {
     let dir = temp_dir("tiling");

@@ -3,7 +3,8 @@
 //!
 //! For each frame size it measures, on the same device, network and weights:
 //! 1. the raw forward pass in tch (fp32; fp16 and bf16 too on CUDA): `--warmup` untimed
-//!    passes, then the median of `--runs` timed ones;
+//!    passes, then the median of `--runs` timed ones; in fp32 also with the weights in
+//!    libtorch's default NCHW layout instead of the channels-last layout the element uses;
 //! 2. the same network and weights in PyTorch eager (tests/reference/bench_pytorch.py, run
 //!    with the project's venv Python, same thread count, input size and protocol);
 //! 3. the whole element in `videotestsrc ! video/x-raw,format=F,… ! cyclesr ! fakesink` for
@@ -29,6 +30,7 @@ use gst::prelude::*;
 use gstcyclesr::model::arch::{trainable_parameters, SrArch, SrConfig};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
+use gstcyclesr::model::layout::{set_layout, Layout};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
@@ -397,6 +399,7 @@ impl Bench<'_> {
                 println!("  round {}/{}", round + 1, args.rounds);
             }
             let mut forward = BTreeMap::new();
+            let mut forward_nchw = None;
             let mut pytorch = Value::Null;
             let mut element: Vec<Option<ElementRun>> = element_runs.iter().map(|_| None).collect();
             let mut order = steps.clone();
@@ -406,18 +409,20 @@ impl Bench<'_> {
             for step in order {
                 match step {
                     Step::Forward => {
-                        for &p in precisions {
-                            let timing = time_forward(
+                        let time = |precision, layout| {
+                            time_forward(
                                 self.model_path,
                                 self.device,
-                                p,
-                                w,
-                                h,
+                                (precision, layout),
+                                (w, h),
                                 args.warmup,
                                 args.runs,
-                            )?;
-                            forward.insert(p.to_string(), timing);
+                            )
+                        };
+                        for &p in precisions {
+                            forward.insert(p.to_string(), time(p, Layout::ChannelsLast)?);
                         }
+                        forward_nchw = Some(time(Precision::Fp32, Layout::ChannelsFirst)?);
                     }
                     Step::PyTorch => {
                         let names: Vec<String> =
@@ -434,6 +439,7 @@ impl Bench<'_> {
             }
             rounds.push(Round {
                 forward,
+                forward_nchw: forward_nchw.unwrap_or_default(),
                 pytorch,
                 element: element.into_iter().flatten().collect(),
             });
@@ -822,11 +828,11 @@ fn median(values: &[f64]) -> f64 {
 fn load_for_forward(
     model_path: &Path,
     device: Device,
-    precision: Precision,
-    w: i64,
-    h: i64,
+    (precision, layout): (Precision, Layout),
+    (w, h): (i64, i64),
 ) -> Result<(SrModel, Tensor)> {
     let mut model = SrModel::load(model_path, device)?;
+    set_layout(&model.vs, layout);
     let kind = precision.kind();
     if kind != Kind::Float {
         model.vs.set_kind(kind);
@@ -915,13 +921,12 @@ fn forward_on_worker(model: SrModel, x: Tensor, device: Device, passes: u64) -> 
 fn time_forward(
     model_path: &Path,
     device: Device,
-    precision: Precision,
-    w: i64,
-    h: i64,
+    precision_layout: (Precision, Layout),
+    size: (i64, i64),
     warmup: u64,
     runs: u64,
 ) -> Result<Passes> {
-    let (model, x) = load_for_forward(model_path, device, precision, w, h)?;
+    let (model, x) = load_for_forward(model_path, device, precision_layout, size)?;
     let times = forward_on_worker(model, x, device, warmup + runs)?;
     Ok(Passes {
         wall: times.wall[warmup as usize..].to_vec(),
@@ -931,7 +936,8 @@ fn time_forward(
 
 /// Peak memory of one fp32 forward pass (run as `time_forward` runs it).
 fn forward_peak(model_path: &Path, device: Device, w: i64, h: i64) -> Result<Peak> {
-    let (model, x) = load_for_forward(model_path, device, Precision::Fp32, w, h)?;
+    let fp32 = (Precision::Fp32, Layout::ChannelsLast);
+    let (model, x) = load_for_forward(model_path, device, fp32, (w, h))?;
     let probe = start_peak()?;
     forward_on_worker(model, x, device, 1)?;
     probe.finish(device)
@@ -1203,8 +1209,10 @@ fn run_element(
 
 /// One round of speed measurements of one size.
 struct Round {
-    /// Timed tch forward passes by precision.
+    /// Timed tch forward passes by precision (channels-last weights, as the element runs).
     forward: BTreeMap<String, Passes>,
+    /// Timed fp32 tch forward passes with the weights in the NCHW layout.
+    forward_nchw: Passes,
     /// What bench_pytorch.py printed (Null with --skip-pytorch).
     pytorch: Value,
     /// Each format whole-frame, then the first format tiled.
@@ -1403,6 +1411,22 @@ impl SizeResult {
             .collect()
     }
 
+    fn forward_nchw_runs(&self) -> (Vec<f64>, Vec<f64>) {
+        let wall = self.rounds.iter().flat_map(|r| r.forward_nchw.wall.clone());
+        let cpu = self.rounds.iter().flat_map(|r| r.forward_nchw.cpu.clone());
+        (wall.collect(), cpu.collect())
+    }
+
+    /// fp32 channels-last forward time over NCHW forward time: the median of the rounds'.
+    fn channels_last_over_nchw(&self) -> f64 {
+        let per_round: Vec<f64> = self
+            .rounds
+            .iter()
+            .map(|r| r.forward_median("fp32") / median(&r.forward_nchw.wall))
+            .collect();
+        median(&per_round)
+    }
+
     /// tch time over PyTorch time (fp32): the median of the rounds' ratios.
     fn tch_over_pytorch(&self) -> Option<f64> {
         self.has_pytorch().then(|| {
@@ -1499,6 +1523,8 @@ impl SizeResult {
                 (p, t)
             })
             .collect();
+        let (nchw_wall, nchw_cpu) = self.forward_nchw_runs();
+        let forward_nchw = with_cpu(timing(nchw_wall), nchw_cpu);
         let pytorch = self.has_pytorch().then(|| {
             let mut first = self.rounds[0].pytorch.clone();
             if let Some(Value::Object(map)) = first.get_mut("forward") {
@@ -1516,10 +1542,12 @@ impl SizeResult {
             "output": [self.output.0, self.output.1],
             "rounds": self.rounds.len(),
             "forward_tch": forward,
+            "forward_tch_nchw_fp32": forward_nchw,
             "forward_pytorch": pytorch,
             "element": element,
             "ratios": {
                 "tch_time_over_pytorch_time": self.tch_over_pytorch(),
+                "channels_last_time_over_nchw_time": self.channels_last_over_nchw(),
                 "tch_cpu_over_pytorch_cpu": self.tch_over_pytorch_cpu(),
                 "element_fps_over_forward_fps": element.iter().map(|e| json!({
                     "format": e["format"],
@@ -1560,6 +1588,8 @@ impl SizeResult {
         for p in self.precisions() {
             row("tch", &p, self.forward_runs(&p), self.forward_cpu_runs(&p));
         }
+        let (nchw_wall, nchw_cpu) = self.forward_nchw_runs();
+        row("tch NCHW", "fp32", nchw_wall, nchw_cpu);
         if let (Some(ratio), Some(cpu)) = (self.tch_over_pytorch(), self.tch_over_pytorch_cpu()) {
             for p in self.precisions() {
                 row(
@@ -1583,6 +1613,10 @@ impl SizeResult {
         } else {
             println!("  pytorch eager: skipped");
         }
+        println!(
+            "  tch channels-last / NCHW (fp32): wall time {:.3}",
+            self.channels_last_over_nchw()
+        );
 
         println!(
             "element, {} ({} frames; fps over frames 2..N; frame = median sink→src time{})",

@@ -3,18 +3,20 @@
 //!
 //! The parameters of one optimiser live in one flat buffer (each variable becomes a view of
 //! it), so that an update is a dozen whole-buffer kernels rather than a dozen per parameter:
-//! small networks on a GPU are bound by kernel launches, not arithmetic.
+//! small networks on a GPU are bound by kernel launches, not arithmetic. A channels-last
+//! parameter keeps its layout: its slice of the buffer is in NHWC order.
 
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Result};
+use gstcyclesr::model::layout::is_channels_last;
 use tch::{nn, Kind, Tensor};
 
 /// Adam (Kingma & Ba) as `torch.optim.Adam` without weight decay or amsgrad, after clipping
 /// the global gradient norm as `torch.nn.utils.clip_grad_norm_`.
 pub struct Adam {
-    /// (name, parameter, offset in `flat`), sorted by name.
-    params: Vec<(String, Tensor, i64)>,
+    /// Parameters sorted by name.
+    params: Vec<Parameter>,
     /// Every parameter's values; the parameters are views of it.
     flat: Tensor,
     /// First and second moments, laid out as `flat`.
@@ -25,6 +27,40 @@ pub struct Adam {
     pub eps: f64,
     /// Steps taken so far (bias correction).
     pub step: i64,
+}
+
+struct Parameter {
+    name: String,
+    tensor: Tensor,
+    /// Where its values start in `flat`.
+    offset: i64,
+    /// Its slice of `flat` is in NHWC order (a channels-last convolution weight).
+    channels_last: bool,
+}
+
+impl Parameter {
+    /// `flat`-shaped `t`'s slice for this parameter, as a view with the parameter's shape
+    /// and layout.
+    fn view_of(&self, t: &Tensor) -> Tensor {
+        let size = self.tensor.size();
+        let slice = t.narrow(0, self.offset, self.tensor.numel() as i64);
+        if self.channels_last {
+            slice
+                .view([size[0], size[2], size[3], size[1]])
+                .permute([0, 3, 1, 2])
+        } else {
+            slice.view(size.as_slice())
+        }
+    }
+
+    /// `t` (shaped as the parameter) flattened in the order of the parameter's slice.
+    fn flatten(&self, t: &Tensor) -> Tensor {
+        if self.channels_last {
+            t.permute([0, 2, 3, 1]).reshape([-1])
+        } else {
+            t.reshape([-1])
+        }
+    }
 }
 
 impl Adam {
@@ -42,13 +78,18 @@ impl Adam {
         let mut params = Vec::with_capacity(named.len());
         let mut offset = 0;
         tch::no_grad(|| {
-            for (name, mut p) in named {
-                let n = p.numel() as i64;
-                let mut view = flat.narrow(0, offset, n).view(p.size().as_slice());
-                view.copy_(&p);
-                p.set_data(&view);
-                params.push((name, p, offset));
-                offset += n;
+            for (name, tensor) in named {
+                let mut parameter = Parameter {
+                    name,
+                    channels_last: is_channels_last(&tensor),
+                    tensor,
+                    offset,
+                };
+                let mut view = parameter.view_of(&flat);
+                view.copy_(&parameter.tensor);
+                parameter.tensor.set_data(&view);
+                offset += parameter.tensor.numel() as i64;
+                params.push(parameter);
             }
         });
         Adam {
@@ -64,8 +105,8 @@ impl Adam {
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p, _) in &mut self.params {
-            let mut g = p.grad();
+        for p in &mut self.params {
+            let mut g = p.tensor.grad();
             if g.defined() {
                 let _ = g.detach_().zero_();
             }
@@ -77,12 +118,12 @@ impl Adam {
     /// a backward pass through all of it). No host synchronisation.
     pub fn clip_and_step(&mut self, lr: f64, max_norm: f64) -> Result<()> {
         let mut grads = Vec::with_capacity(self.params.len());
-        for (name, p, _) in &self.params {
-            let g = p.grad();
+        for p in &self.params {
+            let g = p.tensor.grad();
             if !g.defined() {
-                bail!("parameter '{name}' has no gradient to step on");
+                bail!("parameter '{}' has no gradient to step on", p.name);
             }
-            grads.push(g.view([-1]));
+            grads.push(p.flatten(&g));
         }
         self.step += 1;
         let t = self.step as i32;
@@ -104,12 +145,9 @@ impl Adam {
 
     /// `flat`-shaped `t` cut back into per-parameter views.
     fn per_parameter<'a>(&'a self, t: &'a Tensor) -> impl Iterator<Item = (&'a str, Tensor)> + 'a {
-        self.params.iter().map(move |(name, p, offset)| {
-            let view = t
-                .narrow(0, *offset, p.numel() as i64)
-                .view(p.size().as_slice());
-            (name.as_str(), view)
-        })
+        self.params
+            .iter()
+            .map(move |p| (p.name.as_str(), p.view_of(t)))
     }
 
     /// Moments and step count as named tensors under `prefix`.

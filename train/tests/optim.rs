@@ -113,3 +113,39 @@ fn a_parameter_without_gradient_is_an_error() {
     let e = opt.clip_and_step(0.01, 50.0).unwrap_err();
     assert!(e.to_string().contains("fc.bias"), "{e}");
 }
+
+/// A channels-last convolution weight keeps its layout and takes the same steps as its NCHW
+/// twin, and its saved moments are the twin's.
+#[test]
+fn channels_last_parameters_step_as_channels_first_ones() {
+    use gstcyclesr::model::layout::{is_channels_last, set_layout, Layout};
+    tch::manual_seed(3);
+    let x = Tensor::randn([2, 3, 5, 5], (Kind::Float, Device::Cpu));
+    let run = |layout: Layout| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = nn::conv2d(vs.root() / "conv", 3, 4, 3, Default::default());
+        tch::no_grad(|| {
+            let mut w = conv.ws.shallow_clone();
+            let values = Tensor::arange(4 * 3 * 3 * 3, (Kind::Float, Device::Cpu)) / 100.0;
+            w.copy_(&values.view([4, 3, 3, 3]).sin());
+        });
+        set_layout(&vs, layout);
+        let mut opt = Adam::new(&vs, 0.9, 0.999);
+        assert_eq!(is_channels_last(&conv.ws), layout == Layout::ChannelsLast);
+        for scale in [1.0, -3.0] {
+            opt.zero_grad();
+            (conv.forward(&x) * scale)
+                .square()
+                .sum(Kind::Float)
+                .backward();
+            opt.clip_and_step(0.01, 5.0).unwrap();
+        }
+        assert_eq!(is_channels_last(&conv.ws), layout == Layout::ChannelsLast);
+        let state: HashMap<String, Tensor> = opt.state("adam").into_iter().collect();
+        (conv.ws.copy(), state["adam.m.conv.weight"].contiguous())
+    };
+    let (first, m_first) = run(Layout::ChannelsFirst);
+    let (last, m_last) = run(Layout::ChannelsLast);
+    assert!(first.allclose(&last, 1e-6, 1e-6, false));
+    assert!(m_first.allclose(&m_last, 1e-6, 1e-6, false));
+}

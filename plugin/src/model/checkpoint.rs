@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::arch::{sr_network, SrConfig};
+use super::layout::{set_layout, Layout};
 
 /// Version tag of the SR checkpoint layout.
 pub const FORMAT: &str = "cyclesr-sr/1";
@@ -59,11 +60,13 @@ impl std::fmt::Debug for SrModel {
 }
 
 impl SrModel {
-    /// A freshly initialised network (PyTorch's default initialisation).
+    /// A freshly initialised network (PyTorch's default initialisation), its convolution
+    /// weights laid out channels-last (the faster layout; see [`layout`](super::layout)).
     pub fn new(config: SrConfig, device: Device) -> Result<Self> {
         config.validate()?;
         let vs = nn::VarStore::new(device);
         let net = sr_network(&vs.root(), &config);
+        set_layout(&vs, Layout::ChannelsLast);
         Ok(SrModel {
             vs,
             net,

@@ -5,6 +5,7 @@ pub mod arch;
 pub mod checkpoint;
 pub mod color;
 pub mod device;
+pub mod layout;
 pub mod upscaler;
 
 /// The default G_l2h embedded at build time (`plugin/models/default.safetensors`), which the
