@@ -9,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use gstcyclesr::model::checkpoint::{
     copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel,
 };
-use gstcyclesr::model::layout::{set_layout, Layout};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::nn::{self, ModuleT};
@@ -159,10 +158,7 @@ struct Trained {
 }
 
 impl Trained {
-    /// Lays the convolution weights out channels-last (as [`SrModel::new`] does), then hands
-    /// them to the optimiser, which keeps that layout.
     fn new(vs: nn::VarStore, options: &Options) -> Self {
-        set_layout(&vs, Layout::ChannelsLast);
         let o = &options.optimizer;
         let opt = Adam::new(&vs, o.beta1, o.beta2);
         Trained { vs, opt }

@@ -211,10 +211,7 @@ fn vgg19_loads_torchvision_names_and_freezes() {
     assert!(vs.trainable_variables().iter().all(|t| !t.requires_grad()));
     let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
     let expected = src_net.forward_t(&x, false);
-    // Equal up to rounding: the loaded weights are channels-last, which changes the kernels.
-    assert!(net
-        .forward_t(&x, false)
-        .allclose(&expected, 1e-4, 1e-5, false));
+    assert!(net.forward_t(&x, false).equal(&expected));
 }
 
 #[test]

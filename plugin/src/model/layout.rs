@@ -1,6 +1,10 @@
 //! Memory layout of convolution weights. Channels-last (N, H, W, C in memory) is the layout
 //! oneDNN and cuDNN run fastest: on a 2-core CPU it makes G_l2h's forward pass about 1.5×
 //! faster than PyTorch's default NCHW, with the same values (`train bench` measures both).
+//! Only G_l2h ([`SrModel`](super::checkpoint::SrModel)) uses it. The CycleGAN networks stay
+//! NCHW: with their instance normalisation, reflection padding and transposed convolutions,
+//! a joint training step on the CPU was slower with them channels-last (`train bench-step -o
+//! configs/cpu-small.toml`: 0.41 s against 0.38 s with only G_l2h channels-last).
 //!
 //! libtorch picks the channels-last kernels when a convolution's weight has channels-last
 //! strides, and its outputs keep that layout. tch exposes no memory-format argument, so the

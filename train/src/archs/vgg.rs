@@ -9,7 +9,6 @@ use tch::{Device, Tensor};
 
 use gstcyclesr::model::arch::leaky_relu;
 use gstcyclesr::model::checkpoint::{copy_into_varstore, read_safetensors};
-use gstcyclesr::model::layout::{set_layout, Layout};
 
 /// torchvision's VGG19 `features` up to conv5_4: output channels of each convolution, `None`
 /// for a 2×2 max pool. Every convolution is followed by a ReLU (one index each) except the
@@ -112,7 +111,6 @@ pub fn load_vgg19(
     let wanted = vs.variables();
     tensors.retain(|name, _| wanted.contains_key(name));
     copy_into_varstore(&mut vs, tensors).with_context(context)?;
-    set_layout(&vs, Layout::ChannelsLast);
     vs.freeze();
     Ok((vs, net))
 }
