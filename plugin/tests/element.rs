@@ -39,6 +39,12 @@ fn harness_with(
 }
 
 fn push_frame(h: &mut Harness, info: &VideoInfo, data: Vec<u8>, pts_ms: u64) -> gst::Buffer {
+    push_only(h, info, data, pts_ms);
+    h.pull().unwrap()
+}
+
+/// Pushes a frame (PTS `pts_ms`, 40 ms long) without pulling its output.
+fn push_only(h: &mut Harness, info: &VideoInfo, data: Vec<u8>, pts_ms: u64) {
     let mut buffer = gst::Buffer::from_mut_slice(data);
     {
         let b = buffer.get_mut().unwrap();
@@ -54,7 +60,6 @@ fn push_frame(h: &mut Harness, info: &VideoInfo, data: Vec<u8>, pts_ms: u64) -> 
     )
     .unwrap();
     assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
-    h.pull().unwrap()
 }
 
 fn output_info(h: &Harness) -> VideoInfo {
@@ -427,6 +432,94 @@ fn auto_device_and_fp16_fall_back_with_warnings() {
     let all = warnings.join("\n");
     assert!(all.contains("no CUDA device found"), "{all}");
     assert!(all.contains("fp16 needs CUDA"), "{all}");
+}
+
+/// With `batch=3`, frames come out three at a time, the last partial batch at EOS, each with
+/// its own timestamps and the pixels of one-frame-at-a-time processing (within one code value:
+/// a batched convolution may round differently). The latency includes the two frames a batch
+/// waits for.
+#[test]
+fn batches_give_one_frame_results_in_order_and_drain_at_eos() {
+    let dir = temp_dir("batch");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (mut single, info) = harness(&model, VideoFormat::I420, 12, 8);
+    let (mut batched, _) = harness_with(&model, VideoFormat::I420, 12, 8, &[("batch", 3)]);
+    let frames: Vec<Vec<u8>> = (0..7).map(|i| noise_bytes(info.size(), 10 + i)).collect();
+    let mut outputs = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        push_only(&mut batched, &info, frame.clone(), 40 * i as u64);
+        let expected_out = (i + 1) / 3 * 3;
+        while let Some(buffer) = batched.try_pull() {
+            outputs.push(buffer);
+        }
+        assert_eq!(outputs.len(), expected_out, "after {} frames", i + 1);
+    }
+    assert!(batched.push_event(gst::event::Eos::new()));
+    while let Some(buffer) = batched.try_pull() {
+        outputs.push(buffer);
+    }
+    assert_eq!(outputs.len(), 7, "the partial batch is drained at EOS");
+
+    let out_info = output_info(&batched);
+    let (w, h) = (out_info.width() as usize, out_info.height() as usize);
+    for (i, (frame, got)) in frames.into_iter().zip(&outputs).enumerate() {
+        assert_eq!(
+            got.pts(),
+            Some(gst::ClockTime::from_mseconds(40 * i as u64))
+        );
+        let expected = push_frame(&mut single, &info, frame, 40 * i as u64);
+        for (plane, rows, row_bytes) in [(0, h, w), (1, h / 2, w / 2), (2, h / 2, w / 2)] {
+            let got = plane_rows(got, &out_info, plane, rows, row_bytes);
+            let expected = plane_rows(&expected, &out_info, plane, rows, row_bytes);
+            let worst = got
+                .iter()
+                .zip(&expected)
+                .map(|(&a, &b)| a.abs_diff(b))
+                .max()
+                .unwrap();
+            assert!(
+                worst <= 1,
+                "frame {i} plane {plane}: {worst} code values apart"
+            );
+        }
+    }
+
+    let latency = |h: &mut Harness| {
+        let mut query = gst::query::Latency::new();
+        assert!(h
+            .element()
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .query(&mut query));
+        query.result().1
+    };
+    let wait = latency(&mut batched).saturating_sub(latency(&mut single));
+    assert!(
+        wait >= gst::ClockTime::from_mseconds(80),
+        "a batch of 3 at 25 fps waits 80 ms for its last frame; latency grew by {wait}"
+    );
+}
+
+/// A flush drops the frames waiting for a batch: none of them comes out afterwards.
+#[test]
+fn flush_discards_a_partial_batch() {
+    let dir = temp_dir("batch-flush");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (mut h, info) = harness_with(&model, VideoFormat::Rgb, 8, 8, &[("batch", 3)]);
+    for i in 0..2 {
+        push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.set_src_caps(info.to_caps().unwrap());
+    for i in 0..3 {
+        push_only(&mut h, &info, noise_bytes(info.size(), i), 1000 + 40 * i);
+    }
+    let pts: Vec<_> = std::iter::from_fn(|| h.try_pull())
+        .map(|b| b.pts().unwrap().mseconds())
+        .collect();
+    assert_eq!(pts, [1000, 1040, 1080]);
 }
 
 #[test]

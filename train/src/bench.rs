@@ -87,6 +87,10 @@ pub struct BenchArgs {
     /// tile-overlap of the tiled element run (input pixels).
     #[arg(long, default_value_t = 16)]
     pub tile_overlap: u32,
+    /// The element's `batch` (frames per forward pass) in every element run; --frames must
+    /// exceed it. fps then counts from the end of the first batch.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub batch: u32,
     #[command(flatten)]
     pub pytorch: PyTorchBaseline,
     /// Also write every figure to this JSON file.
@@ -279,6 +283,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "warmup": args.warmup,
                 "runs": args.runs,
                 "frames": args.frames,
+                "batch": args.batch,
                 "rounds": args.rounds,
                 "memory_frames": MEMORY_FRAMES,
                 "element_precision": precision.to_string(),
@@ -360,6 +365,7 @@ impl Bench<'_> {
             size,
             frames,
             (tile_size, self.args.tile_overlap),
+            self.args.batch,
             measure_memory,
         )
     }
@@ -464,7 +470,9 @@ impl Bench<'_> {
         };
         let format = &self.args.formats[0];
         let measured = |tiles| -> Result<Peak> {
-            self.element(format, (w, h), MEMORY_FRAMES, tiles, true)?
+            // At least one full batch.
+            let frames = MEMORY_FRAMES.max(self.args.batch + 1);
+            self.element(format, (w, h), frames, tiles, true)?
                 .memory
                 .ok_or_else(|| anyhow!("no memory figures"))
         };
@@ -1067,7 +1075,9 @@ struct ElementRun {
 /// pipeline (test source, conversions, inference, copies, fakesink, which has sync=false so
 /// nothing waits for the clock). The median sink→src time of frames 2..N is the element's own
 /// per-frame cost. The src probe also reads the process's CPU clock at the first buffer and at
-/// EOS: CPU seconds per frame of the whole pipeline, compared with the forward's.
+/// EOS: CPU seconds per frame of the whole pipeline, compared with the forward's. With a
+/// `batch` of B frames, the first batch is the warm-up: fps = (N − B) / (EOS − B-th output),
+/// and the sink→src time includes the wait for the batch to fill (its latency).
 ///
 /// With `measure_memory`, the peak (see `PeakProbe`) covers the whole run, model loading
 /// included (its weights are small next to the activations).
@@ -1081,8 +1091,14 @@ fn run_element(
     (w, h): (i64, i64),
     frames: u32,
     (tile_size, tile_overlap): (u32, u32),
+    batch: u32,
     measure_memory: bool,
 ) -> Result<ElementRun> {
+    ensure!(
+        frames > batch,
+        "--frames {frames} must exceed --batch {batch}"
+    );
+    let warmup = batch as usize;
     let description = format!(
         "videotestsrc num-buffers={frames} ! video/x-raw,format={format},width={w},height={h} \
          ! cyclesr name=sr ! fakesink sync=false"
@@ -1104,6 +1120,7 @@ fn run_element(
     sr.set_property("threads", threads.max(0) as u32);
     sr.set_property("tile-size", tile_size);
     sr.set_property("tile-overlap", tile_overlap);
+    sr.set_property("batch", batch);
 
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     let sink_pad = sr
@@ -1128,7 +1145,7 @@ fn run_element(
                 let mut t = timeline.lock().unwrap();
                 match &info.data {
                     Some(gst::PadProbeData::Buffer(_)) => {
-                        if t.src_out.is_empty() {
+                        if t.src_out.len() + 1 == warmup {
                             t.cpu_first = process_cpu_seconds();
                         }
                         t.src_out.push(now)
@@ -1184,12 +1201,12 @@ fn run_element(
     let eos = t
         .eos
         .ok_or_else(|| anyhow!("{description}: no EOS left the element"))?;
-    let span = eos.duration_since(t.src_out[0]).as_secs_f64();
+    let span = eos.duration_since(t.src_out[warmup - 1]).as_secs_f64();
     let per_frame: Vec<f64> = t
         .sink_in
         .iter()
         .zip(&t.src_out)
-        .skip(1)
+        .skip(warmup)
         .map(|(a, b)| b.duration_since(*a).as_secs_f64())
         .collect();
     Ok(ElementRun {
@@ -1197,9 +1214,9 @@ fn run_element(
         tile_size,
         tile_overlap,
         frames: n,
-        fps: (n - 1) as f64 / span,
+        fps: (n - warmup) as f64 / span,
         frame_median_s: median(&per_frame),
-        cpu_per_frame_s: (t.cpu_eos - t.cpu_first) / (n - 1) as f64,
+        cpu_per_frame_s: (t.cpu_eos - t.cpu_first) / (n - warmup) as f64,
         memory,
     })
 }
@@ -1619,9 +1636,12 @@ impl SizeResult {
         );
 
         println!(
-            "element, {} ({} frames; fps over frames 2..N; frame = median sink→src time{})",
+            "element, {}, batch {} ({} frames; fps over frames {}..N; frame = median sink→src \
+             time{})",
             self.precision,
+            args.batch,
             args.frames,
+            args.batch + 1,
             if rounds > 1 {
                 "; medians of the rounds"
             } else {
