@@ -1,7 +1,9 @@
 //! `train eval`: PSNR/SSIM of a model and of bicubic on LR/HR pairs, with the NTIRE protocol;
 //! [`evaluate`] is also the trainer's validation. With `--translator`, the paper's CycleGAN
-//! baseline instead of a model: bicubic upscaling of G_r2s(LR).
+//! baseline instead of a model: bicubic upscaling of G_r2s(LR); and how well stage 1 learnt the
+//! benchmark's degradation: G_s2r(bicubic↓HR) against the real LR ([`DegradationReport`]).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,7 @@ use tch::{Device, Tensor};
 
 use crate::archs::cyclegan::resnet_generator;
 use crate::data::{imresize, PairedSet};
-use crate::metrics::{NtireProtocol, Score};
+use crate::metrics::{noise_sigma, NtireProtocol, Score};
 use crate::model::SavedState;
 
 /// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
@@ -109,6 +111,73 @@ pub struct EvalReport {
     pub protocol: NtireProtocol,
     pub images: Vec<ImageScores>,
     pub mean: MeanScores,
+    /// With `--translator`: stage 1's imitation of the degradation.
+    pub degradation: Option<DegradationReport>,
+}
+
+/// How closely G_s2r reproduces a benchmark's real degradation, at LR scale: for each pair,
+/// the synthetic LR (bicubic↓ of the HR, what G_s2r is trained on) and G_s2r of it, against the
+/// benchmark's real LR of the same photo. Means over the images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct DegradationReport {
+    /// Noise σ on Y in code values ([`noise_sigma`]) of the synthetic LR, of G_s2r(synthetic)
+    /// and of the real LR: a G_s2r that learnt the noise moves from the first to the last.
+    pub noise_synthetic: f64,
+    pub noise_translated: f64,
+    pub noise_real: f64,
+    /// PSNR on Y against the real LR (best integer shift within ±2 LR pixels, 2-pixel border)
+    /// of the synthetic LR and of G_s2r(synthetic): learnt blur raises it, learnt noise (random,
+    /// so never the real LR's own) lowers it.
+    pub psnr_synthetic: f64,
+    pub psnr_translated: f64,
+}
+
+/// LR-scale comparison of [`DegradationReport`].
+const LR_PROTOCOL: NtireProtocol = NtireProtocol {
+    border: 2,
+    max_shift: 2,
+    crop: None,
+};
+
+impl DegradationReport {
+    fn measure(translator: &Translator, set: &PairedSet) -> Result<DegradationReport> {
+        let mut sums = [0.0; 5];
+        for item in &set.items {
+            let context = || format!("image '{}'", item.name);
+            let (lr_h, lr_w) = (item.lr.size()[1], item.lr.size()[2]);
+            let synthetic = catch_torch(|| {
+                let hr = item
+                    .hr
+                    .narrow(1, 0, lr_h * set.scale)
+                    .narrow(2, 0, lr_w * set.scale);
+                imresize(&hr, 1.0 / set.scale as f64).clamp(0.0, 1.0)
+            })
+            .with_context(context)?;
+            let translated =
+                catch_torch(|| translator.degrade(&synthetic)).with_context(context)?;
+            let score = |img: &Tensor| LR_PROTOCOL.score(img, &item.lr).with_context(context);
+            let values = [
+                noise_sigma(&synthetic),
+                noise_sigma(&translated),
+                noise_sigma(&item.lr),
+                score(&synthetic)?.psnr_y,
+                score(&translated)?.psnr_y,
+            ];
+            for (sum, v) in sums.iter_mut().zip(values) {
+                *sum += v;
+            }
+        }
+        let n = set.items.len().max(1) as f64;
+        let [noise_synthetic, noise_translated, noise_real, psnr_synthetic, psnr_translated] =
+            sums.map(|s| s / n);
+        Ok(DegradationReport {
+            noise_synthetic,
+            noise_translated,
+            noise_real,
+            psnr_synthetic,
+            psnr_translated,
+        })
+    }
 }
 
 /// Scores `model` (when given) and bicubic ([`imresize`]) on every pair of `set`, running the
@@ -152,7 +221,8 @@ pub fn evaluate_tiled(
     )
 }
 
-/// Scores bicubic(G_r2s(LR)) as the "model" (the CycleGAN column), and bicubic.
+/// Scores bicubic(G_r2s(LR)) as the "model" (the CycleGAN column), and bicubic; measures
+/// G_s2r's imitation of the degradation.
 pub fn evaluate_translator(
     translator: &Translator,
     set: &PairedSet,
@@ -160,7 +230,9 @@ pub fn evaluate_translator(
 ) -> Result<EvalReport> {
     let scale = set.scale as f64;
     let upscale = |lr: &Tensor| imresize(&translator.clean(lr), scale).clamp(0.0, 1.0);
-    score_set(set, protocol, Some(&upscale))
+    let mut report = score_set(set, protocol, Some(&upscale))?;
+    report.degradation = Some(DegradationReport::measure(translator, set)?);
+    Ok(report)
 }
 
 /// Scores `upscale` (when given; `[3, h, w]` CPU LR in, HR out) and bicubic on every pair.
@@ -198,20 +270,23 @@ fn score_set(
         protocol: *protocol,
         images,
         mean,
+        degradation: None,
     })
 }
 
-/// G_r2s of a training state: real LR → the synthetic (bicubic-downscaled) LR domain.
+/// The translators of a training state: G_r2s (real LR → the synthetic, bicubic-downscaled LR
+/// domain) and G_s2r (back).
 pub struct Translator {
-    // Owns the weights `g_r2s` runs with.
+    // Owns the weights the generators run with.
     _vs: nn::VarStore,
     g_r2s: nn::FuncT<'static>,
+    g_s2r: nn::FuncT<'static>,
     device: Device,
 }
 
 impl Translator {
-    /// Builds G_r2s with the translator options recorded in the state (as `train export`
-    /// reads a state) and loads its weights.
+    /// Builds both generators with the translator options recorded in the state (as `train
+    /// export` reads a state) and loads their weights.
     pub fn load(path: &Path, device: Device) -> Result<Translator> {
         let mut state = SavedState::read(path)?;
         let options = &state.options;
@@ -223,16 +298,19 @@ impl Translator {
         );
         let mut vs = nn::VarStore::new(device);
         let g_r2s = resnet_generator(&(vs.root() / "g_r2s"), &options.networks.translator);
-        let weights = state
-            .take("translators/g_r2s.")
-            .into_iter()
-            .map(|(name, t)| (format!("g_r2s.{name}"), t))
-            .collect();
+        let g_s2r = resnet_generator(&(vs.root() / "g_s2r"), &options.networks.translator);
+        let mut weights = HashMap::new();
+        for net in ["g_r2s", "g_s2r"] {
+            for (name, t) in state.take(&format!("translators/{net}.")) {
+                weights.insert(format!("{net}.{name}"), t);
+            }
+        }
         copy_into_varstore(&mut vs, weights)
-            .with_context(|| format!("G_r2s of training state {}", path.display()))?;
+            .with_context(|| format!("translators of training state {}", path.display()))?;
         Ok(Translator {
             _vs: vs,
             g_r2s,
+            g_s2r,
             device,
         })
     }
@@ -240,9 +318,18 @@ impl Translator {
     /// G_r2s(lr) for a `[3, h, w]` CPU image in [0, 1], on the CPU, clamped to [0, 1] (the
     /// residual translator is not bounded).
     pub fn clean(&self, lr: &Tensor) -> Tensor {
+        self.run(&self.g_r2s, lr)
+    }
+
+    /// G_s2r(synthetic), as [`Translator::clean`].
+    pub fn degrade(&self, synthetic: &Tensor) -> Tensor {
+        self.run(&self.g_s2r, synthetic)
+    }
+
+    fn run(&self, generator: &nn::FuncT<'static>, image: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            self.g_r2s
-                .forward_t(&lr.unsqueeze(0).to_device(self.device), false)
+            generator
+                .forward_t(&image.unsqueeze(0).to_device(self.device), false)
                 .squeeze_dim(0)
                 .clamp(0.0, 1.0)
                 .to_device(Device::Cpu)
@@ -313,7 +400,21 @@ impl fmt::Display for EvalReport {
             String::new(),
             self.mean.model,
             self.mean.bicubic,
-        )
+        )?;
+        if let Some(d) = &self.degradation {
+            writeln!(
+                f,
+                "stage 1 against the real LR (LR scale, means):  noise σ (Y, code values) \
+                 synthetic {:.2}, G_s2r(synthetic) {:.2}, real {:.2};  PSNR Y to the real LR \
+                 synthetic {:.2} dB, G_s2r(synthetic) {:.2} dB",
+                d.noise_synthetic,
+                d.noise_translated,
+                d.noise_real,
+                d.psnr_synthetic,
+                d.psnr_translated
+            )?;
+        }
+        Ok(())
     }
 }
 

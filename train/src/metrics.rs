@@ -97,6 +97,20 @@ pub fn rgb_to_y(img: &Tensor) -> Tensor {
     (y / 255.0).unsqueeze(-3)
 }
 
+/// Standard deviation of an image's noise on Y, in 8-bit code values, by Immerkær's method
+/// ("Fast noise variance estimation", 1996): the mean absolute response to the difference of two
+/// Laplacians, which cancels smooth image content. Edges and fine texture add to it, so it
+/// compares images of the same content (e.g. a clean image and degraded versions of it).
+/// `[3, H, W]` in [0, 1], at least 3×3.
+pub fn noise_sigma(img: &Tensor) -> f64 {
+    let y = rgb_to_y(img).unsqueeze(0) * 255.0;
+    let kernel = Tensor::from_slice(&[1.0f64, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
+        .view([1, 1, 3, 3]);
+    let response = y.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+    let mean_abs = response.abs().mean(Kind::Double).double_value(&[]);
+    (std::f64::consts::PI / 2.0).sqrt() * mean_abs / 6.0
+}
+
 /// NTIRE-style scoring of an SR output against its HR ground truth.
 ///
 /// LR inputs of realistic benchmarks are blurred and shifted, so the output is compared at every

@@ -50,6 +50,19 @@ fn translator_of_a_cyclegan_state_is_scored() {
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
     }
 
+    // Stage 1's imitation of the degradation is measured.
+    let degradation = &with["degradation"];
+    for key in [
+        "noise_synthetic",
+        "noise_translated",
+        "noise_real",
+        "psnr_synthetic",
+        "psnr_translated",
+    ] {
+        let v = degradation[key].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+
     // Bicubic alone gives the same bicubic scores: only the "model" column changed.
     run(&eval_args(&dir)).unwrap();
     assert_eq!(report(&dir)["mean"]["bicubic"], *bicubic);

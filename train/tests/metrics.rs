@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cyclesr_train::data::{imresize, save_png, PairedSet};
 use cyclesr_train::eval::evaluate;
-use cyclesr_train::metrics::{psnr, rgb_to_y, ssim, NtireProtocol};
+use cyclesr_train::metrics::{noise_sigma, psnr, rgb_to_y, ssim, NtireProtocol};
 use gstcyclesr::model::arch::SrConfig;
 use gstcyclesr::model::checkpoint::SrModel;
 use rand::rngs::StdRng;
@@ -188,5 +188,26 @@ fn evaluate_scores_bicubic_and_a_model() {
     assert!(
         table.contains("one") && table.contains("mean (2)"),
         "{table}"
+    );
+}
+
+/// Immerkær's estimate finds no noise in a smooth ramp and the σ of Gaussian noise added to a
+/// flat grey image (the same noise in R, G and B, so Y's σ is 8 × (65.481 + 128.553 + 24.966)
+/// / 255 code values).
+#[test]
+fn noise_sigma_of_a_ramp_and_of_gaussian_noise() {
+    let ramp = Tensor::linspace(0.2, 0.8, 64, (Kind::Double, Device::Cpu))
+        .view([1, 1, 64])
+        .expand([3, 48, 64], false);
+    assert!(noise_sigma(&ramp) < 1e-9, "{}", noise_sigma(&ramp));
+
+    tch::manual_seed(5);
+    let noise = Tensor::randn([1, 256, 256], (Kind::Double, Device::Cpu)) * (8.0 / 255.0);
+    let noisy = (noise + 0.5).expand([3, 256, 256], false);
+    let expected = 8.0 * (65.481 + 128.553 + 24.966) / 255.0;
+    let got = noise_sigma(&noisy);
+    assert!(
+        (got - expected).abs() < 0.05 * expected,
+        "σ {got}, expected {expected}"
     );
 }
