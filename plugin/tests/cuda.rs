@@ -127,11 +127,19 @@ fn cuda_tiles_match_whole_frame() {
     assert!(diff < TF32_TOLERANCE, "tiled differs by {diff}");
 }
 
-fn element_output(model: &std::path::Path, device: &str, format: VideoFormat) -> Vec<u8> {
+/// The element's output buffers for `frames` noise frames pushed with `batch`, then EOS.
+fn element_outputs(
+    model: &std::path::Path,
+    device: &str,
+    format: VideoFormat,
+    batch: u32,
+    frames: u64,
+) -> Vec<Vec<u8>> {
     init();
     let element = gst::ElementFactory::make("cyclesr")
         .property("model-location", model.to_str().unwrap())
         .property_from_str("device", device)
+        .property("batch", batch)
         .build()
         .unwrap();
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
@@ -141,11 +149,25 @@ fn element_output(model: &std::path::Path, device: &str, format: VideoFormat) ->
         .build()
         .unwrap();
     h.set_src_caps(info.to_caps().unwrap());
-    let buffer = gst::Buffer::from_mut_slice(noise_bytes(info.size(), 5));
-    assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
-    let out = h.pull().unwrap();
-    let map = out.map_readable().unwrap();
-    map.as_slice().to_vec()
+    for seed in 0..frames {
+        let buffer = gst::Buffer::from_mut_slice(noise_bytes(info.size(), 5 + seed));
+        assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let outputs: Vec<Vec<u8>> = std::iter::from_fn(|| h.try_pull())
+        .map(|out| out.map_readable().unwrap().as_slice().to_vec())
+        .collect();
+    assert_eq!(outputs.len() as u64, frames, "{device} batch {batch}");
+    outputs
+}
+
+fn worst_difference(a: &[u8], b: &[u8]) -> i32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+        .max()
+        .unwrap()
 }
 
 /// The element on CUDA writes the frames it writes on the CPU (RGB and I420), within the
@@ -158,16 +180,26 @@ fn element_on_cuda_matches_element_on_cpu() {
     let dir = temp_dir("cuda-element");
     let model = write_model(&dir, SMALL_SRRESNET);
     for format in [VideoFormat::Rgb, VideoFormat::I420, VideoFormat::Nv12] {
-        let cpu = element_output(&model, "cpu", format);
-        let gpu = element_output(&model, "cuda", format);
-        assert_eq!(cpu.len(), gpu.len(), "{format:?}");
-        let worst = cpu
-            .iter()
-            .zip(&gpu)
-            .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .max()
-            .unwrap();
+        let cpu = element_outputs(&model, "cpu", format, 1, 1);
+        let gpu = element_outputs(&model, "cuda", format, 1, 1);
+        let worst = worst_difference(&cpu[0], &gpu[0]);
         eprintln!("{format:?}: worst |cuda - cpu| = {worst} code values");
         assert!(worst <= 1, "{format:?}: {worst} code values apart");
+    }
+}
+
+/// Batches of 3 on CUDA (the last one partial, drained at EOS) give the CPU's frames.
+#[test]
+fn batched_element_on_cuda_matches_cpu() {
+    if cuda().is_none() {
+        return;
+    }
+    let dir = temp_dir("cuda-batch");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let cpu = element_outputs(&model, "cpu", VideoFormat::I420, 1, 5);
+    let gpu = element_outputs(&model, "cuda", VideoFormat::I420, 3, 5);
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        let worst = worst_difference(c, g);
+        assert!(worst <= 1, "frame {i}: {worst} code values apart");
     }
 }
