@@ -345,6 +345,53 @@ fn paired_mode_crops_the_same_scene_in_lr_and_hr() {
     assert!(format!("{error:#}").contains("unmatched"), "{error:#}");
 }
 
+/// With the `degradation.json` of `train degrade` beside the LR folder, each pair is aligned by
+/// its image's pixel shift: the HR crop shows the scene the LR patch shows.
+#[test]
+fn paired_mode_undoes_each_pairs_recorded_shift() {
+    let root = temp_dir("paired-shift");
+    let (hr, lr, real) = (root.join("hr"), root.join("lr"), root.join("real"));
+    let shifts = [(8i64, -4i64), (-4, 12)];
+    let mut records = Vec::new();
+    for (i, &(dy, dx)) in shifts.iter().enumerate() {
+        let img = imresize(&random_image(16, 16, i as u64), 4.0).clamp(0.0, 1.0);
+        save_png(&img, &hr.join(format!("p{i}.png"))).unwrap();
+        // LR pixel (y, x) shows the scene at HR (4y − dy, 4x − dx).
+        let shifted = img.roll([dy, dx], [1, 2]);
+        save_png(&imresize(&shifted, 0.25), &lr.join(format!("p{i}.png"))).unwrap();
+        save_png(
+            &random_image(12, 12, 60 + i as u64),
+            &real.join(format!("r{i}.png")),
+        )
+        .unwrap();
+        records.push(serde_json::json!({
+            "name": format!("p{i}"), "source": "test", "hr_size": [64, 64], "lr_size": [16, 16],
+            "degradation": {"shift": [dy, dx], "motion_blur": null, "gaussian_blur": null,
+                "scale": 4, "poisson_peak": null, "gaussian_noise": null, "jpeg_quality": null,
+                "h264_qp": null},
+        }));
+    }
+    let mut opts = small_options(&hr, &real, 0);
+    opts.paired_lr = Some(lr.clone());
+    let inner = |t: &Tensor| t.narrow(2, 3, 2).narrow(3, 3, 2);
+    let worst = |opts: &_| {
+        let mut loader = Loader::new(opts, 5, 0).unwrap();
+        (0..3)
+            .map(|_| {
+                let b = loader.next_batch().unwrap();
+                max_abs_diff(&inner(&b.paired_lr.unwrap()), &inner(&b.syn_lr))
+            })
+            .fold(0.0, f64::max)
+    };
+    let unaligned = worst(&opts);
+    let manifest = serde_json::json!({"preset": "wild", "seed": 0, "scale": 4,
+        "jpeg_downscale": false, "images": records});
+    std::fs::write(root.join("degradation.json"), manifest.to_string()).unwrap();
+    let aligned = worst(&opts);
+    assert!(aligned < 0.01, "aligned pairs differ by {aligned}");
+    assert!(unaligned > 0.05, "the shifts should matter: {unaligned}");
+}
+
 #[test]
 fn paired_set_matches_by_name() {
     let root = temp_dir("paired-set");

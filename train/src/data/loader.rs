@@ -3,6 +3,7 @@
 //! Batch `i` is a pure function of the decoded data, the seed and `i` (a fresh RNG per batch),
 //! so a run resumed at iteration `i` sees exactly the batches it would have seen.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::source::{
     Rgb8,
 };
 use super::DataOptions;
+use crate::degrade::DegradeManifest;
 
 /// One training batch. `real_lr` and `hr` come from independent random draws: nothing pairs
 /// them.
@@ -42,7 +44,7 @@ pub struct UnpairedBatch {
 struct Dataset {
     hr: Vec<Rgb8>,
     /// Paired mode: the LR image of `hr[k]` at index k.
-    paired_lr: Option<Vec<Rgb8>>,
+    paired_lr: Option<Vec<PairedLr>>,
     real_lr: Vec<Rgb8>,
     lr_patch: usize,
     scale: usize,
@@ -280,6 +282,30 @@ impl Augment {
     }
 }
 
+/// The LR half of a true pair, with the pixel shift its degradation applied.
+struct PairedLr {
+    image: Rgb8,
+    /// `(dy, dx)` in HR pixels, from `degradation.json` (see [`Degradation::shift`]): the LR
+    /// crop at `(y, x)` shows the HR scene from `(y·s − dy, x·s − dx)`. Zero without a manifest.
+    shift: (i64, i64),
+}
+
+/// The LR crop origins along one axis whose shifted HR crop stays inside the HR image, as an
+/// inclusive range; `None` if there is none.
+fn paired_crop_range(
+    shift: i64,
+    lr_len: usize,
+    hr_len: usize,
+    patch: usize,
+    scale: usize,
+) -> Option<(usize, usize)> {
+    let (p, s) = (patch as i64, scale as i64);
+    // y·s − shift ≥ 0 and y·s − shift + p·s ≤ hr_len, with 0 ≤ y ≤ lr_len − p.
+    let low = (shift.max(0) + s - 1) / s;
+    let high = (lr_len as i64 - p).min((hr_len as i64 - p * s + shift).div_euclid(s));
+    (low <= high).then_some((low as usize, high as usize))
+}
+
 fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
     catch_torch(|| {
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, index));
@@ -294,11 +320,18 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             match &ds.paired_lr {
                 Some(lr_images) => {
                     // Crop on the LR grid so the HR crop covers exactly the same scene.
-                    let lr = &lr_images[k];
-                    let y = rng.random_range(0..=lr.height - p);
-                    let x = rng.random_range(0..=lr.width - p);
+                    let PairedLr { image: lr, shift } = &lr_images[k];
+                    let crop_range = |shift, lr_len, hr_len| {
+                        paired_crop_range(shift, lr_len, hr_len, p, s)
+                            .expect("pairs without a valid crop are skipped at loading")
+                    };
+                    let (y0, y1) = crop_range(shift.0, lr.height, image.height);
+                    let (x0, x1) = crop_range(shift.1, lr.width, image.width);
+                    let y = rng.random_range(y0..=y1);
+                    let x = rng.random_range(x0..=x1);
+                    let (hy, hx) = (y * s - shift.0 as usize, x * s - shift.1 as usize);
                     let augment = augment.only_if(ds.augment_degraded);
-                    hr.push(augment.apply(image.crop_tensor(y * s, x * s, p * s, p * s)));
+                    hr.push(augment.apply(image.crop_tensor(hy, hx, p * s, p * s)));
                     paired.push(augment.apply(lr.crop_tensor(y, x, p, p)));
                 }
                 None => {
@@ -517,7 +550,7 @@ fn load_pairs(
     scale: usize,
     threads: usize,
     warnings: &mut Vec<String>,
-) -> Result<(Vec<Rgb8>, Vec<Rgb8>)> {
+) -> Result<(Vec<Rgb8>, Vec<PairedLr>)> {
     let mut hr_named = std::collections::BTreeMap::new();
     for folder in hr_folders {
         for (name, path) in named_images(folder).context("data.hr")? {
@@ -539,6 +572,7 @@ fn load_pairs(
             describe(hr_folders)
         );
     }
+    let shifts = pair_shifts(lr_dir, scale)?;
     let loaded = parallel_map(&pairs, threads, |(_, lr, hr)| {
         Ok::<_, anyhow::Error>((
             load_rgb8_for_training(lr, false)?,
@@ -552,11 +586,23 @@ fn load_pairs(
             Ok((lr, hr)) => {
                 check_pair_size(&lr, &hr, scale)
                     .with_context(|| format!("{} and {}", lr_path.display(), hr_path.display()))?;
-                if lr.height < patch || lr.width < patch {
+                let shift = match &shifts {
+                    None => (0, 0),
+                    Some(shifts) => *shifts.get(name).ok_or_else(|| {
+                        anyhow!(
+                            "{}: '{name}' is not in the degradation.json beside it",
+                            lr_path.display()
+                        )
+                    })?,
+                };
+                let fits = paired_crop_range(shift.0, lr.height, hr.height, patch, scale)
+                    .and(paired_crop_range(shift.1, lr.width, hr.width, patch, scale));
+                if fits.is_none() {
                     warn(
                         warnings,
                         format!(
-                            "skipping {}: {}x{} is smaller than the {patch}x{patch} LR patch",
+                            "skipping {}: {}x{} has no {patch}x{patch} LR patch whose HR crop, \
+                             shifted by {shift:?}, stays inside the HR image",
                             lr_path.display(),
                             lr.width,
                             lr.height
@@ -564,7 +610,7 @@ fn load_pairs(
                     );
                 } else {
                     hr_images.push(hr);
-                    lr_images.push(lr);
+                    lr_images.push(PairedLr { image: lr, shift });
                 }
             }
         }
@@ -577,4 +623,44 @@ fn load_pairs(
         );
     }
     Ok((hr_images, lr_images))
+}
+
+/// Per-image pixel shifts of a paired LR folder written by `train degrade`, read from the
+/// `degradation.json` in the folder above it (`train degrade --out DIR` writes DIR/lr and
+/// DIR/degradation.json), so that the oracle trains on aligned pairs: a shift drawn per image
+/// (the `wild` presets) cannot be learnt, and taught as it is it blurs the output. `None`
+/// without such a file (pairs are then taken as aligned).
+fn pair_shifts(lr_dir: &Path, scale: usize) -> Result<Option<HashMap<String, (i64, i64)>>> {
+    let Some(path) = lr_dir.parent().map(|d| d.join("degradation.json")) else {
+        return Ok(None);
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let context = || {
+        format!(
+            "reading the pixel shifts of data.paired_lr from {}",
+            path.display()
+        )
+    };
+    let text = std::fs::read_to_string(&path).with_context(context)?;
+    let manifest: DegradeManifest = serde_json::from_str(&text).with_context(context)?;
+    if manifest.scale != scale as i64 {
+        bail!(
+            "{}: scale {} but data.scale is {scale}",
+            path.display(),
+            manifest.scale
+        );
+    }
+    eprintln!(
+        "paired mode: aligning each pair by its shift in {}",
+        path.display()
+    );
+    Ok(Some(
+        manifest
+            .images
+            .into_iter()
+            .map(|r| (r.name, r.degradation.shift))
+            .collect(),
+    ))
 }
