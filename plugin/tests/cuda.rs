@@ -127,12 +127,13 @@ fn cuda_tiles_match_whole_frame() {
     assert!(diff < TF32_TOLERANCE, "tiled differs by {diff}");
 }
 
-/// The element's output buffers for `frames` noise frames pushed with `batch`, then EOS.
+/// The element's output buffers for `frames` noise frames pushed with `batch` (and `overlap`),
+/// then EOS.
 fn element_outputs(
     model: &std::path::Path,
     device: &str,
     format: VideoFormat,
-    batch: u32,
+    (batch, overlap): (u32, bool),
     frames: u64,
 ) -> Vec<Vec<u8>> {
     init();
@@ -140,6 +141,7 @@ fn element_outputs(
         .property("model-location", model.to_str().unwrap())
         .property_from_str("device", device)
         .property("batch", batch)
+        .property("overlap", overlap)
         .build()
         .unwrap();
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
@@ -180,15 +182,16 @@ fn element_on_cuda_matches_element_on_cpu() {
     let dir = temp_dir("cuda-element");
     let model = write_model(&dir, SMALL_SRRESNET);
     for format in [VideoFormat::Rgb, VideoFormat::I420, VideoFormat::Nv12] {
-        let cpu = element_outputs(&model, "cpu", format, 1, 1);
-        let gpu = element_outputs(&model, "cuda", format, 1, 1);
+        let cpu = element_outputs(&model, "cpu", format, (1, false), 1);
+        let gpu = element_outputs(&model, "cuda", format, (1, false), 1);
         let worst = worst_difference(&cpu[0], &gpu[0]);
         eprintln!("{format:?}: worst |cuda - cpu| = {worst} code values");
         assert!(worst <= 1, "{format:?}: {worst} code values apart");
     }
 }
 
-/// Batches of 3 on CUDA (the last one partial, drained at EOS) give the CPU's frames.
+/// Batches of 3 on CUDA (the last one partial, drained at EOS), on the streaming thread and on
+/// the worker thread, give the CPU's frames.
 #[test]
 fn batched_element_on_cuda_matches_cpu() {
     if cuda().is_none() {
@@ -196,10 +199,15 @@ fn batched_element_on_cuda_matches_cpu() {
     }
     let dir = temp_dir("cuda-batch");
     let model = write_model(&dir, SMALL_SRRESNET);
-    let cpu = element_outputs(&model, "cpu", VideoFormat::I420, 1, 5);
-    let gpu = element_outputs(&model, "cuda", VideoFormat::I420, 3, 5);
-    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
-        let worst = worst_difference(c, g);
-        assert!(worst <= 1, "frame {i}: {worst} code values apart");
+    let cpu = element_outputs(&model, "cpu", VideoFormat::I420, (1, false), 5);
+    for overlap in [false, true] {
+        let gpu = element_outputs(&model, "cuda", VideoFormat::I420, (3, overlap), 5);
+        for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+            let worst = worst_difference(c, g);
+            assert!(
+                worst <= 1,
+                "overlap {overlap}, frame {i}: {worst} code values apart"
+            );
+        }
     }
 }

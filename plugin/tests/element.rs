@@ -434,56 +434,36 @@ fn auto_device_and_fp16_fall_back_with_warnings() {
     assert!(all.contains("fp16 needs CUDA"), "{all}");
 }
 
-/// With `batch=3`, frames come out three at a time, the last partial batch at EOS, each with
-/// its own timestamps and the pixels of one-frame-at-a-time processing (within one code value:
-/// a batched convolution may round differently). The latency includes the two frames a batch
-/// waits for.
+/// A harness with `batch` and `overlap` set.
+fn queued_harness(model: &Path, info: &VideoInfo, batch: u32, overlap: bool) -> Harness {
+    init();
+    let element = gst::ElementFactory::make("cyclesr")
+        .property("model-location", model.to_str().unwrap())
+        .property("batch", batch)
+        .property("overlap", overlap)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(info.to_caps().unwrap());
+    h
+}
+
+/// With `batch`, frames come out a batch at a time (with `overlap`, one batch later: the
+/// worker upscales it while the next one fills), the last partial batch at EOS, each with its
+/// own timestamps and the pixels of one-frame-at-a-time processing (within one code value: a
+/// batched convolution may round differently). Latency includes the frames a batch waits for.
 #[test]
 fn batches_give_one_frame_results_in_order_and_drain_at_eos() {
     let dir = temp_dir("batch");
     let model = write_model(&dir, SMALL_SRRESNET);
     let (mut single, info) = harness(&model, VideoFormat::I420, 12, 8);
-    let (mut batched, _) = harness_with(&model, VideoFormat::I420, 12, 8, &[("batch", 3)]);
     let frames: Vec<Vec<u8>> = (0..7).map(|i| noise_bytes(info.size(), 10 + i)).collect();
-    let mut outputs = Vec::new();
-    for (i, frame) in frames.iter().enumerate() {
-        push_only(&mut batched, &info, frame.clone(), 40 * i as u64);
-        let expected_out = (i + 1) / 3 * 3;
-        while let Some(buffer) = batched.try_pull() {
-            outputs.push(buffer);
-        }
-        assert_eq!(outputs.len(), expected_out, "after {} frames", i + 1);
-    }
-    assert!(batched.push_event(gst::event::Eos::new()));
-    while let Some(buffer) = batched.try_pull() {
-        outputs.push(buffer);
-    }
-    assert_eq!(outputs.len(), 7, "the partial batch is drained at EOS");
-
-    let out_info = output_info(&batched);
-    let (w, h) = (out_info.width() as usize, out_info.height() as usize);
-    for (i, (frame, got)) in frames.into_iter().zip(&outputs).enumerate() {
-        assert_eq!(
-            got.pts(),
-            Some(gst::ClockTime::from_mseconds(40 * i as u64))
-        );
-        let expected = push_frame(&mut single, &info, frame, 40 * i as u64);
-        for (plane, rows, row_bytes) in [(0, h, w), (1, h / 2, w / 2), (2, h / 2, w / 2)] {
-            let got = plane_rows(got, &out_info, plane, rows, row_bytes);
-            let expected = plane_rows(&expected, &out_info, plane, rows, row_bytes);
-            let worst = got
-                .iter()
-                .zip(&expected)
-                .map(|(&a, &b)| a.abs_diff(b))
-                .max()
-                .unwrap();
-            assert!(
-                worst <= 1,
-                "frame {i} plane {plane}: {worst} code values apart"
-            );
-        }
-    }
-
+    let expected: Vec<gst::Buffer> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| push_frame(&mut single, &info, f.clone(), 40 * i as u64))
+        .collect();
+    let out_info = output_info(&single);
     let latency = |h: &mut Harness| {
         let mut query = gst::query::Latency::new();
         assert!(h
@@ -494,32 +474,95 @@ fn batches_give_one_frame_results_in_order_and_drain_at_eos() {
             .query(&mut query));
         query.result().1
     };
-    let wait = latency(&mut batched).saturating_sub(latency(&mut single));
-    assert!(
-        wait >= gst::ClockTime::from_mseconds(80),
-        "a batch of 3 at 25 fps waits 80 ms for its last frame; latency grew by {wait}"
-    );
+
+    for (batch, overlap) in [(3, false), (1, true), (2, true)] {
+        let what = format!("batch {batch}, overlap {overlap}");
+        let mut h = queued_harness(&model, &info, batch, overlap);
+        let mut outputs = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            push_only(&mut h, &info, frame.clone(), 40 * i as u64);
+            while let Some(buffer) = h.try_pull() {
+                outputs.push(buffer);
+            }
+            let full = (i + 1) / batch as usize;
+            let done = if overlap {
+                full.saturating_sub(1)
+            } else {
+                full
+            };
+            assert_eq!(
+                outputs.len(),
+                done * batch as usize,
+                "{what}, {} frames",
+                i + 1
+            );
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        while let Some(buffer) = h.try_pull() {
+            outputs.push(buffer);
+        }
+        assert_eq!(outputs.len(), 7, "{what}: everything is drained at EOS");
+
+        let (w, hh) = (out_info.width() as usize, out_info.height() as usize);
+        for (i, (got, expected)) in outputs.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                got.pts(),
+                Some(gst::ClockTime::from_mseconds(40 * i as u64))
+            );
+            for (plane, rows, row_bytes) in [(0, hh, w), (1, hh / 2, w / 2), (2, hh / 2, w / 2)] {
+                let got = plane_rows(got, &out_info, plane, rows, row_bytes);
+                let expected = plane_rows(expected, &out_info, plane, rows, row_bytes);
+                let worst = got
+                    .iter()
+                    .zip(&expected)
+                    .map(|(&a, &b)| a.abs_diff(b))
+                    .max()
+                    .unwrap();
+                assert!(worst <= 1, "{what}, frame {i} plane {plane}: {worst} apart");
+            }
+        }
+
+        // At 25 fps a frame waits (batch − 1) frames for its batch, and with overlap a whole
+        // batch more before it is taken back.
+        let frames_waited = batch as u64 - 1 + if overlap { batch as u64 } else { 0 };
+        let ours = latency(&mut h);
+        assert!(
+            ours >= gst::ClockTime::from_mseconds(40 * frames_waited),
+            "{what}: latency {ours}, expected {frames_waited} frames and the processing"
+        );
+    }
 }
 
-/// A flush drops the frames waiting for a batch: none of them comes out afterwards.
+/// A flush drops the frames waiting for a batch and those in flight on the worker: none of
+/// them comes out afterwards.
 #[test]
 fn flush_discards_a_partial_batch() {
     let dir = temp_dir("batch-flush");
     let model = write_model(&dir, SMALL_SRRESNET);
-    let (mut h, info) = harness_with(&model, VideoFormat::Rgb, 8, 8, &[("batch", 3)]);
-    for i in 0..2 {
-        push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+    init();
+    let info = VideoInfo::builder(VideoFormat::Rgb, 8, 8)
+        .fps(gst::Fraction::new(25, 1))
+        .build()
+        .unwrap();
+    for overlap in [false, true] {
+        let mut h = queued_harness(&model, &info, 3, overlap);
+        // With overlap, the first batch is in flight on the worker and the second is pending.
+        for i in 0..5 {
+            push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+        }
+        while h.try_pull().is_some() {}
+        assert!(h.push_event(gst::event::FlushStart::new()));
+        assert!(h.push_event(gst::event::FlushStop::new(true)));
+        h.set_src_caps(info.to_caps().unwrap());
+        for i in 0..3 {
+            push_only(&mut h, &info, noise_bytes(info.size(), i), 1000 + 40 * i);
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        let pts: Vec<_> = std::iter::from_fn(|| h.try_pull())
+            .map(|b| b.pts().unwrap().mseconds())
+            .collect();
+        assert_eq!(pts, [1000, 1040, 1080], "overlap {overlap}");
     }
-    assert!(h.push_event(gst::event::FlushStart::new()));
-    assert!(h.push_event(gst::event::FlushStop::new(true)));
-    h.set_src_caps(info.to_caps().unwrap());
-    for i in 0..3 {
-        push_only(&mut h, &info, noise_bytes(info.size(), i), 1000 + 40 * i);
-    }
-    let pts: Vec<_> = std::iter::from_fn(|| h.try_pull())
-        .map(|b| b.pts().unwrap().mseconds())
-        .collect();
-    assert_eq!(pts, [1000, 1040, 1080]);
 }
 
 #[test]

@@ -91,6 +91,9 @@ pub struct BenchArgs {
     /// exceed it. fps then counts from the end of the first batch.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub batch: u32,
+    /// The element's `overlap`: inference on a worker thread in every element run.
+    #[arg(long)]
+    pub overlap: bool,
     #[command(flatten)]
     pub pytorch: PyTorchBaseline,
     /// Also write every figure to this JSON file.
@@ -284,6 +287,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "runs": args.runs,
                 "frames": args.frames,
                 "batch": args.batch,
+                "overlap": args.overlap,
                 "rounds": args.rounds,
                 "memory_frames": MEMORY_FRAMES,
                 "element_precision": precision.to_string(),
@@ -365,7 +369,7 @@ impl Bench<'_> {
             size,
             frames,
             (tile_size, self.args.tile_overlap),
-            self.args.batch,
+            (self.args.batch, self.args.overlap),
             measure_memory,
         )
     }
@@ -1091,7 +1095,7 @@ fn run_element(
     (w, h): (i64, i64),
     frames: u32,
     (tile_size, tile_overlap): (u32, u32),
-    batch: u32,
+    (batch, overlap): (u32, bool),
     measure_memory: bool,
 ) -> Result<ElementRun> {
     ensure!(
@@ -1121,6 +1125,7 @@ fn run_element(
     sr.set_property("tile-size", tile_size);
     sr.set_property("tile-overlap", tile_overlap);
     sr.set_property("batch", batch);
+    sr.set_property("overlap", overlap);
 
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     let sink_pad = sr
@@ -1636,10 +1641,11 @@ impl SizeResult {
         );
 
         println!(
-            "element, {}, batch {} ({} frames; fps over frames {}..N; frame = median sink→src \
-             time{})",
+            "element, {}, batch {}{} ({} frames; fps over frames {}..N; frame = median \
+             sink→src time{})",
             self.precision,
             args.batch,
+            if args.overlap { ", overlap" } else { "" },
             args.frames,
             args.batch + 1,
             if rounds > 1 {

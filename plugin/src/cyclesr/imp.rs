@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use gst::glib;
@@ -11,10 +11,12 @@ use gst_base::subclass::base_transform::{
     GenerateOutputSuccess, InputBuffer, PrepareOutputBufferSuccess,
 };
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
-use gst_video::{VideoFrameRef, VideoInfo};
+use gst_video::VideoFrameRef;
 
-use super::frame::{frame_to_rgb, rgb_to_frame, upscale_alpha, Layout, FORMATS};
+use super::batch::{self, upscale_frames, Batch, Done, Formats, Worker};
+use super::frame::{Layout, FORMATS};
 use super::PrecisionSetting;
 use crate::model::checkpoint::{read_config, SrModel};
 use crate::model::device::{resolve_device, DeviceRequest, Precision};
@@ -55,6 +57,7 @@ struct Settings {
     tile_overlap: u32,
     threads: u32,
     batch: u32,
+    overlap: bool,
 }
 
 impl Default for Settings {
@@ -68,23 +71,28 @@ impl Default for Settings {
             tile_overlap: DEFAULT_TILE_OVERLAP,
             threads: 0,
             batch: DEFAULT_BATCH,
+            overlap: false,
         }
     }
 }
 
 /// Input and output caps, known once caps are set.
 struct Negotiated {
-    infos: (VideoInfo, VideoInfo),
-    layouts: (Layout, Layout),
-    /// How long the first frame of a batch waits for the last: (batch − 1) frame durations.
-    batch_wait: gst::ClockTime,
+    formats: Formats,
+    /// How long a frame waits before its batch is upscaled, and with `overlap`, until the
+    /// next batch is full: (batch − 1) frame durations, plus batch more with `overlap`.
+    queue_wait: gst::ClockTime,
 }
 
 struct State {
-    upscaler: Upscaler,
+    /// Shared with the worker thread when there is one.
+    upscaler: Arc<Mutex<Upscaler>>,
+    scale: i64,
     negotiated: Option<Negotiated>,
     /// Frames per forward pass (the `batch` property).
     batch: usize,
+    /// Runs the batches with `overlap`.
+    worker: Option<Worker>,
     /// Input frames waiting for a full batch.
     pending: Vec<gst::Buffer>,
     /// Upscaled frames not yet pushed.
@@ -102,7 +110,7 @@ pub struct CycleSr {
 impl CycleSr {
     fn scale(&self) -> i64 {
         if let Some(state) = self.state.lock().unwrap().as_ref() {
-            return state.upscaler.scale();
+            return state.scale;
         }
         let settings = self.settings.lock().unwrap();
         settings
@@ -242,19 +250,21 @@ impl CycleSr {
 }
 
 impl CycleSr {
-    /// Runs the network once on every pending frame and queues the upscaled buffers, which
-    /// carry their input's timestamps and metadata. Returns whether the latency grew (see
+    /// Upscales every pending frame as one batch: on this thread, or with `overlap` on the
+    /// worker (then the batch before it is taken back, so one runs while the next fills).
+    /// Finished frames go to `ready`. Returns whether the latency grew (see
     /// [`Self::raise_latency`]).
     fn process_pending(&self, state: &mut State) -> Result<bool, gst::FlowError> {
         let inputs = std::mem::take(&mut state.pending);
         if inputs.is_empty() {
             return Ok(false);
         }
-        let negotiated = state
+        let formats = state
             .negotiated
             .as_ref()
-            .ok_or(gst::FlowError::NotNegotiated)?;
-        let (in_info, out_info) = &negotiated.infos;
+            .ok_or(gst::FlowError::NotNegotiated)?
+            .formats
+            .clone();
         let mut outputs = Vec::with_capacity(inputs.len());
         for input in &inputs {
             match self.parent_prepare_output_buffer(InputBuffer::Readable(input.as_ref()))? {
@@ -264,56 +274,69 @@ impl CycleSr {
                 }
             }
         }
-        let started = Instant::now();
-        let result = (|| -> anyhow::Result<()> {
-            let in_frames = inputs
-                .iter()
-                .map(|b| VideoFrameRef::from_buffer_ref_readable(b.as_ref(), in_info))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut out_frames = outputs
-                .iter_mut()
-                .map(|b| VideoFrameRef::from_buffer_ref_writable(b.make_mut(), out_info))
-                .collect::<Result<Vec<_>, _>>()?;
-            let in_frames: Vec<_> = in_frames.iter().collect();
-            let mut out_frames: Vec<_> = out_frames.iter_mut().collect();
-            upscale_frames(
-                &state.upscaler,
-                negotiated.layouts,
-                &in_frames,
-                &mut out_frames,
-            )
-        })();
-        self.check_frames(result, in_info, inputs.len())?;
-        state.ready.extend(outputs);
-        Ok(self.raise_latency(state, started))
+        let batch = Batch {
+            inputs,
+            outputs,
+            formats,
+        };
+        let done = match &mut state.worker {
+            None => Some(batch::run(&state.upscaler, batch)),
+            Some(worker) => {
+                // Queued behind the running batch, so the worker goes on without a gap; then
+                // the running one is taken back.
+                worker.submit(batch);
+                if worker.in_flight() > 1 {
+                    worker.wait()
+                } else {
+                    None
+                }
+            }
+        };
+        match done {
+            Some(done) => self.finish(state, done),
+            None => Ok(false),
+        }
+    }
+
+    /// Waits for every batch in flight on the worker and queues its frames.
+    fn finish_in_flight(&self, state: &mut State) -> Result<bool, gst::FlowError> {
+        let mut raised = false;
+        while let Some(done) = state.worker.as_mut().and_then(Worker::wait) {
+            raised |= self.finish(state, done)?;
+        }
+        Ok(raised)
+    }
+
+    /// Queues a processed batch's frames, or posts an error naming them.
+    fn finish(&self, state: &mut State, done: Done) -> Result<bool, gst::FlowError> {
+        let frames = done.outputs.len();
+        self.check_frames(done.result, done.input_size, frames)?;
+        state.ready.extend(done.outputs);
+        Ok(self.raise_latency(state, done.elapsed))
     }
 
     /// Posts an error naming the frames on failure.
     fn check_frames(
         &self,
         result: anyhow::Result<()>,
-        info: &VideoInfo,
+        (width, height): (u32, u32),
         frames: usize,
     ) -> Result<(), gst::FlowError> {
         result.map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                (
-                    "Super-resolution of {frames} {}x{} frame(s) failed: {e:#}",
-                    info.width(),
-                    info.height()
-                )
+                ("Super-resolution of {frames} {width}x{height} frame(s) failed: {e:#}")
             );
             gst::FlowError::Error
         })
     }
 
-    /// Raises the reported latency when the forward pass that began at `started` was the
-    /// slowest so far; the caller then posts [`Self::post_latency`] once the state is
-    /// unlocked (handling the message may query the element's latency).
-    fn raise_latency(&self, state: &mut State, started: Instant) -> bool {
-        let elapsed = gst::ClockTime::from_nseconds(started.elapsed().as_nanos() as u64);
+    /// Raises the reported latency when a forward pass that took `elapsed` was the slowest
+    /// so far; the caller then posts [`Self::post_latency`] once the state is unlocked
+    /// (handling the message may query the element's latency).
+    fn raise_latency(&self, state: &mut State, elapsed: std::time::Duration) -> bool {
+        let elapsed = gst::ClockTime::from_nseconds(elapsed.as_nanos() as u64);
         let raised = elapsed > state.latency;
         if raised {
             state.latency = elapsed;
@@ -336,10 +359,13 @@ impl CycleSr {
             let Some(state) = guard.as_mut() else {
                 return;
             };
-            let Ok(raised) = self.process_pending(state) else {
+            let Ok(pending) = self.process_pending(state) else {
                 return;
             };
-            (std::mem::take(&mut state.ready), raised)
+            let Ok(in_flight) = self.finish_in_flight(state) else {
+                return;
+            };
+            (std::mem::take(&mut state.ready), pending || in_flight)
         };
         if raised {
             self.post_latency();
@@ -354,43 +380,13 @@ impl CycleSr {
 
     /// Whether frames go through the batch queue rather than BaseTransform's one-in-one-out
     /// path.
-    fn batching(&self) -> bool {
+    fn queued(&self) -> bool {
         self.state
             .lock()
             .unwrap()
             .as_ref()
-            .is_some_and(|s| s.batch > 1)
+            .is_some_and(|s| s.batch > 1 || s.worker.is_some())
     }
-}
-
-/// Upscales `inputs` in one forward pass of the network into `outputs`.
-fn upscale_frames(
-    upscaler: &Upscaler,
-    (in_layout, out_layout): (Layout, Layout),
-    inputs: &[&VideoFrameRef<&gst::BufferRef>],
-    outputs: &mut [&mut VideoFrameRef<&mut gst::BufferRef>],
-) -> anyhow::Result<()> {
-    catch_torch(|| -> anyhow::Result<()> {
-        let mut rgb = Vec::with_capacity(inputs.len());
-        let mut alpha = Vec::with_capacity(inputs.len());
-        for frame in inputs {
-            let (colour, a) = frame_to_rgb(in_layout, frame, upscaler.device())?;
-            rgb.push(colour);
-            alpha.push(a);
-        }
-        let sr = upscaler.upscale(&tch::Tensor::cat(&rgb, 0));
-        for (i, (frame, alpha)) in outputs.iter_mut().zip(&alpha).enumerate() {
-            let alpha = alpha.as_ref().map(|a| upscale_alpha(a, upscaler.scale()));
-            rgb_to_frame(
-                out_layout,
-                &sr.narrow(0, i as i64, 1),
-                alpha.as_ref(),
-                frame,
-            )?;
-        }
-        Ok(())
-    })
-    .and_then(|r| r)
 }
 
 #[glib::object_subclass]
@@ -447,6 +443,12 @@ impl ObjectImpl for CycleSr {
                     .default_value(DEFAULT_BATCH)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("overlap")
+                    .nick("Overlap")
+                    .blurb("Upscale on a worker thread while the streaming thread receives the next frames and pushes the previous ones, so inference overlaps the rest of the pipeline; adds one batch of latency")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecInt::builder("scale")
                     .nick("Scale")
                     .blurb("Upscaling factor of the model (read from model-location)")
@@ -482,6 +484,7 @@ impl ObjectImpl for CycleSr {
             "tile-overlap" => settings.tile_overlap = value.get().expect("type checked upstream"),
             "threads" => settings.threads = value.get().expect("type checked upstream"),
             "batch" => settings.batch = value.get().expect("type checked upstream"),
+            "overlap" => settings.overlap = value.get().expect("type checked upstream"),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -503,6 +506,7 @@ impl ObjectImpl for CycleSr {
             "tile-overlap" => settings.tile_overlap.to_value(),
             "threads" => settings.threads.to_value(),
             "batch" => settings.batch.to_value(),
+            "overlap" => settings.overlap.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -564,10 +568,25 @@ impl BaseTransformImpl for CycleSr {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let upscaler = self.load(&settings)?;
+        let scale = upscaler.scale();
+        let upscaler = Arc::new(Mutex::new(upscaler));
+        let worker = if settings.overlap {
+            let worker = Worker::spawn(upscaler.clone()).map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Thread,
+                    ("Cannot start the worker thread: {e}")
+                )
+            })?;
+            Some(worker)
+        } else {
+            None
+        };
         *self.state.lock().unwrap() = Some(State {
             upscaler,
+            scale,
             negotiated: None,
             batch: settings.batch as usize,
+            worker,
             pending: Vec::new(),
             ready: VecDeque::new(),
             latency: gst::ClockTime::ZERO,
@@ -629,7 +648,7 @@ impl BaseTransformImpl for CycleSr {
                         let wait = s
                             .negotiated
                             .as_ref()
-                            .map_or(gst::ClockTime::ZERO, |n| n.batch_wait);
+                            .map_or(gst::ClockTime::ZERO, |n| n.queue_wait);
                         s.latency + wait
                     });
                 q.set(live, min + ours, max.map(|m| m + ours));
@@ -652,6 +671,8 @@ impl BaseTransformImpl for CycleSr {
             gst::EventView::FlushStop(_) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
                     state.pending.clear();
+                    // Batches in flight finish on the worker and are dropped.
+                    while state.worker.as_mut().and_then(Worker::wait).is_some() {}
                     state.ready.clear();
                 }
             }
@@ -665,7 +686,7 @@ impl BaseTransformImpl for CycleSr {
         is_discont: bool,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        if !self.batching() {
+        if !self.queued() {
             return self.parent_submit_input_buffer(is_discont, inbuf);
         }
         let mut guard = self.state.lock().unwrap();
@@ -679,7 +700,7 @@ impl BaseTransformImpl for CycleSr {
     }
 
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
-        if !self.batching() {
+        if !self.queued() {
             return self.parent_generate_output();
         }
         let mut guard = self.state.lock().unwrap();
@@ -703,7 +724,7 @@ impl VideoFilterImpl for CycleSr {
         let state = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the model was loaded"))?;
-        let scale = state.upscaler.scale() as u32;
+        let scale = state.scale as u32;
         if out_info.width() != in_info.width() * scale
             || out_info.height() != in_info.height() * scale
         {
@@ -717,9 +738,10 @@ impl VideoFilterImpl for CycleSr {
             .map_err(|e| gst::loggable_error!(CAT, "{e:#}"))?;
         gst::debug!(CAT, imp = self, "{incaps} -> {outcaps} as {layouts:?}");
         let fps = in_info.fps();
-        let waiting_frames = state.batch as u64 - 1;
+        let batch = state.batch as u64;
+        let waiting_frames = batch - 1 + if state.worker.is_some() { batch } else { 0 };
         // Without a frame rate the wait cannot be known in advance.
-        let batch_wait = if fps.numer() > 0 && waiting_frames > 0 {
+        let queue_wait = if fps.numer() > 0 && waiting_frames > 0 {
             gst::ClockTime::SECOND
                 .mul_div_floor(waiting_frames * fps.denom() as u64, fps.numer() as u64)
                 .unwrap_or(gst::ClockTime::ZERO)
@@ -727,9 +749,11 @@ impl VideoFilterImpl for CycleSr {
             gst::ClockTime::ZERO
         };
         state.negotiated = Some(Negotiated {
-            infos: (in_info.clone(), out_info.clone()),
-            layouts,
-            batch_wait,
+            formats: Formats {
+                infos: (in_info.clone(), out_info.clone()),
+                layouts,
+            },
+            queue_wait,
         });
         Ok(())
     }
@@ -742,18 +766,20 @@ impl VideoFilterImpl for CycleSr {
         let started = Instant::now();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let negotiated = state
+        let layouts = state
             .negotiated
             .as_ref()
-            .ok_or(gst::FlowError::NotNegotiated)?;
+            .ok_or(gst::FlowError::NotNegotiated)?
+            .formats
+            .layouts;
         let result = upscale_frames(
-            &state.upscaler,
-            negotiated.layouts,
+            &state.upscaler.lock().unwrap(),
+            layouts,
             &[inframe],
             &mut [outframe],
         );
-        self.check_frames(result, &negotiated.infos.0, 1)?;
-        if self.raise_latency(state, started) {
+        self.check_frames(result, (inframe.width(), inframe.height()), 1)?;
+        if self.raise_latency(state, started.elapsed()) {
             drop(guard);
             self.post_latency();
         }

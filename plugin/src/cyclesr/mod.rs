@@ -3,6 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod batch;
 mod frame;
 mod imp;
 

@@ -1,0 +1,170 @@
+//! Frames upscaled as batches, on the streaming thread or on a worker thread.
+//!
+//! With `overlap=true` a worker thread runs the network on one batch while the streaming thread
+//! receives the next frames from upstream and pushes the previous batch downstream, so the
+//! device is not idle while GStreamer moves buffers.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst_video::{VideoFrameRef, VideoInfo};
+
+use super::frame::{frame_to_rgb, rgb_to_frame, upscale_alpha, Layout};
+use crate::model::upscaler::{catch_torch, Upscaler};
+
+/// What a batch needs to know of the negotiated caps.
+#[derive(Clone, Debug)]
+pub struct Formats {
+    pub infos: (VideoInfo, VideoInfo),
+    pub layouts: (Layout, Layout),
+}
+
+/// Input frames and the output buffers they are upscaled into (allocated by the streaming
+/// thread, carrying their input's timestamps and metadata).
+pub struct Batch {
+    pub inputs: Vec<gst::Buffer>,
+    pub outputs: Vec<gst::Buffer>,
+    pub formats: Formats,
+}
+
+/// A processed batch.
+pub struct Done {
+    /// The filled output buffers, in input order (unusable when `result` is an error).
+    pub outputs: Vec<gst::Buffer>,
+    pub result: anyhow::Result<()>,
+    /// Time of the forward pass and conversions.
+    pub elapsed: Duration,
+    /// Input frame size, for error messages.
+    pub input_size: (u32, u32),
+}
+
+/// Upscales `inputs` in one forward pass of the network into `outputs`.
+pub fn upscale_frames(
+    upscaler: &Upscaler,
+    (in_layout, out_layout): (Layout, Layout),
+    inputs: &[&VideoFrameRef<&gst::BufferRef>],
+    outputs: &mut [&mut VideoFrameRef<&mut gst::BufferRef>],
+) -> anyhow::Result<()> {
+    catch_torch(|| -> anyhow::Result<()> {
+        let mut rgb = Vec::with_capacity(inputs.len());
+        let mut alpha = Vec::with_capacity(inputs.len());
+        for frame in inputs {
+            let (colour, a) = frame_to_rgb(in_layout, frame, upscaler.device())?;
+            rgb.push(colour);
+            alpha.push(a);
+        }
+        let sr = upscaler.upscale(&tch::Tensor::cat(&rgb, 0));
+        for (i, (frame, alpha)) in outputs.iter_mut().zip(&alpha).enumerate() {
+            let alpha = alpha.as_ref().map(|a| upscale_alpha(a, upscaler.scale()));
+            rgb_to_frame(
+                out_layout,
+                &sr.narrow(0, i as i64, 1),
+                alpha.as_ref(),
+                frame,
+            )?;
+        }
+        Ok(())
+    })
+    .and_then(|r| r)
+}
+
+/// Runs one batch on the calling thread.
+pub fn run(upscaler: &Mutex<Upscaler>, batch: Batch) -> Done {
+    let Batch {
+        inputs,
+        mut outputs,
+        formats,
+    } = batch;
+    let (in_info, out_info) = &formats.infos;
+    let started = Instant::now();
+    let result = (|| -> anyhow::Result<()> {
+        let in_frames = inputs
+            .iter()
+            .map(|b| VideoFrameRef::from_buffer_ref_readable(b.as_ref(), in_info))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out_frames = outputs
+            .iter_mut()
+            .map(|b| VideoFrameRef::from_buffer_ref_writable(b.make_mut(), out_info))
+            .collect::<Result<Vec<_>, _>>()?;
+        let in_frames: Vec<_> = in_frames.iter().collect();
+        let mut out_frames: Vec<_> = out_frames.iter_mut().collect();
+        let upscaler = upscaler.lock().unwrap();
+        upscale_frames(&upscaler, formats.layouts, &in_frames, &mut out_frames)
+    })();
+    Done {
+        outputs,
+        result,
+        elapsed: started.elapsed(),
+        input_size: (in_info.width(), in_info.height()),
+    }
+}
+
+/// A thread that runs batches in the order they are submitted, one at a time.
+pub struct Worker {
+    jobs: Option<SyncSender<Batch>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    in_flight: usize,
+}
+
+impl Worker {
+    pub fn spawn(upscaler: Arc<Mutex<Upscaler>>) -> std::io::Result<Worker> {
+        // One batch queued behind the running one at most: the streaming thread then waits
+        // instead of buffering frames without bound.
+        let (jobs, job_receiver) = sync_channel::<Batch>(1);
+        let (done_sender, done) = sync_channel::<Done>(2);
+        let thread = std::thread::Builder::new()
+            .name("cyclesr-worker".into())
+            .spawn(move || {
+                for batch in job_receiver {
+                    if done_sender.send(run(&upscaler, batch)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Worker {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            in_flight: 0,
+        })
+    }
+
+    pub fn submit(&mut self, batch: Batch) {
+        let jobs = self.jobs.as_ref().expect("jobs are open until drop");
+        jobs.send(batch)
+            .expect("the worker runs until the sender is dropped");
+        self.in_flight += 1;
+    }
+
+    /// Batches submitted and not yet returned by [`Worker::wait`].
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The oldest batch in flight, once done; `None` if none is in flight.
+    pub fn wait(&mut self) -> Option<Done> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        self.in_flight -= 1;
+        Some(
+            self.done
+                .recv()
+                .expect("the worker answers every batch it receives"),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread's loop once its current batch is done.
+        drop(self.jobs.take());
+        while self.wait().is_some() {}
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
