@@ -6,7 +6,7 @@
 #       element tests with device=auto on CUDA), `train bench` at 320x180, 480x270 and 960x540
 #       (fp32 and bf16 element runs, PyTorch eager alongside), `train bench-step` (a training
 #       iteration against PyTorch's) at the paper's sizes and for configs/table1.toml, and the
-#       iteration time of 20 table1 runs sharing the GPU.
+#       element with `overlap` and with `batch=4`.
 #   scripts/gpu-run.sh OUT_DIR train SECONDS
 #       scripts/table1.sh on CUDA, plus the default model's run, both stopped (with a
 #       checkpoint) SECONDS after the start, then exported and evaluated; OUT_DIR gets a tarball.
@@ -73,14 +73,19 @@ check)
     --pytorch-script tests/reference/bench_pytorch.py --json "$out/bench-bf16.json"
   stage bench-fp32 120 "$bin/train" bench --device cuda --precision fp32 --size 960x540 \
     --frames 30 --runs 10 --warmup 3 --skip-pytorch --json "$out/bench-fp32.json"
+  # The element's worker thread and batches (raw forward and PyTorch as in bench-bf16).
+  stage bench-bf16-overlap 150 "$bin/train" bench --device cuda --precision bf16 --overlap \
+    --size 320x180 --size 960x540 --frames 30 --runs 10 --warmup 3 --skip-pytorch \
+    --json "$out/bench-bf16-overlap.json"
+  stage bench-bf16-batch4 120 "$bin/train" bench --device cuda --precision bf16 --batch 4 \
+    --overlap --size 320x180 --size 480x270 --frames 33 --runs 10 --warmup 3 --skip-pytorch \
+    --json "$out/bench-bf16-batch4.json"
   stage bench-step-paper 150 "$bin/train" bench-step -o configs/cyclesr.toml --device cuda \
     --warmup 3 --steps 10 --pytorch-script tests/reference/train_step_pytorch.py \
     --json "$out/bench-step-paper.json"
   stage bench-step-table1 90 "$bin/train" bench-step -o configs/table1.toml --device cuda \
     --warmup 5 --steps 30 --pytorch-script tests/reference/train_step_pytorch.py \
     --json "$out/bench-step-table1.json"
-  # What one table1 run gets when 20 share the GPU (the train phase runs them together).
-  stage bench-step-table1-x20 120 bash -c "for i in \$(seq 20); do OMP_NUM_THREADS=1 $bin/train bench-step -o configs/table1.toml --device cuda --warmup 5 --steps 40 --skip-pytorch --json $out/x20-\$i.json >/dev/null 2>&1 & done; wait; python3 -c 'import glob, json; t = [json.load(open(p)) for p in glob.glob(\"$out/x20-*.json\")]; print(len(t), \"runs\", json.dumps(t[0])[:400])'"
   ;;
 train)
   # Training ends SECONDS after this script starts; export, evaluation and packing follow.
