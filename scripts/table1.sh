@@ -226,6 +226,13 @@ if ((do_eval)); then
       fi
       printf '%q ' "$train" eval "${bench[@]}" "${eval_protocol[@]}" "${what[@]}" --json "$out/eval.json"
       printf '>%q 2>&1\n' "$out/eval.log"
+      # What CycleSR's stage 1 learnt (Cycle+SR's is in the CycleGAN column's report).
+      state=$out/checkpoints/latest.safetensors
+      if [[ $column == cyclesr && -f $state ]]; then
+        printf '%q ' "$train" eval "${bench[@]}" "${eval_protocol[@]}" --translator "$state" \
+          --json "$out/eval-translator.json"
+        printf '>%q 2>&1\n' "$out/eval-translator.log"
+      fi
     done
   done | schedule wait
 
@@ -301,6 +308,23 @@ if sweep:
         {"cyclesr-mse1e2": "1e2", "cyclesr": "1e3", "cyclesr-mse1e4": "1e4"}[c] for c in sweep) + " |",
         "|---|" + "---|" * len(sweep)]
     out += [f"| {p} | " + " | ".join(score(c, p) for c in sweep) + " |" for p in presets]
+def stage1(report, preset):
+    try:
+        d = json.load(open(os.path.join(runs, preset, report)))["degradation"]
+    except (FileNotFoundError, KeyError, TypeError):
+        return None
+    return (f"{d['noise_synthetic']:.2f} → {d['noise_translated']:.2f} | {d['noise_real']:.2f} | "
+            f"{d['psnr_synthetic']:.2f} → {d['psnr_translated']:.2f} dB")
+rows = [f"| {p} | {name} | {r} |" for p in presets
+        for name, report in (("Cycle+SR", "cyclegan/eval.json"), ("CycleSR", "cyclesr/eval-translator.json"))
+        if (r := stage1(report, p))]
+if rows:
+    out += ["", "## Stage 1 against the real LR (`train eval --translator`)", "",
+            "Synthetic LR (bicubic ↓ of the HR) and G_s2r of it against the benchmark's real LR, "
+            "at LR scale: noise σ on Y in code values, and PSNR on Y. A G_s2r that learnt the "
+            "degradation moves σ toward the real LR's and raises the PSNR (blur).", "",
+            "| preset | translator | noise σ: synthetic → G_s2r(synthetic) | real LR | PSNR: synthetic → G_s2r(synthetic) |",
+            "|---|---|---|---|---|"] + rows
 trained = [c for c in columns if c != "bicubic"]
 out += ["", "## Iterations reached (from each run's checkpoint)", "",
         "| preset | " + " | ".join(names[c] for c in trained) + " |", "|---|" + "---|" * len(trained)]
