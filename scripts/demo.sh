@@ -2,7 +2,7 @@
 # The main job on a fresh machine: set up, fetch the real footage, build, then upscale the
 # held-out tail of a real surveillance clip (vtest.avi, frames 600+) ×4 with the embedded
 # default model, and write a bicubic-vs-cyclesr comparison of one frame.
-#   FRAMES=N  frames to upscale (default 10; about 5-10 s per 768x576 frame on 2 CPU cores)
+#   FRAMES=N  frames to upscale (default 10; about 3 s per 768x576 frame on 2 idle CPU cores)
 #   OUT=dir   where the results go (default out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
