@@ -288,6 +288,18 @@ struct PairedLr {
     /// `(dy, dx)` in HR pixels, from `degradation.json` (see [`Degradation::shift`]): the LR
     /// crop at `(y, x)` shows the HR scene from `(y·s − dy, x·s − dx)`. Zero without a manifest.
     shift: (i64, i64),
+    /// LR crop origins `y` and `x` (inclusive ranges) whose shifted HR crop stays inside the HR
+    /// image, found once at loading ([`paired_crop_range`]).
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl PairedLr {
+    /// The HR crop origin showing the scene of the LR crop at `(y, x)`.
+    fn hr_origin(&self, (y, x): (usize, usize), scale: usize) -> (usize, usize) {
+        let shifted = |lr: usize, shift: i64| ((lr * scale) as i64 - shift) as usize;
+        (shifted(y, self.shift.0), shifted(x, self.shift.1))
+    }
 }
 
 /// The LR crop origins along one axis whose shifted HR crop stays inside the HR image, as an
@@ -320,19 +332,13 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             match &ds.paired_lr {
                 Some(lr_images) => {
                     // Crop on the LR grid so the HR crop covers exactly the same scene.
-                    let PairedLr { image: lr, shift } = &lr_images[k];
-                    let crop_range = |shift, lr_len, hr_len| {
-                        paired_crop_range(shift, lr_len, hr_len, p, s)
-                            .expect("pairs without a valid crop are skipped at loading")
-                    };
-                    let (y0, y1) = crop_range(shift.0, lr.height, image.height);
-                    let (x0, x1) = crop_range(shift.1, lr.width, image.width);
-                    let y = rng.random_range(y0..=y1);
-                    let x = rng.random_range(x0..=x1);
-                    let (hy, hx) = (y * s - shift.0 as usize, x * s - shift.1 as usize);
+                    let pair = &lr_images[k];
+                    let y = rng.random_range(pair.rows.0..=pair.rows.1);
+                    let x = rng.random_range(pair.cols.0..=pair.cols.1);
+                    let (hy, hx) = pair.hr_origin((y, x), s);
                     let augment = augment.only_if(ds.augment_degraded);
                     hr.push(augment.apply(image.crop_tensor(hy, hx, p * s, p * s)));
-                    paired.push(augment.apply(lr.crop_tensor(y, x, p, p)));
+                    paired.push(augment.apply(pair.image.crop_tensor(y, x, p, p)));
                 }
                 None => {
                     let y = rng.random_range(0..=image.height - p * s);
@@ -595,9 +601,9 @@ fn load_pairs(
                         )
                     })?,
                 };
-                let fits = paired_crop_range(shift.0, lr.height, hr.height, patch, scale)
-                    .and(paired_crop_range(shift.1, lr.width, hr.width, patch, scale));
-                if fits.is_none() {
+                let rows = paired_crop_range(shift.0, lr.height, hr.height, patch, scale);
+                let cols = paired_crop_range(shift.1, lr.width, hr.width, patch, scale);
+                let Some((rows, cols)) = rows.zip(cols) else {
                     warn(
                         warnings,
                         format!(
@@ -608,10 +614,15 @@ fn load_pairs(
                             lr.height
                         ),
                     );
-                } else {
-                    hr_images.push(hr);
-                    lr_images.push(PairedLr { image: lr, shift });
-                }
+                    continue;
+                };
+                hr_images.push(hr);
+                lr_images.push(PairedLr {
+                    image: lr,
+                    shift,
+                    rows,
+                    cols,
+                });
             }
         }
     }
