@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::{copy_into_varstore, write_atomically, SrModel};
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
 use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
 use crate::archs::cyclegan::resnet_generator;
-use crate::data::{imresize, PairedSet};
+use crate::data::{imresize, PairedItem, PairedSet};
 use crate::metrics::{noise_sigma, NtireProtocol, Score};
 use crate::model::SavedState;
 
@@ -117,7 +117,8 @@ pub struct EvalReport {
 
 /// How closely G_s2r reproduces a benchmark's real degradation, at LR scale: for each pair,
 /// the synthetic LR (bicubic↓ of the HR, what G_s2r is trained on) and G_s2r of it, against the
-/// benchmark's real LR of the same photo. Means over the images.
+/// benchmark's real LR of the same photo, aligned by the pair's recorded shift
+/// ([`aligned_views`]). Means over the images.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct DegradationReport {
     /// Noise σ on Y in code values ([`noise_sigma`]) of the synthetic LR, of G_s2r(synthetic)
@@ -144,22 +145,16 @@ impl DegradationReport {
         let mut sums = [0.0; 5];
         for item in &set.items {
             let context = || format!("image '{}'", item.name);
-            let (lr_h, lr_w) = (item.lr.size()[1], item.lr.size()[2]);
-            let synthetic = catch_torch(|| {
-                let hr = item
-                    .hr
-                    .narrow(1, 0, lr_h * set.scale)
-                    .narrow(2, 0, lr_w * set.scale);
-                imresize(&hr, 1.0 / set.scale as f64).clamp(0.0, 1.0)
-            })
-            .with_context(context)?;
+            let (real, hr) = aligned_views(item, set.scale).with_context(context)?;
+            let synthetic = catch_torch(|| imresize(&hr, 1.0 / set.scale as f64).clamp(0.0, 1.0))
+                .with_context(context)?;
             let translated =
                 catch_torch(|| translator.degrade(&synthetic)).with_context(context)?;
-            let score = |img: &Tensor| LR_PROTOCOL.score(img, &item.lr).with_context(context);
+            let score = |img: &Tensor| LR_PROTOCOL.score(img, &real).with_context(context);
             let values = [
                 noise_sigma(&synthetic),
                 noise_sigma(&translated),
-                noise_sigma(&item.lr),
+                noise_sigma(&real),
                 score(&synthetic)?.psnr_y,
                 score(&translated)?.psnr_y,
             ];
@@ -178,6 +173,35 @@ impl DegradationReport {
             psnr_translated,
         })
     }
+}
+
+/// The part of a pair's real LR and the HR region it shows, aligned to the HR pixel by the
+/// pair's recorded shift, so that the synthetic LR of that HR region differs from the real LR
+/// only by what a translator can learn (a sub-pixel shift of the LR grid cannot be learnt from
+/// unpaired data and would dominate the comparison).
+fn aligned_views(item: &PairedItem, scale: i64) -> Result<(Tensor, Tensor)> {
+    let (dy, dx) = item.shift.unwrap_or((0, 0));
+    let along = |shift: i64, lr_len: i64, hr_len: i64| -> Option<(i64, i64, i64)> {
+        // LR origin `o` with HR origin o·scale − shift ≥ 0, then as many LR pixels as fit.
+        let lr_origin = (shift.max(0) + scale - 1) / scale;
+        let hr_origin = lr_origin * scale - shift;
+        let len = (lr_len - lr_origin).min((hr_len - hr_origin) / scale);
+        (len >= 8).then_some((lr_origin, hr_origin, len))
+    };
+    let (lr, hr) = (&item.lr, &item.hr);
+    let rows = along(dy, lr.size()[1], hr.size()[1]);
+    let cols = along(dx, lr.size()[2], hr.size()[2]);
+    let (Some((ly, hy, h)), Some((lx, hx, w))) = (rows, cols) else {
+        bail!(
+            "shift ({dy}, {dx}) leaves less than 8 LR pixels of the {}x{} LR image",
+            lr.size()[2],
+            lr.size()[1]
+        );
+    };
+    Ok((
+        lr.narrow(1, ly, h).narrow(2, lx, w),
+        hr.narrow(1, hy, h * scale).narrow(2, hx, w * scale),
+    ))
 }
 
 /// Scores `model` (when given) and bicubic ([`imresize`]) on every pair of `set`, running the

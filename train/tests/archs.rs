@@ -7,7 +7,8 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use cyclesr_train::archs::cyclegan::{
-    patch_discriminator, resnet_generator, DiscriminatorConfig, TranslatorConfig,
+    gaussian_low_pass, patch_discriminator, resnet_generator, DiscriminatorConfig,
+    DiscriminatorNorm, TranslatorConfig,
 };
 use cyclesr_train::archs::vgg::{
     load_vgg19, vgg19_conv54, vgg_discriminator, VggDiscriminatorConfig,
@@ -112,6 +113,7 @@ fn patch_discriminator_scores_overlapping_patches() {
     let cfg = DiscriminatorConfig {
         features: 8,
         layers: 3,
+        ..Default::default()
     };
     let net = patch_discriminator(&vs.root(), &cfg);
     // 64 → 32 → 16 → 8 (stride 2), then two 4×4 stride-1 convolutions: 7 → 6.
@@ -248,4 +250,41 @@ fn residual_translator_starts_as_identity() {
     (y - 0.5).square().mean(Kind::Float).backward();
     let tail_grad = vs.variables()["tail.weight"].grad();
     assert!(tail_grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn gaussian_low_pass_keeps_constants_and_spreads_an_impulse_by_the_gaussian() {
+    let flat = Tensor::full([1, 3, 9, 9], 0.3, (Kind::Float, Device::Cpu));
+    assert!(gaussian_low_pass(&flat).allclose(&flat, 1e-6, 1e-6, false));
+    let impulse = Tensor::zeros([1, 1, 9, 9], (Kind::Float, Device::Cpu));
+    let _ = impulse.get(0).get(0).get(4).get(4).fill_(1.0);
+    let out = gaussian_low_pass(&impulse);
+    // 1-D taps e^(-i²/2) for i = -2..=2, normalised; the 2-D kernel is their outer product.
+    let sum = 1.0 + 2.0 * (-0.5f64).exp() + 2.0 * (-2.0f64).exp();
+    let tap = |i: f64| (-(i * i) / 2.0).exp() / sum;
+    for (dy, dx) in [(0, 0), (1, 0), (2, 1), (2, 2)] {
+        let got = out.double_value(&[0, 0, 4 + dy, 4 + dx]);
+        let want = tap(dy as f64) * tap(dx as f64);
+        assert!((got - want).abs() < 1e-6, "({dy}, {dx}): {got} vs {want}");
+    }
+    assert_eq!(out.double_value(&[0, 0, 4, 7]), 0.0);
+}
+
+#[test]
+fn high_pass_discriminator_ignores_brightness_and_colour() {
+    for norm in [DiscriminatorNorm::Instance, DiscriminatorNorm::None] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = DiscriminatorConfig {
+            features: 8,
+            layers: 3,
+            norm,
+            high_pass: true,
+        };
+        let net = patch_discriminator(&vs.root(), &cfg);
+        let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 0.5;
+        let tint = Tensor::from_slice(&[0.1f32, 0.3, 0.2]).view([1, 3, 1, 1]);
+        let a = net.forward_t(&x, true);
+        let b = net.forward_t(&(&x + tint), true);
+        assert!(a.allclose(&b, 1e-4, 1e-5, false), "{norm:?}");
+    }
 }

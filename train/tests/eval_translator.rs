@@ -86,3 +86,74 @@ fn translator_needs_a_state_with_translators() {
         "{message}"
     );
 }
+
+#[test]
+fn stage_1_report_compares_by_the_recorded_shift() {
+    use cyclesr_train::data::{load_rgb8, save_png};
+    use cyclesr_train::degrade::{degrade, Degradation, DegradeManifest, DegradeRecord, Preset};
+
+    let dir = temp_dir("eval-translator-shift");
+    fit(&args(tiny_options(&dir, "cyclegan", 2))).unwrap();
+    let state = dir.join("run/checkpoints").join(LATEST);
+    // Real LR: the HR shifted by (2, -3) HR pixels (a sub-pixel LR shift) and downscaled,
+    // nothing else, so that synthetic LR and real LR differ by the shift alone. Detailed HR
+    // (random pixels), where a sub-pixel shift shows.
+    tch::manual_seed(5);
+    for k in 0..2 {
+        let hr = tch::Tensor::rand([3, 48, 64], (tch::Kind::Float, tch::Device::Cpu));
+        save_png(&hr, &dir.join(format!("bench/hr/img{k:02}.png"))).unwrap();
+    }
+    let shifted = Degradation {
+        shift: (2, -3),
+        motion_blur: None,
+        gaussian_blur: None,
+        scale: 4,
+        poisson_peak: None,
+        gaussian_noise: None,
+        jpeg_quality: None,
+        h264_qp: None,
+    };
+    let mut records = Vec::new();
+    for k in 0..2 {
+        let name = format!("img{k:02}");
+        let hr_path = dir.join(format!("bench/hr/{name}.png"));
+        let lr = degrade(&load_rgb8(&hr_path).unwrap().to_tensor(), &shifted, 0).unwrap();
+        save_png(&lr.to_tensor(), &dir.join(format!("bench/lr/{name}.png"))).unwrap();
+        records.push(DegradeRecord {
+            name,
+            source: hr_path,
+            hr_size: [48, 64],
+            lr_size: [12, 16],
+            degradation: shifted.clone(),
+        });
+    }
+    let manifest = DegradeManifest {
+        preset: Preset::Mild,
+        seed: 0,
+        scale: 4,
+        jpeg_downscale: false,
+        images: records,
+    };
+    let manifest_path = dir.join("bench/degradation.json");
+    std::fs::write(&manifest_path, serde_json::to_string(&manifest).unwrap()).unwrap();
+
+    let synthetic_psnr = || {
+        run(&EvalArgs {
+            translator: Some(state.clone()),
+            ..eval_args(&dir)
+        })
+        .unwrap();
+        report(&dir)["degradation"]["psnr_synthetic"]
+            .as_f64()
+            .unwrap()
+    };
+    let aligned = synthetic_psnr();
+    std::fs::remove_file(&manifest_path).unwrap();
+    let unaligned = synthetic_psnr();
+    // Aligned, only 8-bit rounding separates them; unaligned, the sub-pixel shift shows.
+    assert!(aligned > 40.0, "aligned: {aligned} dB");
+    assert!(
+        aligned > unaligned + 5.0,
+        "aligned {aligned} vs unaligned {unaligned} dB"
+    );
+}

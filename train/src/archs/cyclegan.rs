@@ -44,6 +44,28 @@ pub struct DiscriminatorConfig {
     pub features: i64,
     /// Stride-2 convolutions; 3 gives the 70×70 receptive field.
     pub layers: i64,
+    /// Normalisation after the inner convolutions (CycleGAN's: instance).
+    #[serde(default)]
+    pub norm: DiscriminatorNorm,
+    /// Not in CycleGAN: judge only the image minus its Gaussian low-pass (σ = 1 px), as in
+    /// frequency-separated degradation learning (Fritsche et al. 2019). Two LR domains of
+    /// different photos differ most in content and colour; without those, the discriminator
+    /// has to look at what the translator can change: blur, noise, compression.
+    #[serde(default)]
+    pub high_pass: bool,
+}
+
+/// Normalisation of a PatchGAN's inner layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscriminatorNorm {
+    /// Instance normalisation (CycleGAN). On small LR patches its maps are a few pixels wide,
+    /// and normalising each one removes how strong the high frequencies are, which is the very
+    /// difference between a clean and a noisy or blurred LR image.
+    #[default]
+    Instance,
+    /// No normalisation: feature magnitudes reach the classifier.
+    None,
 }
 
 impl Default for DiscriminatorConfig {
@@ -52,6 +74,8 @@ impl Default for DiscriminatorConfig {
         DiscriminatorConfig {
             features: 64,
             layers: 3,
+            norm: DiscriminatorNorm::Instance,
+            high_pass: false,
         }
     }
 }
@@ -164,11 +188,46 @@ pub fn patch_discriminator(p: &nn::Path, cfg: &DiscriminatorConfig) -> nn::FuncT
         })
         .collect();
     let last = conv(p / "classifier", width(cfg.layers), 1, 4, 1, 1);
+    let (norm, high_pass) = (cfg.norm, cfg.high_pass);
     nn::func_t(move |x, _train| {
-        let mut feat = leaky_relu(&first.forward(&(x * 2.0 - 1.0)), 0.2);
+        let x = if high_pass {
+            // Doubled so that the residual uses about the range of an image mapped to [-1, 1].
+            (x - gaussian_low_pass(x)) * 2.0
+        } else {
+            x * 2.0 - 1.0
+        };
+        let mut feat = leaky_relu(&first.forward(&x), 0.2);
         for c in &normed {
-            feat = leaky_relu(&instance_norm(&c.forward(&feat)), 0.2);
+            let y = c.forward(&feat);
+            let y = match norm {
+                DiscriminatorNorm::Instance => instance_norm(&y),
+                DiscriminatorNorm::None => y,
+            };
+            feat = leaky_relu(&y, 0.2);
         }
         last.forward(&feat)
     })
+}
+
+/// Normalised 5×5 Gaussian (σ = 1 px) applied to each channel, with reflected borders.
+pub fn gaussian_low_pass(x: &Tensor) -> Tensor {
+    let taps: Vec<f32> = (-2..=2)
+        .map(|i: i32| (-(i * i) as f32 / 2.0).exp())
+        .collect();
+    let sum: f32 = taps.iter().sum();
+    let taps = Tensor::from_slice(&taps).to_device(x.device()) / f64::from(sum);
+    let channels = x.size()[1];
+    let kernel = taps
+        .outer(&taps)
+        .view([1, 1, 5, 5])
+        .repeat([channels, 1, 1, 1])
+        .to_kind(x.kind());
+    x.reflection_pad2d([2, 2, 2, 2]).conv2d(
+        &kernel,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        channels,
+    )
 }

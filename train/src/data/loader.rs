@@ -579,6 +579,9 @@ fn load_pairs(
         );
     }
     let shifts = pair_shifts(lr_dir, scale)?;
+    if shifts.is_some() {
+        eprintln!("paired mode: aligning each pair by the shifts `train degrade` recorded");
+    }
     let loaded = parallel_map(&pairs, threads, |(_, lr, hr)| {
         Ok::<_, anyhow::Error>((
             load_rgb8_for_training(lr, false)?,
@@ -638,10 +641,14 @@ fn load_pairs(
 
 /// Per-image pixel shifts of a paired LR folder written by `train degrade`, read from the
 /// `degradation.json` in the folder above it (`train degrade --out DIR` writes DIR/lr and
-/// DIR/degradation.json), so that the oracle trains on aligned pairs: a shift drawn per image
-/// (the `wild` presets) cannot be learnt, and taught as it is it blurs the output. `None`
+/// DIR/degradation.json). The oracle trains on pairs aligned by them (a shift drawn per image,
+/// as in the `wild` presets, cannot be learnt, and taught as it is it blurs the output), and
+/// the stage-1 report of `train eval` compares G_s2r's output with the real LR by them. `None`
 /// without such a file (pairs are then taken as aligned).
-fn pair_shifts(lr_dir: &Path, scale: usize) -> Result<Option<HashMap<String, (i64, i64)>>> {
+pub(super) fn pair_shifts(
+    lr_dir: &Path,
+    scale: usize,
+) -> Result<Option<HashMap<String, (i64, i64)>>> {
     let Some(path) = lr_dir.parent().map(|d| d.join("degradation.json")) else {
         return Ok(None);
     };
@@ -650,7 +657,8 @@ fn pair_shifts(lr_dir: &Path, scale: usize) -> Result<Option<HashMap<String, (i6
     }
     let context = || {
         format!(
-            "reading the pixel shifts of data.paired_lr from {}",
+            "reading the pixel shifts of the pairs in {} from {}",
+            lr_dir.display(),
             path.display()
         )
     };
@@ -663,10 +671,6 @@ fn pair_shifts(lr_dir: &Path, scale: usize) -> Result<Option<HashMap<String, (i6
             manifest.scale
         );
     }
-    eprintln!(
-        "paired mode: aligning each pair by its shift in {}",
-        path.display()
-    );
     Ok(Some(
         manifest
             .images

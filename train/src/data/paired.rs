@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use tch::Tensor;
 
+use super::loader::pair_shifts;
 use super::source::{load_rgb8, named_images, Rgb8};
 
 /// One benchmark image.
@@ -16,6 +17,9 @@ pub struct PairedItem {
     pub lr: Tensor,
     /// `[3, H, W]` in [0, 1], `H` in `[h·scale, h·scale + scale)` (and so for `W`).
     pub hr: Tensor,
+    /// The (dy, dx) HR-pixel shift `train degrade` recorded for this pair: LR pixel (y, x)
+    /// shows the HR scene at (y·scale − dy, x·scale − dx). `None` without a manifest.
+    pub shift: Option<(i64, i64)>,
 }
 
 /// LR images and their HR ground truth from two folders, matched by name (the relative path
@@ -41,7 +45,7 @@ impl PairedSet {
             lr_dir.display(),
             hr_dir.display()
         );
-        let mut items = Vec::with_capacity(pairs.len());
+        let mut items: Vec<PairedItem> = Vec::with_capacity(pairs.len());
         let mut scale = None;
         for (name, lr_path, hr_path) in pairs {
             let lr = load_rgb8(&lr_path)?;
@@ -66,12 +70,16 @@ impl PairedSet {
                 name,
                 lr: lr.to_tensor(),
                 hr: hr.to_tensor(),
+                shift: None,
             });
         }
-        Ok(PairedSet {
-            items,
-            scale: scale.unwrap_or(1),
-        })
+        let scale = scale.unwrap_or(1);
+        if let Some(shifts) = pair_shifts(lr_dir, scale as usize)? {
+            for item in &mut items {
+                item.shift = shifts.get(&item.name).copied();
+            }
+        }
+        Ok(PairedSet { items, scale })
     }
 
     /// Keeps the first `n` pairs (by name), for quick validation.
