@@ -74,10 +74,16 @@ impl PairedSet {
             });
         }
         let scale = scale.unwrap_or(1);
-        if let Some(shifts) = pair_shifts(lr_dir, scale as usize)? {
-            for item in &mut items {
-                item.shift = shifts.get(&item.name).copied();
+        // The shifts only serve the stage-1 report: a manifest that does not fit these pairs
+        // must not stop an evaluation.
+        match pair_shifts(lr_dir, scale as usize) {
+            Ok(Some(shifts)) => {
+                for item in &mut items {
+                    item.shift = shifts.get(&item.name).copied();
+                }
             }
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: pairs taken as aligned: {e:#}"),
         }
         Ok(PairedSet { items, scale })
     }
