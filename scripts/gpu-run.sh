@@ -128,8 +128,7 @@ PY
     -s device=cuda -s output="$dm" -s data.hr='["data/table1/hr_domain"]' \
     -s data.jpeg_downscale=false -s data.batch="${BATCH:-32}" \
     -s data.real_lr='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum"]' \
-    -s schedule.pretrain_translator=200 -s schedule.pretrain_sr=200 \
-    -s schedule.iterations="${DEFAULT_MAIN:-1000}" -s validation.every=200 -s checkpoints.every=100 \
+    -s schedule.iterations="${DEFAULT_MAIN:-800}" -s validation.every=200 -s checkpoints.every=100 \
     --quiet >"$dm/fit.log" 2>&1
    target/release/train export --state "$dm/checkpoints/latest.safetensors" \
     --out "$dm/model.safetensors" >>"$dm/fit.log" 2>&1) &

@@ -25,6 +25,8 @@
 #   --columns LIST        see above
 #   --train-only | --eval-only
 #   --note TEXT           a note printed at the top of docs/RESULTS.md
+#   --runs DIR            where the runs live (default runs/table1); for recipe experiments
+#                         beside the table, with --train-only (the evaluation rewrites the page)
 #   --set KEY=VALUE       an extra `train fit -s` override of every run (repeatable), e.g.
 #                         data.batch=16 on a GPU
 # A run whose checkpoint reached N is kept; a shorter one is resumed (delete runs/table1 after
@@ -33,7 +35,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 command_line="scripts/table1.sh$(printf " %q" "$@")"
-device=cpu iterations=1400 jobs=1 deadline=0 presets=mild,wild,codec
+device=cpu iterations=1400 jobs=1 deadline=0 presets=mild,wild,codec runs=runs/table1
 columns=bicubic,sr-syn,sr-paired,cyclegan,cycle-sr,cyclesr,cyclesr-mse1e2,cyclesr-mse1e4,cyclesrgan
 do_train=1 do_eval=1 note=""
 extra_sets=()
@@ -48,8 +50,9 @@ while [[ $# -gt 0 ]]; do
     --train-only) do_eval=0; shift ;;
     --eval-only) do_train=0; shift ;;
     --note) note=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --set) extra_sets+=(-s "$2"); shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "table1.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +73,6 @@ done
 train=target/release/train
 [[ -x $train ]] || { echo "table1.sh: $train is missing: cargo build --release -p cyclesr-train" >&2; exit 1; }
 python=python3
-runs=runs/table1
 mkdir -p "$runs"
 start=$SECONDS
 # Parallel runs share the cores instead of each taking them all.
@@ -164,7 +166,7 @@ fit_line() {
   dir=$(run_dir "$column" "$preset")
   overrides=$(column_overrides "$column" "$preset")
   pre=$((iterations / 7)) main=$((iterations - 2 * (iterations / 7)))
-  local sets=(-s "output=$dir" -s "name=table1-$preset-$column" -s "device=$device"
+  local sets=(-s "output=$dir" -s "name=$(basename "$runs")-$preset-$column" -s "device=$device"
     -s "data.real_lr=[\"data/table1/lr_domain_$preset\"]"
     -s "validation.lr=data/bench/$preset/lr" -s "validation.hr=data/bench/$preset/hr"
     # Validation runs G_l2h on whole images (seconds on a CPU): rarely; fit also validates at the end.
@@ -321,8 +323,9 @@ rows = [f"| {p} | {name} | {r} |" for p in presets
 if rows:
     out += ["", "## Stage 1 against the real LR (`train eval --translator`)", "",
             "Synthetic LR (bicubic ↓ of the HR) and G_s2r of it against the benchmark's real LR, "
-            "at LR scale: noise σ on Y in code values, and PSNR on Y. A G_s2r that learnt the "
-            "degradation moves σ toward the real LR's and raises the PSNR (blur).", "",
+            "at LR scale, aligned by the shift `train degrade` recorded: noise σ on Y in code "
+            "values, and PSNR on Y. A G_s2r that learnt the degradation moves σ toward the real "
+            "LR's; learnt blur raises the PSNR, learnt noise (random) lowers it.", "",
             "| preset | translator | noise σ: synthetic → G_s2r(synthetic) | real LR | PSNR: synthetic → G_s2r(synthetic) |",
             "|---|---|---|---|---|"] + rows
 trained = [c for c in columns if c != "bicubic"]
