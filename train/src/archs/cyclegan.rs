@@ -60,8 +60,9 @@ pub struct DiscriminatorConfig {
 #[serde(rename_all = "lowercase")]
 pub enum DiscriminatorNorm {
     /// Instance normalisation (CycleGAN). On small LR patches its maps are a few pixels wide,
-    /// and normalising each one removes how strong the high frequencies are, which is the very
-    /// difference between a clean and a noisy or blurred LR image.
+    /// and normalising each one may hide how strong the high frequencies are, the very
+    /// difference between a clean and a noisy LR image (measured in docs/RESULTS.md: dropping
+    /// it alone did not make stage 1 learn the noise; judging high frequencies did).
     #[default]
     Instance,
     /// No normalisation: feature magnitudes reach the classifier.
