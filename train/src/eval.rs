@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
 use crate::archs::cyclegan::resnet_generator;
-use crate::data::{imresize, PairedItem, PairedSet};
+use crate::data::{imresize, shifted_overlap, PairedItem, PairedSet};
 use crate::metrics::{noise_sigma, NtireProtocol, Score};
 use crate::model::SavedState;
 
@@ -181,17 +181,11 @@ impl DegradationReport {
 /// unpaired data and would dominate the comparison).
 fn aligned_views(item: &PairedItem, scale: i64) -> Result<(Tensor, Tensor)> {
     let (dy, dx) = item.shift.unwrap_or((0, 0));
-    let along = |shift: i64, lr_len: i64, hr_len: i64| -> Option<(i64, i64, i64)> {
-        // LR origin `o` with HR origin o·scale − shift ≥ 0, then as many LR pixels as fit.
-        let lr_origin = (shift.max(0) + scale - 1) / scale;
-        let hr_origin = lr_origin * scale - shift;
-        let len = (lr_len - lr_origin).min((hr_len - hr_origin) / scale);
-        (len >= 8).then_some((lr_origin, hr_origin, len))
-    };
     let (lr, hr) = (&item.lr, &item.hr);
-    let rows = along(dy, lr.size()[1], hr.size()[1]);
-    let cols = along(dx, lr.size()[2], hr.size()[2]);
-    let (Some((ly, hy, h)), Some((lx, hx, w))) = (rows, cols) else {
+    let along = |shift, axis: usize| {
+        shifted_overlap(shift, lr.size()[axis], hr.size()[axis], scale).filter(|o| o.len >= 8)
+    };
+    let (Some(rows), Some(cols)) = (along(dy, 1), along(dx, 2)) else {
         bail!(
             "shift ({dy}, {dx}) leaves less than 8 LR pixels of the {}x{} LR image",
             lr.size()[2],
@@ -199,8 +193,10 @@ fn aligned_views(item: &PairedItem, scale: i64) -> Result<(Tensor, Tensor)> {
         );
     };
     Ok((
-        lr.narrow(1, ly, h).narrow(2, lx, w),
-        hr.narrow(1, hy, h * scale).narrow(2, hx, w * scale),
+        lr.narrow(1, rows.lr_origin, rows.len)
+            .narrow(2, cols.lr_origin, cols.len),
+        hr.narrow(1, rows.hr_origin, rows.len * scale)
+            .narrow(2, cols.hr_origin, cols.len * scale),
     ))
 }
 

@@ -7,8 +7,8 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use cyclesr_train::archs::cyclegan::{
-    gaussian_low_pass, patch_discriminator, resnet_generator, DiscriminatorConfig,
-    DiscriminatorNorm, TranslatorConfig,
+    patch_discriminator, resnet_generator, DiscriminatorConfig, DiscriminatorNorm, GaussianLowPass,
+    TranslatorConfig,
 };
 use cyclesr_train::archs::vgg::{
     load_vgg19, vgg19_conv54, vgg_discriminator, VggDiscriminatorConfig,
@@ -255,10 +255,11 @@ fn residual_translator_starts_as_identity() {
 #[test]
 fn gaussian_low_pass_keeps_constants_and_spreads_an_impulse_by_the_gaussian() {
     let flat = Tensor::full([1, 3, 9, 9], 0.3, (Kind::Float, Device::Cpu));
-    assert!(gaussian_low_pass(&flat).allclose(&flat, 1e-6, 1e-6, false));
+    let low_pass = GaussianLowPass::new(3, Device::Cpu);
+    assert!(low_pass.forward(&flat).allclose(&flat, 1e-6, 1e-6, false));
     let impulse = Tensor::zeros([1, 1, 9, 9], (Kind::Float, Device::Cpu));
     let _ = impulse.get(0).get(0).get(4).get(4).fill_(1.0);
-    let out = gaussian_low_pass(&impulse);
+    let out = GaussianLowPass::new(1, Device::Cpu).forward(&impulse);
     // 1-D taps e^(-i²/2) for i = -2..=2, normalised; the 2-D kernel is their outer product.
     let sum = 1.0 + 2.0 * (-0.5f64).exp() + 2.0 * (-2.0f64).exp();
     let tap = |i: f64| (-(i * i) / 2.0).exp() / sum;

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use gstcyclesr::model::arch::leaky_relu;
 
@@ -189,13 +189,14 @@ pub fn patch_discriminator(p: &nn::Path, cfg: &DiscriminatorConfig) -> nn::FuncT
         })
         .collect();
     let last = conv(p / "classifier", width(cfg.layers), 1, 4, 1, 1);
-    let (norm, high_pass) = (cfg.norm, cfg.high_pass);
+    let norm = cfg.norm;
+    // Built once here: the discriminators run several times per training step.
+    let low_pass = cfg.high_pass.then(|| GaussianLowPass::new(3, p.device()));
     nn::func_t(move |x, _train| {
-        let x = if high_pass {
+        let x = match &low_pass {
             // Doubled so that the residual uses about the range of an image mapped to [-1, 1].
-            (x - gaussian_low_pass(x)) * 2.0
-        } else {
-            x * 2.0 - 1.0
+            Some(low_pass) => (x - low_pass.forward(x)) * 2.0,
+            None => x * 2.0 - 1.0,
         };
         let mut feat = leaky_relu(&first.forward(&x), 0.2);
         for c in &normed {
@@ -211,24 +212,36 @@ pub fn patch_discriminator(p: &nn::Path, cfg: &DiscriminatorConfig) -> nn::FuncT
 }
 
 /// Normalised 5×5 Gaussian (σ = 1 px) applied to each channel, with reflected borders.
-pub fn gaussian_low_pass(x: &Tensor) -> Tensor {
-    let taps: Vec<f32> = (-2..=2)
-        .map(|i: i32| (-(i * i) as f32 / 2.0).exp())
-        .collect();
-    let sum: f32 = taps.iter().sum();
-    let taps = Tensor::from_slice(&taps).to_device(x.device()) / f64::from(sum);
-    let channels = x.size()[1];
-    let kernel = taps
-        .outer(&taps)
-        .view([1, 1, 5, 5])
-        .repeat([channels, 1, 1, 1])
-        .to_kind(x.kind());
-    x.reflection_pad2d([2, 2, 2, 2]).conv2d(
-        &kernel,
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        channels,
-    )
+pub struct GaussianLowPass {
+    /// `[channels, 1, 5, 5]`, one depthwise filter per channel.
+    kernel: Tensor,
+}
+
+impl GaussianLowPass {
+    pub fn new(channels: i64, device: Device) -> Self {
+        let taps: Vec<f32> = (-2..=2)
+            .map(|i: i32| (-(i * i) as f32 / 2.0).exp())
+            .collect();
+        let sum: f32 = taps.iter().sum();
+        let taps = Tensor::from_slice(&taps) / f64::from(sum);
+        let kernel = taps
+            .outer(&taps)
+            .view([1, 1, 5, 5])
+            .repeat([channels, 1, 1, 1])
+            .to_device(device);
+        GaussianLowPass { kernel }
+    }
+
+    /// `x`: `[N, channels, H, W]` (H, W ≥ 3), float.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let channels = self.kernel.size()[0];
+        x.reflection_pad2d([2, 2, 2, 2]).conv2d(
+            &self.kernel.to_kind(x.kind()),
+            None::<Tensor>,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            channels,
+        )
+    }
 }

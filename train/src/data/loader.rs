@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
 use super::imresize::imresize;
-use super::paired::{check_pair_size, pair_by_name};
+use super::paired::{check_pair_size, pair_by_name, shifted_overlap};
 use super::source::{
     decode_video, is_image_file, list_images, load_rgb8_for_training, named_images, FrameRange,
     Rgb8,
@@ -311,11 +311,9 @@ fn paired_crop_range(
     patch: usize,
     scale: usize,
 ) -> Option<(usize, usize)> {
-    let (p, s) = (patch as i64, scale as i64);
-    // y·s − shift ≥ 0 and y·s − shift + p·s ≤ hr_len, with 0 ≤ y ≤ lr_len − p.
-    let low = (shift.max(0) + s - 1) / s;
-    let high = (lr_len as i64 - p).min((hr_len as i64 - p * s + shift).div_euclid(s));
-    (low <= high).then_some((low as usize, high as usize))
+    let overlap = shifted_overlap(shift, lr_len as i64, hr_len as i64, scale as i64)?;
+    let last = overlap.lr_origin + overlap.len - patch as i64;
+    (last >= overlap.lr_origin).then_some((overlap.lr_origin as usize, last as usize))
 }
 
 fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use imresize::{imresize, imresize_to};
 pub use loader::{Loader, TrainingData, UnpairedBatch};
+pub(crate) use paired::shifted_overlap;
 pub use paired::{PairedItem, PairedSet};
 pub use source::{
     decode_video, is_image_file, is_jpeg, list_images, load_image, load_rgb8,

@@ -22,6 +22,29 @@ pub struct PairedItem {
     pub shift: Option<(i64, i64)>,
 }
 
+/// Where a pair's LR and HR overlap along one axis when LR pixel `y` shows the HR scene from
+/// `y·scale − shift` (the shift `train degrade` records): the first LR pixel whose scene starts
+/// inside the HR image, where that scene starts, and how many LR pixels from there keep their
+/// whole scene inside the HR image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShiftedOverlap {
+    pub lr_origin: i64,
+    pub hr_origin: i64,
+    pub len: i64,
+}
+
+/// [`ShiftedOverlap`] of one axis; `None` when no LR pixel fits.
+pub fn shifted_overlap(shift: i64, lr_len: i64, hr_len: i64, scale: i64) -> Option<ShiftedOverlap> {
+    let lr_origin = (shift.max(0) + scale - 1) / scale;
+    let hr_origin = lr_origin * scale - shift;
+    let len = (lr_len - lr_origin).min((hr_len - hr_origin).div_euclid(scale));
+    (len > 0).then_some(ShiftedOverlap {
+        lr_origin,
+        hr_origin,
+        len,
+    })
+}
+
 /// LR images and their HR ground truth from two folders, matched by name (the relative path
 /// without extension, see [`named_images`]), sorted by name. Unlike training data, pairing is
 /// legitimate here: a benchmark needs ground truth.
@@ -45,7 +68,7 @@ impl PairedSet {
             lr_dir.display(),
             hr_dir.display()
         );
-        let mut items: Vec<PairedItem> = Vec::with_capacity(pairs.len());
+        let mut items = Vec::with_capacity(pairs.len());
         let mut scale = None;
         for (name, lr_path, hr_path) in pairs {
             let lr = load_rgb8(&lr_path)?;
