@@ -1,7 +1,8 @@
 //! `train eval`: PSNR/SSIM of a model and of bicubic on LR/HR pairs, with the NTIRE protocol;
 //! [`evaluate`] is also the trainer's validation. With `--translator`, the paper's CycleGAN
-//! baseline instead of a model: bicubic upscaling of G_r2s(LR); and how well stage 1 learnt the
-//! benchmark's degradation: G_s2r(bicubic↓HR) against the real LR ([`DegradationReport`]).
+//! baseline instead of a model: bicubic upscaling of G_r2s(LR) (a CycleGAN stage 1 only); and
+//! how well stage 1 learnt the benchmark's degradation: G_s2r(bicubic↓HR) against the real LR
+//! ([`DegradationReport`]: noise level and high-band spectral energy).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,9 +17,11 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
 use crate::archs::cyclegan::resnet_generator;
+use crate::archs::degradation::ExplicitDegradation;
 use crate::data::{imresize, shifted_overlap, PairedItem, PairedSet};
 use crate::metrics::{noise_sigma, NtireProtocol, Score};
 use crate::model::SavedState;
+use crate::spectrum::high_band_energy;
 
 /// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
 /// seams negligible in the scores.
@@ -32,9 +35,9 @@ pub struct EvalArgs {
     /// SR model file (.safetensors); without it only bicubic is scored.
     #[arg(long, conflicts_with = "translator")]
     pub model: Option<PathBuf>,
-    /// Instead of a model, score bicubic(G_r2s(LR)): the CycleGAN baseline, G_r2s of this
-    /// training state (written by `train fit` in a mode with translators) cleaning the real
-    /// LR into the bicubic domain before bicubic upscaling.
+    /// Instead of a model, measure stage 1 of this training state (written by `train fit` in
+    /// a mode with a stage 1): G_s2r(bicubic↓HR) against the real LR, and for a CycleGAN
+    /// stage 1 the CycleGAN baseline, bicubic(G_r2s(LR)), as the model's scores.
     #[arg(long)]
     pub translator: Option<PathBuf>,
     /// Folder of LR images.
@@ -119,8 +122,10 @@ pub struct EvalReport {
 /// the synthetic LR (bicubic↓ of the HR, what G_s2r is trained on) and G_s2r of it, against the
 /// benchmark's real LR of the same photo, aligned by the pair's recorded shift
 /// ([`aligned_views`]). Means over the images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DegradationReport {
+    /// What the stage 1 is, with an explicit G_s2r's parameters.
+    pub stage1: String,
     /// Noise σ on Y in code values ([`noise_sigma`]) of the synthetic LR, of G_s2r(synthetic)
     /// and of the real LR: a G_s2r that learnt the noise moves from the first to the last.
     pub noise_synthetic: f64,
@@ -131,7 +136,16 @@ pub struct DegradationReport {
     /// so never the real LR's own) lowers it.
     pub psnr_synthetic: f64,
     pub psnr_translated: f64,
+    /// Mean power of Y (code values²) in the high band of the power spectrum
+    /// ([`high_band_energy`]): blur and codecs lower it, noise raises it.
+    pub high_band_synthetic: f64,
+    pub high_band_translated: f64,
+    pub high_band_real: f64,
 }
+
+/// Stage 1 has learnt a statistic when G_s2r(synthetic)'s value is within this fraction of the
+/// real LR's.
+pub const STAGE1_TOLERANCE: f64 = 0.15;
 
 /// LR-scale comparison of [`DegradationReport`].
 const LR_PROTOCOL: NtireProtocol = NtireProtocol {
@@ -142,14 +156,15 @@ const LR_PROTOCOL: NtireProtocol = NtireProtocol {
 
 impl DegradationReport {
     fn measure(translator: &Translator, set: &PairedSet) -> Result<DegradationReport> {
-        let mut sums = [0.0; 5];
-        for item in &set.items {
+        let mut sums = [0.0; 8];
+        for (index, item) in set.items.iter().enumerate() {
             let context = || format!("image '{}'", item.name);
             let (real, hr) = aligned_views(item, set.scale).with_context(context)?;
             let synthetic = catch_torch(|| imresize(&hr, 1.0 / set.scale as f64).clamp(0.0, 1.0))
                 .with_context(context)?;
-            let translated =
-                catch_torch(|| translator.degrade(&synthetic)).with_context(context)?;
+            let translated = translator
+                .degrade(&synthetic, index as u64)
+                .with_context(context)?;
             let score = |img: &Tensor| LR_PROTOCOL.score(img, &real).with_context(context);
             let values = [
                 noise_sigma(&synthetic),
@@ -157,21 +172,42 @@ impl DegradationReport {
                 noise_sigma(&real),
                 score(&synthetic)?.psnr_y,
                 score(&translated)?.psnr_y,
+                high_band_energy(&synthetic).with_context(context)?,
+                high_band_energy(&translated).with_context(context)?,
+                high_band_energy(&real).with_context(context)?,
             ];
             for (sum, v) in sums.iter_mut().zip(values) {
                 *sum += v;
             }
         }
         let n = set.items.len().max(1) as f64;
-        let [noise_synthetic, noise_translated, noise_real, psnr_synthetic, psnr_translated] =
+        let [noise_synthetic, noise_translated, noise_real, psnr_synthetic, psnr_translated, high_band_synthetic, high_band_translated, high_band_real] =
             sums.map(|s| s / n);
         Ok(DegradationReport {
+            stage1: translator.describe(),
             noise_synthetic,
             noise_translated,
             noise_real,
             psnr_synthetic,
             psnr_translated,
+            high_band_synthetic,
+            high_band_translated,
+            high_band_real,
         })
+    }
+
+    /// G_s2r(synthetic)'s noise σ and high-band energy relative to the real LR's (1 = equal).
+    pub fn ratios(&self) -> (f64, f64) {
+        (
+            self.noise_translated / self.noise_real,
+            self.high_band_translated / self.high_band_real,
+        )
+    }
+
+    /// Whether both ratios are within [`STAGE1_TOLERANCE`] of 1.
+    pub fn learnt(&self) -> bool {
+        let (noise, high_band) = self.ratios();
+        (noise - 1.0).abs() <= STAGE1_TOLERANCE && (high_band - 1.0).abs() <= STAGE1_TOLERANCE
     }
 }
 
@@ -241,16 +277,22 @@ pub fn evaluate_tiled(
     )
 }
 
-/// Scores bicubic(G_r2s(LR)) as the "model" (the CycleGAN column), and bicubic; measures
-/// G_s2r's imitation of the degradation.
+/// Scores bicubic(G_r2s(LR)) as the "model" (the CycleGAN column; a CycleGAN stage 1 only),
+/// and bicubic; measures G_s2r's imitation of the degradation.
 pub fn evaluate_translator(
     translator: &Translator,
     set: &PairedSet,
     protocol: &NtireProtocol,
 ) -> Result<EvalReport> {
     let scale = set.scale as f64;
-    let upscale = |lr: &Tensor| imresize(&translator.clean(lr), scale).clamp(0.0, 1.0);
-    let mut report = score_set(set, protocol, Some(&upscale))?;
+    let report = match &translator.stage1 {
+        Stage1::Cycle { g_r2s, .. } => {
+            let upscale = |lr: &Tensor| imresize(&translator.run(g_r2s, lr), scale).clamp(0.0, 1.0);
+            score_set(set, protocol, Some(&upscale))?
+        }
+        Stage1::Explicit(_) => score_set(set, protocol, None)?,
+    };
+    let mut report = report;
     report.degradation = Some(DegradationReport::measure(translator, set)?);
     Ok(report)
 }
@@ -294,25 +336,43 @@ fn score_set(
     })
 }
 
-/// The translators of a training state: G_r2s (real LR → the synthetic, bicubic-downscaled LR
-/// domain) and G_s2r (back).
+/// Stage 1 of a training state.
+pub enum Stage1 {
+    /// The CycleGAN: G_r2s (real LR → the synthetic, bicubic-downscaled LR domain) and G_s2r
+    /// (back).
+    Cycle {
+        // Owns the weights the generators run with.
+        _vs: nn::VarStore,
+        g_r2s: nn::FuncT<'static>,
+        g_s2r: nn::FuncT<'static>,
+    },
+    /// The explicit G_s2r (blur kernel and real noise).
+    Explicit(ExplicitDegradation),
+}
+
+/// Stage 1 of a training state, run on single images.
 pub struct Translator {
-    // Owns the weights the generators run with.
-    _vs: nn::VarStore,
-    g_r2s: nn::FuncT<'static>,
-    g_s2r: nn::FuncT<'static>,
+    pub stage1: Stage1,
     device: Device,
 }
 
 impl Translator {
-    /// Builds both generators with the translator options recorded in the state (as `train
-    /// export` reads a state) and loads their weights.
+    /// Builds stage 1 with the options recorded in the state (as `train export` reads a
+    /// state) and loads its weights.
     pub fn load(path: &Path, device: Device) -> Result<Translator> {
         let mut state = SavedState::read(path)?;
         let options = &state.options;
+        if options.mode.uses_explicit_degradation() {
+            let degradation = ExplicitDegradation::from_tensors(state.take("degradation/"), device)
+                .with_context(|| format!("stage 1 of training state {}", path.display()))?;
+            return Ok(Translator {
+                stage1: Stage1::Explicit(degradation),
+                device,
+            });
+        }
         ensure!(
             options.mode.uses_translator(),
-            "{}: mode {:?} trains no translator",
+            "{}: mode {:?} trains no stage 1",
             path.display(),
             options.mode
         );
@@ -328,22 +388,43 @@ impl Translator {
         copy_into_varstore(&mut vs, weights)
             .with_context(|| format!("translators of training state {}", path.display()))?;
         Ok(Translator {
-            _vs: vs,
-            g_r2s,
-            g_s2r,
+            stage1: Stage1::Cycle {
+                _vs: vs,
+                g_r2s,
+                g_s2r,
+            },
             device,
         })
     }
 
-    /// G_r2s(lr) for a `[3, h, w]` CPU image in [0, 1], on the CPU, clamped to [0, 1] (the
-    /// residual translator is not bounded).
-    pub fn clean(&self, lr: &Tensor) -> Tensor {
-        self.run(&self.g_r2s, lr)
+    /// G_s2r(synthetic) for a `[3, h, w]` CPU image in [0, 1], on the CPU, clamped to [0, 1]
+    /// (the residual translator is not bounded); an explicit G_s2r draws its noise from `seed`.
+    pub fn degrade(&self, synthetic: &Tensor, seed: u64) -> Result<Tensor> {
+        match &self.stage1 {
+            Stage1::Cycle { g_s2r, .. } => catch_torch(|| self.run(g_s2r, synthetic)),
+            Stage1::Explicit(degradation) => {
+                let mut rng = rand::SeedableRng::seed_from_u64(seed);
+                let input = synthetic.unsqueeze(0).to_device(self.device);
+                let out = tch::no_grad(|| degradation.forward(&input, &mut rng))?;
+                Ok(out.squeeze_dim(0).to_device(Device::Cpu))
+            }
+        }
     }
 
-    /// G_s2r(synthetic), as [`Translator::clean`].
-    pub fn degrade(&self, synthetic: &Tensor) -> Tensor {
-        self.run(&self.g_s2r, synthetic)
+    /// What stage 1 is, in words, with an explicit G_s2r's parameters.
+    pub fn describe(&self) -> String {
+        match &self.stage1 {
+            Stage1::Cycle { .. } => "CycleGAN G_s2r".to_string(),
+            Stage1::Explicit(d) => {
+                let (major, minor, angle) = d.kernel_spread();
+                format!(
+                    "explicit G_s2r: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values)",
+                    k = d.kernel.size()[0],
+                    tiles = d.noise.size()[0],
+                    sigma = d.noise_sigma()
+                )
+            }
+        }
     }
 
     fn run(&self, generator: &nn::FuncT<'static>, image: &Tensor) -> Tensor {
@@ -422,16 +503,28 @@ impl fmt::Display for EvalReport {
             self.mean.bicubic,
         )?;
         if let Some(d) = &self.degradation {
+            let (noise, high_band) = d.ratios();
             writeln!(
                 f,
-                "stage 1 against the real LR (LR scale, means):  noise σ (Y, code values) \
-                 synthetic {:.2}, G_s2r(synthetic) {:.2}, real {:.2};  PSNR Y to the real LR \
-                 synthetic {:.2} dB, G_s2r(synthetic) {:.2} dB",
+                "stage 1: {}\n\
+                 stage 1 against the real LR (LR scale, means):  noise σ (Y, code values) \
+                 synthetic {:.2}, G_s2r(synthetic) {:.2}, real {:.2};  high-band energy (Y, \
+                 code values², f ≥ {} cycles/px) synthetic {:.2}, G_s2r(synthetic) {:.2}, real \
+                 {:.2};  PSNR Y to the real LR synthetic {:.2} dB, G_s2r(synthetic) {:.2} dB\n\
+                 G_s2r(synthetic) / real: noise σ {noise:.3}, high-band energy {high_band:.3} \
+                 ({} within ±{:.0}%)",
+                d.stage1,
                 d.noise_synthetic,
                 d.noise_translated,
                 d.noise_real,
+                crate::spectrum::HIGH_BAND_START,
+                d.high_band_synthetic,
+                d.high_band_translated,
+                d.high_band_real,
                 d.psnr_synthetic,
-                d.psnr_translated
+                d.psnr_translated,
+                if d.learnt() { "both" } else { "not both" },
+                STAGE1_TOLERANCE * 100.0
             )?;
         }
         Ok(())

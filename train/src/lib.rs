@@ -15,4 +15,5 @@ pub mod model;
 pub mod optim;
 pub mod options;
 pub mod pool;
+pub mod spectrum;
 pub mod trainer;

@@ -15,6 +15,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
+use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::UnpairedBatch;
 use crate::losses::{
@@ -83,7 +84,7 @@ pub enum Phase {
     SrSynthetic,
     /// G_l2h alone on true pairs (the oracle).
     SrPaired,
-    /// G_l2h on G_s2r(synthetic LR) with stage 1 frozen (Cycle+SR).
+    /// G_l2h on G_s2r(synthetic LR) with stage 1 frozen (Cycle+SR, and the explicit G_s2r).
     SrOnTranslated,
     /// Both stages on L1 + L2; L2's gradient reaches G_s2r (CycleSR / CycleSRGAN).
     Joint,
@@ -107,6 +108,10 @@ impl Plan {
             Mode::Cyclegan => vec![(Phase::Translator, main)],
             Mode::Separate => vec![
                 (Phase::Translator, s.pretrain_translator),
+                (Phase::SrSynthetic, s.pretrain_sr),
+                (Phase::SrOnTranslated, main),
+            ],
+            Mode::Explicit => vec![
                 (Phase::SrSynthetic, s.pretrain_sr),
                 (Phase::SrOnTranslated, main),
             ],
@@ -195,6 +200,8 @@ pub struct CycleSrModel {
     plan: Plan,
     device: Device,
     translators: Option<Translators>,
+    /// The explicit G_s2r (mode `explicit`), once fitted or loaded.
+    degradation: Option<ExplicitDegradation>,
     sr: Option<(SrModel, Adam)>,
     sr_gan: Option<SrGan>,
 }
@@ -258,6 +265,7 @@ impl CycleSrModel {
             plan: Plan::new(options),
             device,
             translators,
+            degradation: None,
             sr,
             sr_gan,
         })
@@ -269,6 +277,28 @@ impl CycleSrModel {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Whether stage 1 is an explicit degradation that still has to be fitted
+    /// ([`CycleSrModel::fit_degradation`]).
+    pub fn needs_degradation_fit(&self) -> bool {
+        self.options.mode.uses_explicit_degradation() && self.degradation.is_none()
+    }
+
+    /// Fits the explicit G_s2r on unpaired `real` and `synthetic` LR patches (any device).
+    pub fn fit_degradation(&mut self, real: &Tensor, synthetic: &Tensor) -> Result<FitSummary> {
+        let (degradation, summary) = ExplicitDegradation::fit(
+            &real.to_device(self.device),
+            &synthetic.to_device(self.device),
+            &self.options.networks.degradation,
+        )?;
+        self.degradation = Some(degradation);
+        Ok(summary)
+    }
+
+    /// The explicit G_s2r, once fitted or loaded.
+    pub fn degradation(&self) -> Option<&ExplicitDegradation> {
+        self.degradation.as_ref()
     }
 
     /// G_l2h, for validation and export (None in cyclegan mode).
@@ -304,11 +334,7 @@ impl CycleSrModel {
                 self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)?
             }
             Phase::SrOnTranslated => {
-                let t = self
-                    .translators
-                    .as_ref()
-                    .expect("separate mode has translators");
-                let approx_real = tch::no_grad(|| t.g_s2r.forward_t(&batch.syn_lr, false));
+                let approx_real = self.approximate_real(&batch.syn_lr, &mut rng)?;
                 self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)?
             }
         }
@@ -317,6 +343,23 @@ impl CycleSrModel {
             bail!("loss term '{name}' became {value} at iteration {i}");
         }
         Ok(values)
+    }
+
+    /// G_s2r(synthetic LR) with stage 1 frozen: the explicit degradation (noise drawn from
+    /// `rng`) or the CycleGAN generator.
+    fn approximate_real(&self, synthetic: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        if self.options.mode.uses_explicit_degradation() {
+            let degradation = self
+                .degradation
+                .as_ref()
+                .context("the explicit degradation is used before it was fitted")?;
+            return tch::no_grad(|| degradation.forward(synthetic, rng));
+        }
+        let t = self
+            .translators
+            .as_ref()
+            .context("this mode has no stage 1 to translate with")?;
+        Ok(tch::no_grad(|| t.g_s2r.forward_t(synthetic, false)))
     }
 
     /// L2 on `sr` against `hr`: λ_mse·MSE, plus λ_percep·perceptual and λ_advsr·RaGAN in
@@ -481,13 +524,13 @@ impl CycleSrModel {
                 batch.hr.narrow(0, 0, n),
             );
             let mut columns = vec![("real LR", up(&real)), ("synthetic LR", up(&syn))];
-            let sr_input = match &self.translators {
-                Some(t) => {
-                    let approx = t.g_s2r.forward_t(&syn, false);
+            let mut rng = StdRng::seed_from_u64(self.options.seed);
+            let sr_input = match self.approximate_real(&syn, &mut rng) {
+                Ok(approx) => {
                     columns.push(("G_s2r(synthetic)", up(&approx)));
                     approx
                 }
-                None => syn.shallow_clone(),
+                Err(_) => syn.shallow_clone(),
             };
             if let Some((model, _)) = &self.sr {
                 columns.push((
@@ -517,6 +560,9 @@ impl CycleSrModel {
                     add("pools", vec![(name.to_string(), images)]);
                 }
             }
+        }
+        if let Some(d) = &self.degradation {
+            add("degradation", d.tensors());
         }
         if let Some((model, opt)) = &self.sr {
             add("g_l2h", varstore_tensors(&model.vs));
@@ -585,6 +631,12 @@ impl CycleSrModel {
                         pool.restore(images);
                     }
                 }
+            }
+            if self.options.mode.uses_explicit_degradation() {
+                self.degradation = Some(
+                    ExplicitDegradation::from_tensors(take("degradation"), self.device)
+                        .context("degradation")?,
+                );
             }
             if let Some((model, opt)) = &mut self.sr {
                 copy_into_varstore(&mut model.vs, take("g_l2h")).context("g_l2h")?;

@@ -8,6 +8,7 @@ use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
+use crate::archs::degradation::DegradationConfig;
 use crate::archs::vgg::VggDiscriminatorConfig;
 use crate::data::DataOptions;
 
@@ -27,11 +28,24 @@ pub enum Mode {
     Joint,
     /// CycleSRGAN: CycleSR with the perceptual and relativistic GAN terms in L2.
     JointGan,
+    /// Not in the paper: stage 1 is an explicit G_s2r (`networks.degradation`: a blur kernel
+    /// fitted to the real LR's power spectrum and noise cut from its flat regions), fitted once
+    /// before training; then G_l2h learns on G_s2r(synthetic LR) → HR, as in Cycle+SR.
+    Explicit,
 }
 
 impl Mode {
+    /// Whether stage 1 is the CycleGAN (G_s2r, G_r2s, D_r, D_s).
     pub fn uses_translator(self) -> bool {
-        !matches!(self, Mode::SrSyn | Mode::Paired)
+        !matches!(self, Mode::SrSyn | Mode::Paired | Mode::Explicit)
+    }
+    /// Whether stage 1 is the explicit degradation model.
+    pub fn uses_explicit_degradation(self) -> bool {
+        self == Mode::Explicit
+    }
+    /// Whether the run trains on real LR at all (and so counts it in an epoch).
+    pub fn uses_real_lr(self) -> bool {
+        self.uses_translator() || self.uses_explicit_degradation()
     }
     pub fn trains_sr(self) -> bool {
         self != Mode::Cyclegan
@@ -107,6 +121,9 @@ pub struct Networks {
     pub discriminator: DiscriminatorConfig,
     /// D_h.
     pub sr_discriminator: VggDiscriminatorConfig,
+    /// The explicit G_s2r of mode `explicit`.
+    #[serde(default)]
+    pub degradation: DegradationConfig,
     /// VGG19 weights for the perceptual loss (safetensors, torchvision names; see
     /// scripts/convert_vgg19.py). Nothing can be downloaded, so without it the term is off.
     #[serde(default)]
@@ -310,7 +327,7 @@ impl Options {
         if !self.schedule.uses_epochs() {
             return Ok(self.clone());
         }
-        let images = if self.mode.uses_translator() {
+        let images = if self.mode.uses_real_lr() {
             hr_images.max(real_lr_images)
         } else {
             hr_images
@@ -355,6 +372,7 @@ impl Options {
 
     fn validate(&self) -> Result<()> {
         self.sr_config().validate().context("networks.sr")?;
+        self.networks.degradation.validate()?;
         if self.data.batch < 1 || self.data.lr_patch < 4 {
             bail!(
                 "data.batch {} and data.lr_patch {} must be at least 1 and 4",

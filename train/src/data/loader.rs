@@ -123,6 +123,38 @@ impl TrainingData {
     pub fn real_lr_images(&self) -> usize {
         self.dataset.real_lr.len()
     }
+
+    /// At least `count` unpaired real and synthetic LR patches `[N, 3, side, side]`, for
+    /// fitting stage 1 before training: the training patches of batches drawn from `seed`
+    /// (its own stream, not the training batches'), each cut into `side × side` sub-patches
+    /// (the whole patch when it is smaller).
+    pub fn fitting_patches(
+        &self,
+        seed: u64,
+        count: usize,
+        side: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let side = side.min(self.dataset.lr_patch) as i64;
+        let per_patch = (self.dataset.lr_patch as i64 / side).pow(2) as usize;
+        let per_batch = per_patch * self.dataset.batch;
+        let cut = |t: &Tensor| {
+            let (n, c, _, _) = t.size4().expect("a batch is 4-d");
+            let k = self.dataset.lr_patch as i64 / side;
+            t.narrow(2, 0, k * side)
+                .narrow(3, 0, k * side)
+                .view([n, c, k, side, k, side])
+                .permute([0, 2, 4, 1, 3, 5])
+                .reshape([n * k * k, c, side, side])
+        };
+        let (mut real, mut synthetic) = (Vec::new(), Vec::new());
+        for index in 0..count.div_ceil(per_batch) as u64 {
+            let batch = make_batch(&self.dataset, seed, index)
+                .with_context(|| format!("making fitting batch {index}"))?;
+            real.push(cut(&batch.real_lr));
+            synthetic.push(cut(&batch.syn_lr));
+        }
+        catch_torch(|| (Tensor::cat(&real, 0), Tensor::cat(&synthetic, 0)))
+    }
 }
 
 impl Loader {

@@ -1,0 +1,394 @@
+//! An explicit G_s2r: the camera's degradation as a blur kernel and a bank of its own noise,
+//! both taken from the unpaired real LR (not in the paper, which learns G_s2r as a CycleGAN
+//! generator).
+//!
+//! G_s2r(x) = k ∗ x + n, on LR images in [0, 1]:
+//! - `n` is real noise: tiles cut from the flattest regions of real LR patches, each minus its
+//!   least-squares plane (Ji et al., "Real-World Super-Resolution via Kernel Estimation and
+//!   Noise Injection", CVPRW 2020, NTIRE 2020 winner). Nothing about it is guessed.
+//! - `k` is a non-negative, point-symmetric kernel (it blurs without moving the image, so
+//!   pseudo pairs stay aligned with their HR) fitted so that the mean power spectrum of
+//!   g·|K|²·P_synthetic + P_noise matches the real patches' ([`crate::spectrum`]), in log
+//!   scale. With the noise measured rather than fitted, the spectrum no longer trades blur
+//!   against noise. The gain `g`, measured on the low band where blur changes little, absorbs
+//!   how much more texture one domain's photos have than the other's: without it, content
+//!   differences between two unpaired sets pass for blur (docs/RESULTS.md).
+//!
+//! Not modelled: compression (a codec's blocks and its smoothing of noise) and noise that
+//! depends on brightness.
+//!
+//! Both are plain tensors, saved in the training state and printed by `train eval
+//! --translator`.
+
+use anyhow::{ensure, Context, Result};
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::metrics::rgb_to_y;
+use crate::spectrum::{mean_power_spectrum, radial_frequency};
+
+/// `[networks.degradation]`: the explicit G_s2r of mode `explicit`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradationConfig {
+    /// Side of the blur kernel in LR pixels (odd).
+    pub kernel: i64,
+    /// Side of the noise tiles in LR pixels; a patch's noise is a mosaic of random tiles.
+    pub noise_tile: i64,
+    /// Tiles kept in the noise bank.
+    pub noise_tiles: i64,
+    /// Real and synthetic LR patches drawn to fit the kernel and cut the noise from.
+    pub fit_patches: i64,
+    /// Adam steps of the kernel fit.
+    pub fit_steps: i64,
+}
+
+impl Default for DegradationConfig {
+    fn default() -> Self {
+        DegradationConfig {
+            kernel: 9,
+            noise_tile: 16,
+            noise_tiles: 1024,
+            fit_patches: 2048,
+            fit_steps: 400,
+        }
+    }
+}
+
+impl DegradationConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.kernel >= 1 && self.kernel % 2 == 1,
+            "networks.degradation.kernel must be a positive odd size, got {}",
+            self.kernel
+        );
+        ensure!(
+            self.noise_tile >= 4 && self.noise_tiles >= 1,
+            "networks.degradation.noise_tile {} must be at least 4 and noise_tiles {} at least 1",
+            self.noise_tile,
+            self.noise_tiles
+        );
+        ensure!(
+            self.fit_patches >= 1 && self.fit_steps >= 0,
+            "networks.degradation.fit_patches {} must be positive and fit_steps {} not negative",
+            self.fit_patches,
+            self.fit_steps
+        );
+        Ok(())
+    }
+}
+
+/// The fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and `noise`
+/// `[T, 3, t, t]` (zero-mean tiles).
+pub struct ExplicitDegradation {
+    pub kernel: Tensor,
+    pub noise: Tensor,
+}
+
+/// Names of its tensors in a training state.
+pub const KERNEL: &str = "kernel";
+pub const NOISE: &str = "noise";
+
+/// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
+/// candidates: near black or white (luma under 0.1 or over 0.9), clipping removes part of the
+/// noise.
+const TILE_MEAN_RANGE: (f64, f64) = (0.149, 0.835);
+
+/// Upper edge of the band the content gain is measured on, in cycles per pixel.
+const LOW_BAND_END: f64 = 0.1;
+
+/// What the fit of [`ExplicitDegradation::fit`] reached, for logs.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FitSummary {
+    /// Candidate noise tiles and the residual σ (Y, code values) of the kept ones.
+    pub candidate_tiles: i64,
+    pub noise_sigma: f64,
+    /// Mean squared log-spectrum error before (identity kernel) and after the fit.
+    pub log_spectrum_error_identity: f64,
+    pub log_spectrum_error_fitted: f64,
+    /// How much more texture the real patches' content has than the synthetic ones' (the
+    /// fitted gain on the synthetic spectrum).
+    pub content_gain: f64,
+}
+
+impl ExplicitDegradation {
+    /// Fits the degradation from `real` and `synthetic` LR patches `[N, 3, p, p]` in [0, 1]
+    /// (unpaired; `p` at least the kernel and the noise tile).
+    pub fn fit(
+        real: &Tensor,
+        synthetic: &Tensor,
+        config: &DegradationConfig,
+    ) -> Result<(ExplicitDegradation, FitSummary)> {
+        config.validate()?;
+        let real = real.to_kind(Kind::Float);
+        let synthetic = synthetic.to_kind(Kind::Float);
+        let (noise, candidate_tiles) = noise_bank(&real, config)?;
+        let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
+
+        // Spectra on Y; the noise's spectrum is that of the mosaics it is injected as.
+        let p = real.size()[3];
+        ensure!(
+            p >= config.kernel,
+            "LR patches of {p} px are smaller than the {}-px degradation kernel",
+            config.kernel
+        );
+        let target = log_power(&mean_power_spectrum(&rgb_to_y(&real).to_kind(Kind::Float)));
+        let noise_patches = mosaic(&noise, real.size()[0], p, &mut seeded(0))?;
+        let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
+        let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
+        // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
+        // spectrum), so each step costs one FFT of the kernel, not a pass over the patches.
+        let error = |kernel: &Tensor, log_gain: &Tensor| {
+            let blurred = transfer_power(kernel, p) * &synthetic_power * log_gain.exp();
+            let simulated = log_power(&(blurred + &noise_power));
+            // The DC bin is each patch's removed mean: no information.
+            (simulated - &target)
+                .square()
+                .view(-1)
+                .narrow(0, 1, p * p - 1)
+                .mean(Kind::Float)
+        };
+
+        let vs = nn::VarStore::new(real.device());
+        let k = config.kernel;
+        let free = vs.root().var_copy("free", &near_identity(k, real.device()));
+        // The content gain from the low band, where blurs of up to about 1 LR px keep most
+        // of the power: fitted together with the kernel, it trades against blur.
+        let low = radial_frequency(p, &synthetic_power)
+            .gt(0.0)
+            .logical_and(&radial_frequency(p, &synthetic_power).le(LOW_BAND_END));
+        let clean_real_low = (target.exp() - &noise_power)
+            .masked_select(&low)
+            .sum(Kind::Float);
+        let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
+        let log_gain = (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
+        let mut opt = nn::Adam::default()
+            .build(&vs, 0.05)
+            .context("kernel optimiser")?;
+        let none = Tensor::zeros([], (Kind::Float, real.device()));
+        let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
+        let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
+        let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
+        for _ in 0..config.fit_steps {
+            opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
+        }
+        let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
+        let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
+        Ok((
+            ExplicitDegradation { kernel, noise },
+            FitSummary {
+                candidate_tiles,
+                noise_sigma,
+                log_spectrum_error_identity: identity_error,
+                log_spectrum_error_fitted: fitted_error,
+                content_gain: f64::try_from(log_gain.exp())?,
+            },
+        ))
+    }
+
+    /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: blurred, plus a mosaic of bank tiles drawn
+    /// from `rng`, clamped to [0, 1].
+    pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        let size = x.size();
+        ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
+        let blurred = blur(x, &self.kernel.to_device(x.device()));
+        let side = size[2].max(size[3]);
+        let noise = mosaic(&self.noise, size[0], side, rng)?
+            .narrow(2, 0, size[2])
+            .narrow(3, 0, size[3]);
+        Ok((blurred + noise.to_device(x.device())).clamp(0.0, 1.0))
+    }
+
+    /// The kernel's spread in LR pixels: the standard deviations along its principal axes
+    /// (major, minor) and the major axis's angle in degrees counter-clockwise from x, from its
+    /// second moments (negative lobes included, so a sharpening kernel shows as a small σ).
+    pub fn kernel_spread(&self) -> (f64, f64, f64) {
+        let k = self.kernel.size()[0];
+        let c = (k / 2) as f64;
+        let values =
+            Vec::<f32>::try_from(self.kernel.to_device(Device::Cpu).view(-1)).unwrap_or_default();
+        let (mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0);
+        for (i, &w) in values.iter().enumerate() {
+            let (row, col) = ((i as i64 / k) as f64, (i as i64 % k) as f64);
+            // Rows grow downwards: y points up.
+            let (x, y) = (col - c, c - row);
+            let w = f64::from(w);
+            xx += w * x * x;
+            yy += w * y * y;
+            xy += w * x * y;
+        }
+        let mean = (xx + yy) / 2.0;
+        let spread = (((xx - yy) / 2.0).powi(2) + xy * xy).sqrt();
+        let angle = 0.5 * (2.0 * xy).atan2(xx - yy);
+        let sd = |v: f64| v.max(0.0).sqrt();
+        (sd(mean + spread), sd(mean - spread), angle.to_degrees())
+    }
+
+    /// Residual σ of the noise bank on Y, in code values.
+    pub fn noise_sigma(&self) -> f64 {
+        f64::try_from(rgb_to_y(&self.noise).std(true)).unwrap_or(f64::NAN) * 255.0
+    }
+
+    /// Tensors for a training state.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        vec![
+            (KERNEL.to_string(), self.kernel.shallow_clone()),
+            (NOISE.to_string(), self.noise.shallow_clone()),
+        ]
+    }
+
+    /// From the tensors of [`ExplicitDegradation::tensors`], checked.
+    pub fn from_tensors(
+        mut tensors: std::collections::HashMap<String, Tensor>,
+        device: Device,
+    ) -> Result<ExplicitDegradation> {
+        let kernel = tensors
+            .remove(KERNEL)
+            .context("no degradation kernel in the state")?;
+        let noise = tensors
+            .remove(NOISE)
+            .context("no noise bank in the state")?;
+        let (ks, ns) = (kernel.size(), noise.size());
+        ensure!(
+            ks.len() == 2 && ks[0] == ks[1] && ks[0] % 2 == 1,
+            "degradation kernel has shape {ks:?}, expected an odd square"
+        );
+        ensure!(
+            ns.len() == 4 && ns[1] == 3 && ns[2] == ns[3] && ns[0] > 0,
+            "noise bank has shape {ns:?}, expected [T, 3, t, t]"
+        );
+        Ok(ExplicitDegradation {
+            kernel: kernel.to_kind(Kind::Float).to_device(device),
+            noise: noise.to_kind(Kind::Float).to_device(device),
+        })
+    }
+}
+
+fn seeded(seed: u64) -> StdRng {
+    use rand::SeedableRng;
+    StdRng::seed_from_u64(seed)
+}
+
+fn log_power(spectrum: &Tensor) -> Tensor {
+    (spectrum + 1e-10).log()
+}
+
+/// The softmax of the point-symmetric part of `free`: a non-negative blur kernel (cameras
+/// and codecs remove detail; a fitted kernel that could sharpen would invent it where the
+/// two domains' content differs) that sums to 1 and has a real (zero-phase) transfer function.
+pub fn symmetric_kernel(free: &Tensor) -> Tensor {
+    let k = free.size()[0];
+    let symmetric = (free + free.flip([0, 1])) * 0.5;
+    symmetric.view(-1).softmax(0, Kind::Float).view([k, k])
+}
+
+/// Logits of [`symmetric_kernel`] for a kernel close to the identity (a Gaussian of σ 0.35
+/// px, 98% of its weight at the centre): where the fit starts.
+pub fn near_identity(k: i64, device: Device) -> Tensor {
+    let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
+    let r2 = c.unsqueeze(0).square() + c.unsqueeze(1).square();
+    r2 * -4.0
+}
+
+/// |K(f)|² of a `[k, k]` kernel on the `[p, p]` FFT grid of [`mean_power_spectrum`]: the
+/// kernel zero-padded with its centre at the origin.
+fn transfer_power(kernel: &Tensor, p: i64) -> Tensor {
+    let k = kernel.size()[0];
+    let padded = kernel.pad([0, p - k, 0, p - k], "constant", Some(0.0));
+    let centred = padded.roll([-(k / 2), -(k / 2)], [0, 1]);
+    centred
+        .fft_fft2(None::<&[i64]>, [-2i64, -1], "backward")
+        .abs()
+        .square()
+}
+
+/// `kernel` `[k, k]` applied to every channel of `[B, C, h, w]`, edges replicated.
+fn blur(x: &Tensor, kernel: &Tensor) -> Tensor {
+    let (c, k) = (x.size()[1], kernel.size()[0]);
+    let pad = k / 2;
+    let weight = kernel.view([1, 1, k, k]).repeat([c, 1, 1, 1]);
+    x.pad([pad, pad, pad, pad], "replicate", None).conv2d(
+        &weight,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        c,
+    )
+}
+
+/// `count` noise images `[count, 3, side', side']` (side' ≥ `side`, a multiple of the tile) made
+/// of bank tiles drawn from `rng`.
+fn mosaic(bank: &Tensor, count: i64, side: i64, rng: &mut StdRng) -> Result<Tensor> {
+    let (tiles, t) = (bank.size()[0], bank.size()[2]);
+    let n = (side + t - 1) / t;
+    let picks: Vec<i64> = (0..count * n * n)
+        .map(|_| rng.random_range(0..tiles))
+        .collect();
+    let index = Tensor::from_slice(&picks).to_device(bank.device());
+    Ok(bank
+        .index_select(0, &index)
+        .view([count, n, n, 3, t, t])
+        .permute([0, 3, 1, 4, 2, 5])
+        .reshape([count, 3, n * t, n * t]))
+}
+
+/// The noise bank `[T, 3, t, t]`: every `t × t` tile of the real patches whose mean Y is away
+/// from black and white, minus its least-squares plane per channel, and of those the
+/// `noise_tiles` flattest (least residual variance: flat regions show noise alone). Also
+/// returns the number of candidate tiles.
+fn noise_bank(real: &Tensor, config: &DegradationConfig) -> Result<(Tensor, i64)> {
+    let t = config.noise_tile;
+    let (n, c, h, w) = real.size4()?;
+    ensure!(c == 3, "real LR patches have {c} channels, expected 3");
+    let (rows, cols) = (h / t, w / t);
+    ensure!(
+        rows > 0 && cols > 0,
+        "real LR patches of {w}x{h} hold no {t}x{t} noise tile"
+    );
+    let tiles = real
+        .narrow(2, 0, rows * t)
+        .narrow(3, 0, cols * t)
+        .view([n, 3, rows, t, cols, t])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([n * rows * cols, 3, t, t]);
+    let mean_y = rgb_to_y(&tiles).mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+    let usable = mean_y
+        .ge(TILE_MEAN_RANGE.0)
+        .logical_and(&mean_y.le(TILE_MEAN_RANGE.1))
+        .nonzero()
+        .view(-1);
+    let candidates = usable.size()[0];
+    ensure!(
+        candidates > 0,
+        "no real LR tile has a mean brightness in [{}, {}]: the footage is too dark or too bright to measure its noise",
+        TILE_MEAN_RANGE.0,
+        TILE_MEAN_RANGE.1
+    );
+    let tiles = tiles.index_select(0, &usable);
+    let residual = minus_plane(&tiles);
+    let variance = residual
+        .square()
+        .mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+    let keep = config.noise_tiles.min(candidates);
+    let (_, flattest) = variance.topk(keep, 0, false, true);
+    Ok((residual.index_select(0, &flattest), candidates))
+}
+
+/// `[T, C, t, t]` tiles minus the least-squares plane a + b·x + c·y of each channel.
+fn minus_plane(tiles: &Tensor) -> Tensor {
+    let (count, c, t, _) = tiles.size4().expect("4-d tiles");
+    let options = (Kind::Float, tiles.device());
+    let coord = Tensor::arange(t, options) - (t - 1) as f64 / 2.0;
+    let xs = coord.unsqueeze(0).expand([t, t], false).reshape([-1]);
+    let ys = coord.unsqueeze(1).expand([t, t], false).reshape([-1]);
+    let design = Tensor::stack(&[Tensor::ones([t * t], options), xs, ys], 1); // [t², 3]
+                                                                              // The columns are orthogonal on a centred grid, so the projection is per column.
+    let norms = design.square().sum_dim_intlist(0, false, Kind::Float);
+    let projection = (&design / &norms).matmul(&design.transpose(0, 1)); // [t², t²]
+    let flat = tiles.reshape([count * c, t * t]);
+    (&flat - flat.matmul(&projection)).view([count, c, t, t])
+}

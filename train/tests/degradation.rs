@@ -1,0 +1,301 @@
+//! The explicit G_s2r and the power spectra it is fitted and judged on.
+
+mod common;
+
+use common::{args, temp_dir, tiny_options, write_images};
+use cyclesr_train::archs::degradation::{
+    near_identity, symmetric_kernel, DegradationConfig, ExplicitDegradation,
+};
+use cyclesr_train::degrade::gaussian_kernel;
+use cyclesr_train::eval::{run, EvalArgs};
+use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
+use cyclesr_train::trainer::{fit, FitArgs, LATEST};
+use gstcyclesr::model::checkpoint::read_safetensors;
+use rand::SeedableRng;
+use tch::{Device, Kind, Tensor};
+
+const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+/// Standard normal values of `shape` from `seed`, without libtorch's global generator: other
+/// tests of this binary train networks in parallel and need it undisturbed.
+fn gaussian(shape: &[i64], seed: u64) -> Tensor {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let count: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..count)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
+fn uniform(shape: &[i64], seed: u64) -> Tensor {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let count: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..count).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
+#[test]
+fn symmetric_kernel_is_a_point_symmetric_blur_and_starts_near_the_identity() {
+    let free = gaussian(&[5, 5], 1) * 3.0;
+    let k = symmetric_kernel(&free);
+    assert!((k.sum(Kind::Double).double_value(&[]) - 1.0).abs() < 1e-6);
+    assert!(k.min().double_value(&[]) >= 0.0);
+    let asymmetry = (&k - k.flip([0, 1])).abs().max().double_value(&[]);
+    assert!(asymmetry < 1e-7, "{asymmetry}");
+
+    // exp(-4) relative weight on the 4 neighbours, exp(-8) on the diagonals.
+    let start = symmetric_kernel(&near_identity(5, Device::Cpu));
+    let centre = 1.0 / (1.0 + 4.0 * (-4f64).exp() + 4.0 * (-8f64).exp() + 4.0 * (-16f64).exp());
+    assert!(
+        (start.double_value(&[2, 2]) - centre).abs() < 1e-4,
+        "{start}"
+    );
+    assert!(centre > 0.93);
+}
+
+#[test]
+fn white_noise_has_a_flat_spectrum_at_its_variance() {
+    let sigma = 0.1;
+    let noise = gaussian(&[512, 1, 32, 32], 2) * sigma;
+    let spectrum = mean_power_spectrum(&noise);
+    // Bins are chi-square with 2·512 degrees of freedom, less the windowing: within 15%.
+    let (low, high) = (
+        spectrum.min().double_value(&[]),
+        spectrum.max().double_value(&[]),
+    );
+    let mean = spectrum.mean(Kind::Double).double_value(&[]);
+    assert!((mean / (sigma * sigma) - 1.0).abs() < 0.05, "mean {mean}");
+    // The DC bin is removed with each patch's mean; every other bin is near σ².
+    let others = spectrum.view(-1).narrow(0, 1, 32 * 32 - 1);
+    let worst = (others / (sigma * sigma) - 1.0)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(worst < 0.3, "bins from {low} to {high}");
+
+    // On an image, in Y code values²: blur lowers the high band, noise raises it.
+    let image = Tensor::full([3, 64, 64], 0.5, CPU) + gaussian(&[1, 64, 64], 3) * 0.02;
+    let flat = Tensor::full([3, 64, 64], 0.5, CPU);
+    let noisy = high_band_energy(&image).unwrap();
+    // Y = 16 + 219·luma: grey noise of σ 0.02 has σ_Y = 219 · 0.02 = 4.38 code values.
+    assert!((noisy / 4.38f64.powi(2) - 1.0).abs() < 0.15, "{noisy}");
+    assert!(high_band_energy(&flat).unwrap() < 1e-6);
+    let kernel = gaussian_kernel(1.0, 1.0, 0.0);
+    let blurred = image
+        .unsqueeze(0)
+        .conv2d(
+            &kernel.view([1, 1, 7, 7]).repeat([3, 1, 1, 1]),
+            None::<Tensor>,
+            [1, 1],
+            [3, 3],
+            [1, 1],
+            3,
+        )
+        .squeeze_dim(0);
+    assert!(high_band_energy(&blurred.narrow(1, 4, 56).narrow(2, 4, 56)).unwrap() < noisy / 10.0);
+}
+
+/// `[n, 3, 32, 32]` patches with a natural image's 1/f amplitude spectrum, a quarter of them
+/// flat (a sky or a wall), in [0, 1].
+fn natural_patches(n: i64, seed: u64) -> Tensor {
+    let white = gaussian(&[n, 1, 32, 32], seed);
+    let f = Tensor::fft_fftfreq(32, 1.0, CPU);
+    let radius = (f.unsqueeze(1).square() + f.unsqueeze(0).square())
+        .sqrt()
+        .clamp_min(1.0 / 32.0);
+    let field = (white.fft_fft2(None::<&[i64]>, [-2i64, -1], "backward") / radius)
+        .fft_ifft2(None::<&[i64]>, [-2i64, -1], "backward")
+        .real();
+    let field = &field / field.std(true) * 0.1;
+    let textured = (field.repeat([1, 3, 1, 1]) + 0.5).clamp(0.0, 1.0);
+    let flat_count = n / 4;
+    let flat = uniform(&[flat_count, 3, 1, 1], seed + 1) * 0.4 + 0.3;
+    Tensor::cat(
+        &[
+            textured.narrow(0, 0, n - flat_count),
+            flat.expand([flat_count, 3, 32, 32], false).contiguous(),
+        ],
+        0,
+    )
+}
+
+#[test]
+fn fit_recovers_a_known_blur_and_the_real_noise() {
+    let sigma = 4.0 / 255.0;
+    let kernel = gaussian_kernel(1.0, 1.0, 0.0);
+    let real_clean = natural_patches(1024, 3)
+        .pad([3, 3, 3, 3], "replicate", None)
+        .conv2d(
+            &kernel.view([1, 1, 7, 7]).repeat([3, 1, 1, 1]),
+            None::<Tensor>,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            3,
+        );
+    let real = &real_clean + gaussian(&[1024, 3, 32, 32], 4) * sigma;
+    let synthetic = natural_patches(1024, 5);
+
+    let config = DegradationConfig {
+        noise_tiles: 256,
+        fit_steps: 400,
+        ..DegradationConfig::default()
+    };
+    let (degradation, summary) = ExplicitDegradation::fit(&real, &synthetic, &config).unwrap();
+    // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
+    let expected_sigma =
+        219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
+    assert!(
+        (degradation.noise_sigma() / expected_sigma - 1.0).abs() < 0.1,
+        "noise σ {} against {expected_sigma}",
+        degradation.noise_sigma()
+    );
+    assert!((summary.noise_sigma - degradation.noise_sigma()).abs() < 1e-9);
+    assert!(
+        summary.log_spectrum_error_fitted < summary.log_spectrum_error_identity / 5.0,
+        "{summary:?}"
+    );
+    let (major, minor, _) = degradation.kernel_spread();
+    assert!(
+        (0.75..=1.25).contains(&minor) && (0.75..=1.25).contains(&major),
+        "kernel σ {major} x {minor}"
+    );
+
+    // G_s2r(synthetic) has the real patches' high-band energy and noise.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let translated = degradation.forward(&synthetic, &mut rng).unwrap();
+    let energy = |t: &Tensor| {
+        let image = t
+            .narrow(0, 0, 768)
+            .view([24, 32, 3, 32, 32])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3, 768, 1024]);
+        high_band_energy(&image).unwrap()
+    };
+    let ratio = energy(&translated) / energy(&real);
+    assert!((ratio - 1.0).abs() < 0.15, "high-band ratio {ratio}");
+
+    // Point-symmetric kernels do not move the image: a pseudo pair stays aligned.
+    let k = &degradation.kernel;
+    assert!((k - k.flip([0, 1])).abs().max().double_value(&[]) < 1e-7);
+}
+
+#[test]
+fn fit_names_footage_it_cannot_measure() {
+    let dark = Tensor::zeros([16, 3, 32, 32], CPU);
+    let e = ExplicitDegradation::fit(
+        &dark,
+        &natural_patches(16, 1),
+        &DegradationConfig::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("too dark or too bright"), "{e}");
+    let e = DegradationConfig {
+        kernel: 4,
+        ..DegradationConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("networks.degradation.kernel"), "{e}");
+}
+
+fn explicit_overrides() -> Vec<String> {
+    [
+        "networks.degradation.noise_tile=4",
+        "networks.degradation.noise_tiles=16",
+        "networks.degradation.fit_patches=64",
+        "networks.degradation.fit_steps=20",
+        "networks.degradation.kernel=5",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit) and
+/// `eval --translator` reports it.
+#[test]
+fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
+    let straight = temp_dir("explicit-straight");
+    fit(&FitArgs {
+        overrides: explicit_overrides(),
+        ..args(tiny_options(&straight, "explicit", 4))
+    })
+    .unwrap();
+    assert!(straight.join("run/degradation-fit.json").exists());
+
+    let split = temp_dir("explicit-split");
+    let options = tiny_options(&split, "explicit", 4);
+    fit(&FitArgs {
+        overrides: explicit_overrides(),
+        max_iterations: Some(3),
+        ..args(options.clone())
+    })
+    .unwrap();
+    fit(&FitArgs {
+        overrides: explicit_overrides(),
+        resume: Some("latest".into()),
+        ..args(options)
+    })
+    .unwrap();
+    let state = |dir: &std::path::Path| {
+        read_safetensors(&dir.join("run/checkpoints").join(LATEST))
+            .unwrap()
+            .0
+    };
+    let (a, b) = (state(&straight), state(&split));
+    assert_eq!(a.len(), b.len());
+    assert!(a.contains_key("degradation/kernel") && a.contains_key("degradation/noise"));
+    assert!(!a.keys().any(|k| k.starts_with("translators/")));
+    for (name, t) in &a {
+        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff <= 1e-6, "{name} differs by {diff} after resume");
+    }
+
+    write_images(&straight.join("bench/hr"), 2, 44, 36, 5);
+    write_images(&straight.join("bench/lr"), 2, 11, 9, 5);
+    run(&EvalArgs {
+        model: None,
+        translator: Some(straight.join("run/checkpoints").join(LATEST)),
+        lr: straight.join("bench/lr"),
+        hr: straight.join("bench/hr"),
+        border: None,
+        max_shift: 2,
+        crop: None,
+        device: "cpu".into(),
+        tile_size: 0,
+        tile_overlap: 0,
+        json: Some(straight.join("report.json")),
+    })
+    .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("report.json")).unwrap())
+            .unwrap();
+    // No G_r2s: only bicubic is scored.
+    assert_eq!(report["with_model"], false);
+    let d = &report["degradation"];
+    assert!(
+        d["stage1"]
+            .as_str()
+            .unwrap()
+            .starts_with("explicit G_s2r: 5x5 kernel"),
+        "{d}"
+    );
+    for key in [
+        "high_band_synthetic",
+        "high_band_translated",
+        "high_band_real",
+        "noise_translated",
+    ] {
+        let v = d[key].as_f64().unwrap();
+        assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
+    }
+}
