@@ -7,14 +7,17 @@
 #       (fp32 and bf16 element runs, PyTorch eager alongside), `train bench-step` (a training
 #       iteration against PyTorch's) at the paper's sizes and for configs/table1.toml, and the
 #       element with `overlap` and with `batch=4`.
+#   scripts/gpu-run.sh OUT_DIR explicit SECONDS
+#       configs/default-model.toml's recipe at the paper's G_l2h size, one run owning the GPU
+#       for about SECONDS, exported (OUT_DIR/explicit-gpu.safetensors) and evaluated.
 #   scripts/gpu-run.sh OUT_DIR train SECONDS
 #       scripts/table1.sh on CUDA, plus the default model's run, both stopped (with a
 #       checkpoint) SECONDS after the start, then exported and evaluated; OUT_DIR gets a tarball.
 # Each stage logs to <stage>.log, a failing stage does not stop the next, and everything ends
 # up in OUT_DIR/<phase>.tar.gz (the device tool brings back few files).
 set -uo pipefail
-dest=${1:?usage: scripts/gpu-run.sh OUT_DIR check|train [SECONDS]}
-what=${2:?usage: scripts/gpu-run.sh OUT_DIR check|train [SECONDS]}
+dest=${1:?usage: scripts/gpu-run.sh OUT_DIR check|train|explicit [SECONDS]}
+what=${2:?usage: scripts/gpu-run.sh OUT_DIR check|train|explicit [SECONDS]}
 out=/tmp/cyclesr-$what
 mkdir -p "$out" "$dest"
 bin=$PWD/.gpu/bin
@@ -61,6 +64,31 @@ place_data() {
   done
 }
 
+# The default model's real footage: this machine has no GStreamer decoders, so OpenCV's
+# FFmpeg decodes the frames configs/default-model.toml takes (same ranges and steps) into
+# /tmp/footage/<clip>/.
+decode_footage() {
+  stage decode-footage 60 python3 - <<'PY'
+import os, shutil, cv2
+clips = {"vtest.avi": (0, 600, 3), "tree.avi": (0, None, 2), "carphone_distorted.mp4": (0, None, 4), "bikes.mp4": (0, None, 8)}
+for name, (start, end, step) in clips.items():
+    out = f"/tmp/footage/{os.path.splitext(name)[0]}"
+    os.makedirs(out, exist_ok=True)
+    video, index, kept = cv2.VideoCapture(f".gpu/data/real_lr/{name}"), 0, 0
+    while True:
+        ok, frame = video.read()
+        if not ok or (end is not None and index >= end):
+            break
+        if index >= start and (index - start) % step == 0:
+            cv2.imwrite(f"{out}/{index:05d}.png", frame)
+            kept += 1
+        index += 1
+    print(name, "frames read", index, "kept", kept)
+shutil.copytree(".gpu/data/real_lr/kphotoalbum", "/tmp/footage/kphotoalbum", dirs_exist_ok=True)
+PY
+}
+footage='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum"]'
+
 case $what in
 check)
   stage machine 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; python3 -c 'import torch; print(torch.__version__, torch.backends.cudnn.version())'; $bin/train --version"
@@ -100,26 +128,7 @@ train)
     --warmup 3 --steps 10 --pytorch-script tests/reference/train_step_pytorch.py \
     --json "$out/bench-step-paper.json"
   export OMP_NUM_THREADS=1
-  # The default model's real footage: this machine has no GStreamer decoders, so OpenCV's
-  # FFmpeg decodes the frames configs/default-model.toml takes (same ranges and steps).
-  stage decode-footage 60 python3 - <<'PY'
-import os, shutil, cv2
-clips = {"vtest.avi": (0, 600, 3), "tree.avi": (0, None, 2), "carphone_distorted.mp4": (0, None, 4), "bikes.mp4": (0, None, 8)}
-for name, (start, end, step) in clips.items():
-    out = f"/tmp/footage/{os.path.splitext(name)[0]}"
-    os.makedirs(out, exist_ok=True)
-    video, index, kept = cv2.VideoCapture(f".gpu/data/real_lr/{name}"), 0, 0
-    while True:
-        ok, frame = video.read()
-        if not ok or (end is not None and index >= end):
-            break
-        if index >= start and (index - start) % step == 0:
-            cv2.imwrite(f"{out}/{index:05d}.png", frame)
-            kept += 1
-        index += 1
-    print(name, "frames read", index, "kept", kept)
-shutil.copytree(".gpu/data/real_lr/kphotoalbum", "/tmp/footage/kphotoalbum", dirs_exist_ok=True)
-PY
+  decode_footage
   left=$((seconds - (SECONDS - t0)))
   echo "=== training for $left s"
   dm=runs/default-model-gpu
@@ -127,7 +136,7 @@ PY
   (timeout --signal=INT --kill-after=60 "$left" target/release/train fit -o configs/default-model.toml \
     -s device=cuda -s output="$dm" -s data.hr='["data/table1/hr_domain"]' \
     -s data.jpeg_downscale=false -s data.batch="${BATCH:-32}" \
-    -s data.real_lr='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum"]' \
+    -s data.real_lr="$footage" \
     -s schedule.iterations="${DEFAULT_MAIN:-800}" -s validation.every=200 -s checkpoints.every=100 \
     --quiet >"$dm/fit.log" 2>&1
    target/release/train export --state "$dm/checkpoints/latest.safetensors" \
@@ -149,8 +158,38 @@ PY
   tar -czf "$dest/models.tar.gz" -C "$out" models
   rm -rf "$out/models"
   ;;
+explicit)
+  # One run owning the GPU: configs/default-model.toml's recipe (explicit stage 1 fitted on
+  # the real footage, then G_l2h) with the paper's G_l2h (MSRResNet 16x64), batch 32 of 64x64
+  # LR patches, as many iterations as fit in SECONDS (timed by a 40-iteration probe), then
+  # exported and evaluated on the three benchmarks.
+  seconds=${3:?explicit needs SECONDS}
+  place_data
+  decode_footage
+  run=runs/explicit-gpu
+  sets=(-o configs/default-model.toml -s device=cuda -s data.hr='["data/table1/hr_domain"]'
+    -s data.jpeg_downscale=false -s data.real_lr="$footage" -s data.workers=12 -s data.prefetch=24
+    -s data.batch=32 -s data.lr_patch=64 -s 'networks.sr={arch="srresnet", blocks=16, features=64}'
+    -s validation.every=1000 -s checkpoints.every=1000 -s logging.samples_every=0 --quiet)
+  stage probe 90 target/release/train fit "${sets[@]}" -s output=/tmp/probe --max-iterations 40
+  per_iteration=$(grep -oE '[0-9.]+ s/iteration' "$out/probe.log" | tail -1 | cut -d' ' -f1)
+  left=$((seconds - (SECONDS - t0) - 60))
+  iterations=$(python3 -c "print(max(100, int($left / $per_iteration * 0.92 / 100) * 100))")
+  echo "=== $per_iteration s/iteration in the probe: $iterations iterations in $left s"
+  stage fit $((left + 60)) target/release/train fit "${sets[@]}" -s output="$run" \
+    -s schedule.iterations="$iterations"
+  TAIL=3 stage export 60 target/release/train export --state "$run/checkpoints/latest.safetensors" \
+    --out "$run/model.safetensors"
+  for preset in mild wild codec; do
+    TAIL=2 stage "eval-$preset" 60 target/release/train eval --device cuda --max-shift 8 --crop 256 \
+      --lr "data/bench/$preset/lr" --hr "data/bench/$preset/hr" --model "$run/model.safetensors" \
+      --json "$out/eval-$preset.json"
+  done
+  cp "$run/model.safetensors" "$dest/explicit-gpu.safetensors"
+  cp "$run"/*.jsonl "$run/degradation-fit.json" "$run/options.toml" "$out/"
+  ;;
 *)
-  echo "unknown phase '$what' (check or train)" >&2
+  echo "unknown phase '$what' (check, train or explicit)" >&2
   exit 2
   ;;
 esac

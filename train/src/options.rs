@@ -143,9 +143,11 @@ pub struct Optimizer {
 }
 
 /// Length of each phase, in iterations or in epochs (the paper pretrains for 5 epochs). An
-/// epoch is one pass over the larger training domain, ⌈max(HR images, real LR images) / batch⌉
-/// iterations (HR images alone in sr-syn and paired modes), as CycleGAN's unaligned dataset
-/// counts it; `fit` turns epochs into iterations once the data is loaded.
+/// epoch is one pass over the sub-image patches of the larger training domain, as the paper
+/// and its official code count it (DIV2K cut into 480² HR / 120² LR sub-images):
+/// ⌈max(HR patches, real LR patches) / batch⌉ iterations, an image of H × W holding
+/// ⌊H / P⌋·⌊W / P⌋ non-overlapping patches of side P (HR patches alone in sr-syn and paired
+/// modes); `fit` turns epochs into iterations once the data is loaded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -317,22 +319,23 @@ impl Options {
         Ok(options)
     }
 
-    /// The options with the schedule in iterations, for domains of `hr_images` and
-    /// `real_lr_images` (see [`Schedule`] for what an epoch is).
+    /// The options with the schedule in iterations, for domains of `hr_patches` and
+    /// `real_lr_patches` non-overlapping training patches (see [`Schedule`] for what an epoch
+    /// is).
     pub fn with_epochs_in_iterations(
         &self,
-        hr_images: usize,
-        real_lr_images: usize,
+        hr_patches: usize,
+        real_lr_patches: usize,
     ) -> Result<Self> {
         if !self.schedule.uses_epochs() {
             return Ok(self.clone());
         }
-        let images = if self.mode.uses_real_lr() {
-            hr_images.max(real_lr_images)
+        let patches = if self.mode.uses_real_lr() {
+            hr_patches.max(real_lr_patches)
         } else {
-            hr_images
+            hr_patches
         };
-        let iterations_per_epoch = (images as u64).div_ceil(self.data.batch as u64).max(1);
+        let iterations_per_epoch = (patches as u64).div_ceil(self.data.batch as u64).max(1);
         let options = Options {
             schedule: self.schedule.in_iterations(iterations_per_epoch)?,
             ..self.clone()

@@ -151,15 +151,17 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     }
     let data = TrainingData::load(&options.data)?;
     let in_epochs = options.schedule.uses_epochs();
-    let options = options.with_epochs_in_iterations(data.hr_images(), data.real_lr_images())?;
+    let options = options.with_epochs_in_iterations(data.hr_patches(), data.real_lr_patches())?;
     if in_epochs {
         let s = &options.schedule;
         eprintln!(
-            "schedule in iterations: pretrain_translator {}, pretrain_sr {}, main {} ({} HR images, {} real LR images, batch {})",
+            "schedule in iterations: pretrain_translator {}, pretrain_sr {}, main {} ({} HR patches in {} images, {} real LR patches in {} images, batch {})",
             s.pretrain_translator,
             s.pretrain_sr,
             s.iterations,
+            data.hr_patches(),
             data.hr_images(),
+            data.real_lr_patches(),
             data.real_lr_images(),
             options.data.batch
         );

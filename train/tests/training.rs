@@ -176,8 +176,8 @@ fn schedule_decays_linearly_in_the_main_phase() {
     assert_eq!(Mode::Joint, options.mode);
 }
 
-/// Epochs become ⌈epochs · ⌈images / batch⌉⌉ iterations, counting the larger domain when
-/// the mode trains the translators and the HR domain alone otherwise.
+/// Epochs become ⌈epochs · ⌈patches / batch⌉⌉ iterations, counting the larger domain when
+/// the mode trains on real LR and the HR domain alone otherwise.
 #[test]
 fn schedule_in_epochs_counts_the_larger_domain() {
     let dir = temp_dir("epochs");
@@ -188,7 +188,7 @@ fn schedule_in_epochs_counts_the_larger_domain() {
             "schedule.pretrain_sr_epochs=5".into(),
         ])
         .unwrap();
-    // batch 2: 33 real LR frames are 17 iterations per epoch.
+    // batch 2: 33 real LR patches are 17 iterations per epoch.
     let s = options.with_epochs_in_iterations(10, 33).unwrap().schedule;
     assert_eq!(
         (s.pretrain_translator, s.pretrain_sr, s.iterations),
@@ -207,8 +207,9 @@ fn schedule_in_epochs_counts_the_larger_domain() {
         .unwrap_err();
     assert!(e.to_string().contains("schedule.epochs -1"), "{e}");
 
-    // fit counts the images it decoded: 3 HR and 3 real LR images, batch 2, so 2 iterations
-    // per epoch and 2 + 2 + 2 in all.
+    // fit counts the patches of the images it decoded: 3 HR images of 48x40 hold one 32x32
+    // HR patch each, 3 real LR images of 20x18 hold four 8x8 LR patches each; 12 patches at
+    // batch 2 are 6 iterations per epoch, and 2 + 2 + 6 in all.
     let fit_dir = temp_dir("epochs-fit");
     fit(&FitArgs {
         overrides: vec!["schedule.epochs=1".into(), "schedule.iterations=0".into()],
@@ -216,7 +217,7 @@ fn schedule_in_epochs_counts_the_larger_domain() {
     })
     .unwrap();
     let (_, metadata) = read_safetensors(&fit_dir.join("run/checkpoints").join(LATEST)).unwrap();
-    assert_eq!(metadata["iteration"], "6");
+    assert_eq!(metadata["iteration"], "10");
 }
 
 #[test]

@@ -124,6 +124,22 @@ impl TrainingData {
         self.dataset.real_lr.len()
     }
 
+    /// Non-overlapping HR training patches in the HR domain (what an epoch counts).
+    pub fn hr_patches(&self) -> usize {
+        let side = self.dataset.lr_patch * self.dataset.scale;
+        self.dataset.hr.iter().map(|i| patches_in(i, side)).sum()
+    }
+
+    /// Non-overlapping LR training patches in the real LR domain.
+    pub fn real_lr_patches(&self) -> usize {
+        let side = self.dataset.lr_patch;
+        self.dataset
+            .real_lr
+            .iter()
+            .map(|i| patches_in(i, side))
+            .sum()
+    }
+
     /// At least `count` unpaired real and synthetic LR patches `[N, 3, side, side]`, for
     /// fitting stage 1 before training: the training patches of batches drawn from `seed`
     /// (its own stream, not the training batches'), each cut into `side × side` sub-patches
@@ -253,6 +269,11 @@ impl Drop for Loader {
             let _ = handle.join();
         }
     }
+}
+
+/// Non-overlapping `side × side` patches in `image`.
+fn patches_in(image: &Rgb8, side: usize) -> usize {
+    (image.height / side) * (image.width / side)
 }
 
 fn warn(warnings: &mut Vec<String>, message: String) {
