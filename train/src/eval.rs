@@ -416,13 +416,21 @@ impl Translator {
         match &self.stage1 {
             Stage1::Cycle { .. } => "CycleGAN G_s2r".to_string(),
             Stage1::Explicit(d) => {
-                let (major, minor, angle) = d.kernel_spread();
-                format!(
-                    "explicit G_s2r: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values)",
-                    k = d.kernel.size()[0],
-                    tiles = d.noise.size()[0],
-                    sigma = d.noise_sigma()
-                )
+                let cameras: Vec<String> = d
+                    .cameras
+                    .iter()
+                    .map(|camera| {
+                        let (major, minor, angle) = camera.kernel_spread();
+                        format!(
+                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values)",
+                            source = camera.source,
+                            k = camera.kernel.size()[0],
+                            tiles = camera.noise.size()[0],
+                            sigma = camera.noise_sigma()
+                        )
+                    })
+                    .collect();
+                format!("explicit G_s2r, {}", cameras.join("; "))
             }
         }
     }

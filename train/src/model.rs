@@ -285,15 +285,24 @@ impl CycleSrModel {
         self.options.mode.uses_explicit_degradation() && self.degradation.is_none()
     }
 
-    /// Fits the explicit G_s2r on unpaired `real` and `synthetic` LR patches (any device).
-    pub fn fit_degradation(&mut self, real: &Tensor, synthetic: &Tensor) -> Result<FitSummary> {
-        let (degradation, summary) = ExplicitDegradation::fit(
-            &real.to_device(self.device),
+    /// Fits the explicit G_s2r on unpaired LR patches: `real` per `data.real_lr` source,
+    /// `synthetic` shared (any device).
+    pub fn fit_degradation(
+        &mut self,
+        real: &[(usize, Tensor)],
+        synthetic: &Tensor,
+    ) -> Result<Vec<FitSummary>> {
+        let real: Vec<(usize, Tensor)> = real
+            .iter()
+            .map(|(source, t)| (*source, t.to_device(self.device)))
+            .collect();
+        let (degradation, summaries) = ExplicitDegradation::fit(
+            &real,
             &synthetic.to_device(self.device),
             &self.options.networks.degradation,
         )?;
         self.degradation = Some(degradation);
-        Ok(summary)
+        Ok(summaries)
     }
 
     /// The explicit G_s2r, once fitted or loaded.

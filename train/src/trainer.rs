@@ -103,8 +103,9 @@ fn write_grid(path: &Path, columns: &[(&str, Tensor)]) -> Result<()> {
 /// in steps of 1/32 cycle per pixel.
 const FIT_PATCH: usize = 32;
 
-/// Fits the explicit G_s2r on patches of both domains (seeded apart from the training
-/// batches), prints what it learnt and writes it to `<out>/degradation-fit.json`.
+/// Fits the explicit G_s2r, one camera per real LR source, on patches of both domains
+/// (seeded apart from the training batches), prints what it learnt and writes it to
+/// `<out>/degradation-fit.json`.
 fn fit_degradation(
     model: &mut CycleSrModel,
     data: &TrainingData,
@@ -114,24 +115,38 @@ fn fit_degradation(
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
     let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
-    let summary = model
+    let summaries = model
         .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
     let degradation = model.degradation().expect("just fitted");
-    let (major, minor, angle) = degradation.kernel_spread();
+    let cameras: Vec<serde_json::Value> = degradation
+        .cameras
+        .iter()
+        .zip(&summaries)
+        .map(|(camera, summary)| {
+            let (major, minor, angle) = camera.kernel_spread();
+            json!({
+                "source": options.data.real_lr[camera.source].path,
+                "candidate_noise_tiles": summary.candidate_tiles,
+                "noise_sigma_y": summary.noise_sigma,
+                "kernel_sigma_major_lr_px": major,
+                "kernel_sigma_minor_lr_px": minor,
+                "kernel_angle_degrees": angle,
+                "content_gain": summary.content_gain,
+                "log_spectrum_error_identity": summary.log_spectrum_error_identity,
+                "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
+            })
+        })
+        .collect();
+    for camera in &cameras {
+        eprintln!("stage 1 (explicit degradation) fitted: {camera}");
+    }
     let report = json!({
-        "patches": real.size()[0],
-        "candidate_noise_tiles": summary.candidate_tiles,
-        "noise_sigma_y": summary.noise_sigma,
-        "kernel_sigma_major_lr_px": major,
-        "kernel_sigma_minor_lr_px": minor,
-        "kernel_angle_degrees": angle,
-        "log_spectrum_error_identity": summary.log_spectrum_error_identity,
-        "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
-        "content_gain": summary.content_gain,
+        "patches_per_source": count,
+        "patch": FIT_PATCH,
         "seconds": started.elapsed().as_secs_f64(),
+        "cameras": cameras,
     });
-    eprintln!("stage 1 (explicit degradation) fitted: {report}");
     std::fs::write(out.join("degradation-fit.json"), format!("{report:#}\n"))?;
     Ok(())
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{args, temp_dir, tiny_options, write_images};
 use cyclesr_train::archs::degradation::{
-    near_identity, symmetric_kernel, DegradationConfig, ExplicitDegradation,
+    near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
 use cyclesr_train::degrade::gaussian_kernel;
 use cyclesr_train::eval::{run, EvalArgs};
@@ -146,7 +146,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) = ExplicitDegradation::fit(&real, &synthetic, &config).unwrap();
+    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -168,7 +168,11 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
 
     // G_s2r(synthetic) has the real patches' high-band energy and noise.
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let translated = degradation.forward(&synthetic, &mut rng).unwrap();
+    let kernel = degradation.kernel.shallow_clone();
+    let explicit = ExplicitDegradation {
+        cameras: vec![degradation],
+    };
+    let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
         let image = t
             .narrow(0, 0, 768)
@@ -181,21 +185,30 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     assert!((ratio - 1.0).abs() < 0.15, "high-band ratio {ratio}");
 
     // Point-symmetric kernels do not move the image: a pseudo pair stays aligned.
-    let k = &degradation.kernel;
-    assert!((k - k.flip([0, 1])).abs().max().double_value(&[]) < 1e-7);
+    assert!(
+        (&kernel - kernel.flip([0, 1]))
+            .abs()
+            .max()
+            .double_value(&[])
+            < 1e-7
+    );
 }
 
 #[test]
 fn fit_names_footage_it_cannot_measure() {
     let dark = Tensor::zeros([16, 3, 32, 32], CPU);
     let e = ExplicitDegradation::fit(
-        &dark,
+        &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
     )
     .err()
     .unwrap();
-    assert!(e.to_string().contains("too dark or too bright"), "{e}");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("source 2") && text.contains("too dark or too bright"),
+        "{text}"
+    );
     let e = DegradationConfig {
         kernel: 4,
         ..DegradationConfig::default()
@@ -250,7 +263,7 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
     };
     let (a, b) = (state(&straight), state(&split));
     assert_eq!(a.len(), b.len());
-    assert!(a.contains_key("degradation/kernel") && a.contains_key("degradation/noise"));
+    assert!(a.contains_key("degradation/0.kernel") && a.contains_key("degradation/0.noise"));
     assert!(!a.keys().any(|k| k.starts_with("translators/")));
     for (name, t) in &a {
         let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
@@ -286,7 +299,7 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         d["stage1"]
             .as_str()
             .unwrap()
-            .starts_with("explicit G_s2r: 5x5 kernel"),
+            .starts_with("explicit G_s2r, source 0: 5x5 kernel"),
         "{d}"
     );
     for key in [
@@ -298,4 +311,44 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         let v = d[key].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
+}
+
+/// Each real LR source is its own camera: two sources of different noise give two banks, and
+/// a batch mixes them.
+#[test]
+fn each_source_is_fitted_as_its_own_camera() {
+    let clean = natural_patches(256, 7);
+    let quiet = &clean + gaussian(&[256, 3, 32, 32], 8) * (2.0 / 255.0);
+    let loud = &clean + gaussian(&[256, 3, 32, 32], 9) * (8.0 / 255.0);
+    let config = DegradationConfig {
+        noise_tiles: 64,
+        fit_steps: 50,
+        ..DegradationConfig::default()
+    };
+    let (explicit, summaries) =
+        ExplicitDegradation::fit(&[(0, quiet), (3, loud)], &natural_patches(256, 10), &config)
+            .unwrap();
+    assert_eq!(summaries.len(), 2);
+    let sources: Vec<usize> = explicit.cameras.iter().map(|c| c.source).collect();
+    assert_eq!(sources, [0, 3]);
+    let ratio = explicit.cameras[1].noise_sigma() / explicit.cameras[0].noise_sigma();
+    assert!((3.0..5.0).contains(&ratio), "noise ratio {ratio}");
+
+    // Flat grey in: the output's noise per image is one camera's or the other's.
+    let flat = Tensor::full([16, 3, 32, 32], 0.5, CPU);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let out = explicit.forward(&flat, &mut rng).unwrap();
+    let sigmas: Vec<f64> = (0..16)
+        .map(|i| out.get(i).std(true).double_value(&[]) * 255.0)
+        .collect();
+    assert!(
+        sigmas.iter().any(|&s| s < 3.5) && sigmas.iter().any(|&s| s > 6.0),
+        "{sigmas:?}"
+    );
+
+    // The state round trip keeps both cameras.
+    let tensors = explicit.tensors().into_iter().collect();
+    let back = ExplicitDegradation::from_tensors(tensors, Device::Cpu).unwrap();
+    assert_eq!(back.cameras.len(), 2);
+    assert_eq!(back.cameras[1].source, 3);
 }

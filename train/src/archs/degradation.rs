@@ -81,16 +81,20 @@ impl DegradationConfig {
     }
 }
 
-/// The fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and `noise`
-/// `[T, 3, t, t]` (zero-mean tiles).
-pub struct ExplicitDegradation {
+/// One camera's fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and
+/// `noise` `[T, 3, t, t]` (zero-mean tiles).
+pub struct CameraDegradation {
+    /// Index of its source in `data.real_lr`.
+    pub source: usize,
     pub kernel: Tensor,
     pub noise: Tensor,
 }
 
-/// Names of its tensors in a training state.
-pub const KERNEL: &str = "kernel";
-pub const NOISE: &str = "noise";
+/// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
+/// noise and codec); each synthetic patch is degraded by a camera drawn uniformly.
+pub struct ExplicitDegradation {
+    pub cameras: Vec<CameraDegradation>,
+}
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
 /// candidates: near black or white (luma under 0.1 or over 0.9), clipping removes part of the
@@ -100,7 +104,7 @@ const TILE_MEAN_RANGE: (f64, f64) = (0.149, 0.835);
 /// Upper edge of the band the content gain is measured on, in cycles per pixel.
 const LOW_BAND_END: f64 = 0.1;
 
-/// What the fit of [`ExplicitDegradation::fit`] reached, for logs.
+/// What the fit of one camera ([`CameraDegradation::fit`]) reached, for logs.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct FitSummary {
     /// Candidate noise tiles and the residual σ (Y, code values) of the kept ones.
@@ -115,13 +119,129 @@ pub struct FitSummary {
 }
 
 impl ExplicitDegradation {
-    /// Fits the degradation from `real` and `synthetic` LR patches `[N, 3, p, p]` in [0, 1]
-    /// (unpaired; `p` at least the kernel and the noise tile).
+    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches.
     pub fn fit(
+        real: &[(usize, Tensor)],
+        synthetic: &Tensor,
+        config: &DegradationConfig,
+    ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
+        ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
+        let mut cameras = Vec::new();
+        let mut summaries = Vec::new();
+        for (source, patches) in real {
+            let (camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
+                .with_context(|| format!("data.real_lr source {source}"))?;
+            cameras.push(camera);
+            summaries.push(summary);
+        }
+        Ok((ExplicitDegradation { cameras }, summaries))
+    }
+
+    /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
+    /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1].
+    pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        let size = x.size();
+        ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
+        let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
+        let picks: Vec<&CameraDegradation> = (0..b)
+            .map(|_| &self.cameras[rng.random_range(0..self.cameras.len())])
+            .collect();
+        let kernels = Tensor::stack(
+            &picks
+                .iter()
+                .map(|cam| cam.kernel.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .to_device(x.device());
+        let k = kernels.size()[1];
+        // One grouped convolution: image i's channels with camera i's kernel.
+        let weight = kernels
+            .view([b, 1, k, k])
+            .repeat_interleave_self_int(c, 0, None);
+        let pad = k / 2;
+        let blurred = x
+            .reshape([1, b * c, h, w])
+            .pad([pad, pad, pad, pad], "replicate", None)
+            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], b * c)
+            .view([b, c, h, w]);
+        let side = h.max(w);
+        let noise = picks
+            .iter()
+            .map(|cam| mosaic(&cam.noise, 1, side, rng))
+            .collect::<Result<Vec<_>>>()?;
+        let noise = Tensor::cat(&noise, 0)
+            .narrow(2, 0, h)
+            .narrow(3, 0, w)
+            .to_device(x.device());
+        Ok((blurred + noise).clamp(0.0, 1.0))
+    }
+
+    /// Tensors for a training state: `<source>.kernel` and `<source>.noise` of each camera.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.cameras
+            .iter()
+            .flat_map(|cam| {
+                [
+                    (format!("{}.kernel", cam.source), cam.kernel.shallow_clone()),
+                    (format!("{}.noise", cam.source), cam.noise.shallow_clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// From the tensors of [`ExplicitDegradation::tensors`], checked.
+    pub fn from_tensors(
+        mut tensors: std::collections::HashMap<String, Tensor>,
+        device: Device,
+    ) -> Result<ExplicitDegradation> {
+        let mut sources: Vec<usize> = tensors
+            .keys()
+            .filter_map(|name| name.strip_suffix(".kernel")?.parse().ok())
+            .collect();
+        sources.sort();
+        ensure!(!sources.is_empty(), "no degradation kernel in the state");
+        let mut cameras = Vec::new();
+        for source in sources {
+            let mut take = |what: &str| {
+                tensors
+                    .remove(&format!("{source}.{what}"))
+                    .with_context(|| format!("no {what} of camera {source} in the state"))
+            };
+            let (kernel, noise) = (take("kernel")?, take("noise")?);
+            let (ks, ns) = (kernel.size(), noise.size());
+            ensure!(
+                ks.len() == 2 && ks[0] == ks[1] && ks[0] % 2 == 1,
+                "degradation kernel of camera {source} has shape {ks:?}, expected an odd square"
+            );
+            ensure!(
+                ns.len() == 4 && ns[1] == 3 && ns[2] == ns[3] && ns[0] > 0,
+                "noise bank of camera {source} has shape {ns:?}, expected [T, 3, t, t]"
+            );
+            cameras.push(CameraDegradation {
+                source,
+                kernel: kernel.to_kind(Kind::Float).to_device(device),
+                noise: noise.to_kind(Kind::Float).to_device(device),
+            });
+        }
+        let kernel_sizes: Vec<i64> = cameras.iter().map(|c| c.kernel.size()[0]).collect();
+        ensure!(
+            kernel_sizes.windows(2).all(|w| w[0] == w[1]),
+            "degradation kernels of different sizes {kernel_sizes:?}"
+        );
+        Ok(ExplicitDegradation { cameras })
+    }
+}
+
+impl CameraDegradation {
+    /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile).
+    pub fn fit(
+        source: usize,
         real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
-    ) -> Result<(ExplicitDegradation, FitSummary)> {
+    ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
         let synthetic = synthetic.to_kind(Kind::Float);
@@ -178,7 +298,11 @@ impl ExplicitDegradation {
         let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
         Ok((
-            ExplicitDegradation { kernel, noise },
+            CameraDegradation {
+                source,
+                kernel,
+                noise,
+            },
             FitSummary {
                 candidate_tiles,
                 noise_sigma,
@@ -187,19 +311,6 @@ impl ExplicitDegradation {
                 content_gain: f64::try_from(log_gain.exp())?,
             },
         ))
-    }
-
-    /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: blurred, plus a mosaic of bank tiles drawn
-    /// from `rng`, clamped to [0, 1].
-    pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
-        let size = x.size();
-        ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
-        let blurred = blur(x, &self.kernel.to_device(x.device()));
-        let side = size[2].max(size[3]);
-        let noise = mosaic(&self.noise, size[0], side, rng)?
-            .narrow(2, 0, size[2])
-            .narrow(3, 0, size[3]);
-        Ok((blurred + noise.to_device(x.device())).clamp(0.0, 1.0))
     }
 
     /// The kernel's spread in LR pixels: the standard deviations along its principal axes
@@ -230,40 +341,6 @@ impl ExplicitDegradation {
     /// Residual σ of the noise bank on Y, in code values.
     pub fn noise_sigma(&self) -> f64 {
         f64::try_from(rgb_to_y(&self.noise).std(true)).unwrap_or(f64::NAN) * 255.0
-    }
-
-    /// Tensors for a training state.
-    pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        vec![
-            (KERNEL.to_string(), self.kernel.shallow_clone()),
-            (NOISE.to_string(), self.noise.shallow_clone()),
-        ]
-    }
-
-    /// From the tensors of [`ExplicitDegradation::tensors`], checked.
-    pub fn from_tensors(
-        mut tensors: std::collections::HashMap<String, Tensor>,
-        device: Device,
-    ) -> Result<ExplicitDegradation> {
-        let kernel = tensors
-            .remove(KERNEL)
-            .context("no degradation kernel in the state")?;
-        let noise = tensors
-            .remove(NOISE)
-            .context("no noise bank in the state")?;
-        let (ks, ns) = (kernel.size(), noise.size());
-        ensure!(
-            ks.len() == 2 && ks[0] == ks[1] && ks[0] % 2 == 1,
-            "degradation kernel has shape {ks:?}, expected an odd square"
-        );
-        ensure!(
-            ns.len() == 4 && ns[1] == 3 && ns[2] == ns[3] && ns[0] > 0,
-            "noise bank has shape {ns:?}, expected [T, 3, t, t]"
-        );
-        Ok(ExplicitDegradation {
-            kernel: kernel.to_kind(Kind::Float).to_device(device),
-            noise: noise.to_kind(Kind::Float).to_device(device),
-        })
     }
 }
 
@@ -303,21 +380,6 @@ fn transfer_power(kernel: &Tensor, p: i64) -> Tensor {
         .fft_fft2(None::<&[i64]>, [-2i64, -1], "backward")
         .abs()
         .square()
-}
-
-/// `kernel` `[k, k]` applied to every channel of `[B, C, h, w]`, edges replicated.
-fn blur(x: &Tensor, kernel: &Tensor) -> Tensor {
-    let (c, k) = (x.size()[1], kernel.size()[0]);
-    let pad = k / 2;
-    let weight = kernel.view([1, 1, k, k]).repeat([c, 1, 1, 1]);
-    x.pad([pad, pad, pad, pad], "replicate", None).conv2d(
-        &weight,
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        c,
-    )
 }
 
 /// `count` noise images `[count, 3, side', side']` (side' ≥ `side`, a multiple of the tile) made

@@ -46,6 +46,8 @@ struct Dataset {
     /// Paired mode: the LR image of `hr[k]` at index k.
     paired_lr: Option<Vec<PairedLr>>,
     real_lr: Vec<Rgb8>,
+    /// The `data.real_lr` entry each real LR image comes from (one camera each).
+    real_lr_source: Vec<usize>,
     lr_patch: usize,
     scale: usize,
     batch: usize,
@@ -101,11 +103,12 @@ impl TrainingData {
                 (hr, Some(lr))
             }
         };
-        let real_lr = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
+        let (real_lr, real_lr_source) = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
         let dataset = Arc::new(Dataset {
             hr,
             paired_lr,
             real_lr,
+            real_lr_source,
             lr_patch,
             scale,
             batch: opts.batch as usize,
@@ -140,37 +143,54 @@ impl TrainingData {
             .sum()
     }
 
-    /// At least `count` unpaired real and synthetic LR patches `[N, 3, side, side]`, for
-    /// fitting stage 1 before training: the training patches of batches drawn from `seed`
-    /// (its own stream, not the training batches'), each cut into `side × side` sub-patches
-    /// (the whole patch when it is smaller).
+    /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
+    /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
+    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
         count: usize,
         side: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let side = side.min(self.dataset.lr_patch) as i64;
-        let per_patch = (self.dataset.lr_patch as i64 / side).pow(2) as usize;
-        let per_batch = per_patch * self.dataset.batch;
-        let cut = |t: &Tensor| {
-            let (n, c, _, _) = t.size4().expect("a batch is 4-d");
-            let k = self.dataset.lr_patch as i64 / side;
-            t.narrow(2, 0, k * side)
-                .narrow(3, 0, k * side)
-                .view([n, c, k, side, k, side])
-                .permute([0, 2, 4, 1, 3, 5])
-                .reshape([n * k * k, c, side, side])
-        };
-        let (mut real, mut synthetic) = (Vec::new(), Vec::new());
-        for index in 0..count.div_ceil(per_batch) as u64 {
-            let batch = make_batch(&self.dataset, seed, index)
-                .with_context(|| format!("making fitting batch {index}"))?;
-            real.push(cut(&batch.real_lr));
-            synthetic.push(cut(&batch.syn_lr));
-        }
-        catch_torch(|| (Tensor::cat(&real, 0), Tensor::cat(&synthetic, 0)))
+    ) -> Result<(Vec<(usize, Tensor)>, Tensor)> {
+        let ds = &self.dataset;
+        let side = side.min(ds.lr_patch);
+        let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX));
+        catch_torch(|| {
+            let mut sources: Vec<usize> = ds.real_lr_source.clone();
+            sources.dedup();
+            let real = sources
+                .iter()
+                .map(|&source| {
+                    let images: Vec<&Rgb8> = ds
+                        .real_lr
+                        .iter()
+                        .zip(&ds.real_lr_source)
+                        .filter(|(_, &s)| s == source)
+                        .map(|(image, _)| image)
+                        .collect();
+                    let patches: Vec<Tensor> = (0..count)
+                        .map(|_| {
+                            random_crop(images[rng.random_range(0..images.len())], side, &mut rng)
+                        })
+                        .collect();
+                    (source, Tensor::stack(&patches, 0))
+                })
+                .collect();
+            let hr_side = side * ds.scale;
+            let hr: Vec<Tensor> = (0..count)
+                .map(|_| random_crop(&ds.hr[rng.random_range(0..ds.hr.len())], hr_side, &mut rng))
+                .collect();
+            let synthetic = imresize(&Tensor::stack(&hr, 0), 1.0 / ds.scale as f64);
+            (real, synthetic)
+        })
     }
+}
+
+/// A random `side × side` crop `[3, side, side]` of `image` (at least that large).
+fn random_crop(image: &Rgb8, side: usize, rng: &mut StdRng) -> Tensor {
+    let y = rng.random_range(0..=image.height - side);
+    let x = rng.random_range(0..=image.width - side);
+    image.crop_tensor(y, x, side, side)
 }
 
 impl Loader {
@@ -508,17 +528,18 @@ enum Job {
     Video(PathBuf, FrameRange),
 }
 
+/// The real LR images, each with the index of its `data.real_lr` source.
 fn load_real_lr(
     opts: &DataOptions,
     patch: usize,
     threads: usize,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Rgb8>> {
+) -> Result<(Vec<Rgb8>, Vec<usize>)> {
     if opts.real_lr.is_empty() {
         bail!("data.real_lr lists no real LR sources");
     }
     let mut jobs = Vec::new();
-    for spec in &opts.real_lr {
+    for (source, spec) in opts.real_lr.iter().enumerate() {
         let range = spec.range();
         let path = &spec.path;
         let meta = std::fs::metadata(path)
@@ -531,10 +552,10 @@ fn load_real_lr(
                     .into_iter()
                     .enumerate()
                     .filter(|(i, _)| range.contains(*i as u64))
-                    .map(|(_, f)| Job::Image(f)),
+                    .map(|(_, f)| (source, Job::Image(f))),
             );
         } else {
-            jobs.push(Job::Video(path.clone(), range));
+            jobs.push((source, Job::Video(path.clone(), range)));
         }
     }
     let sources = || {
@@ -549,13 +570,13 @@ fn load_real_lr(
     if jobs.is_empty() {
         bail!("empty real LR domain: no images found in {}", sources());
     }
-    let loaded = parallel_map(&jobs, threads, |job| match job {
+    let loaded = parallel_map(&jobs, threads, |(_, job)| match job {
         // Real LR stills keep their artefacts: they are the degradation to learn.
         Job::Image(path) => load_rgb8_for_training(path, false).map(|img| vec![img]),
         Job::Video(path, range) => decode_video(path, *range),
     });
-    let mut images = Vec::new();
-    for (job, frames) in jobs.iter().zip(loaded) {
+    let (mut images, mut image_sources) = (Vec::new(), Vec::new());
+    for ((source, job), frames) in jobs.iter().zip(loaded) {
         let (path, kind) = match job {
             Job::Image(p) => (p, "image"),
             Job::Video(p, _) => (p, "video"),
@@ -586,6 +607,7 @@ fn load_real_lr(
                         ),
                     );
                 }
+                image_sources.extend(std::iter::repeat_n(*source, usable.len()));
                 images.extend(usable);
             }
         }
@@ -596,7 +618,7 @@ fn load_real_lr(
             sources()
         );
     }
-    Ok(images)
+    Ok((images, image_sources))
 }
 
 /// Paired mode: HR images and their LR counterparts, matched by name, index for index.
