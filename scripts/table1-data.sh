@@ -5,6 +5,7 @@
 #   data/table1/lr_domain_<preset>/     the "real LR" domain: the other half, degraded (LR only)
 #   data/table1/paired_<preset>/lr/     hr_domain degraded, for the SR_paired oracle (HR = hr_domain)
 #   data/bench/<preset>/{lr,hr}         data/eval_hr degraded, the evaluation sets
+#   (presets mild, wild, codec and camera; camera was frozen before any tuning on it)
 #
 # The split (NTIRE's unpaired protocol, docs/DATA.md): files sorted by name, near-identical
 # views of one scene grouped, then alternately to the LR half (even) and the HR half (odd)
@@ -33,7 +34,7 @@ done
 readonly CROP=512
 readonly TRAIN_SEED=2  # lr_domain and paired degradations
 readonly BENCH_SEED=1  # as data/bench/mild in README.md
-readonly PRESETS=(mild wild codec)
+readonly PRESETS=(mild wild codec camera)
 train=target/release/train
 out=$data/table1
 

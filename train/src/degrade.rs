@@ -16,7 +16,8 @@
 //!    a constant quantizer (each image is its own one-frame stream, since photos differ in size).
 //!
 //! Presets: `mild` uses the same levels for every image (as NTIRE 2018 "mild"), `wild` draws
-//! levels per image (as "wild"), `codec` is `wild` followed by H.264.
+//! levels per image (as "wild"), `codec` is `wild` followed by H.264, `camera` replaces step 4
+//! with a raw sensor pipeline ([`Sensor`]) and ends with JPEG, as a phone or webcam does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,13 @@ pub enum Preset {
     /// `wild`, then H.264 intra coding at a constant quantizer in [24, 38] (x264's 0–51 scale;
     /// 24 is visually clean, 38 heavily blocky).
     Codec,
+    /// A camera pipeline after Brooks et al. ("Unprocessing Images for Learned Raw Denoising",
+    /// CVPR 2019), levels drawn per image: shift in [-6, 6]² HR px; optics blur, a Gaussian with
+    /// σ in [0.8, 2.0] HR px per axis at any angle; at LR scale the [`Sensor`]: shot noise
+    /// variance log-uniform in [1e-4, 5e-3] (linear raw units) with Brooks' read noise for it,
+    /// white-balance gains red [1.9, 2.4] and blue [1.5, 1.9]; then JPEG at quality [60, 90].
+    /// Frozen before any tuning on it.
+    Camera,
 }
 
 /// Motion blur: a uniform line through the kernel's centre.
@@ -91,6 +99,24 @@ pub struct Degradation {
     pub jpeg_quality: Option<u8>,
     /// x264 constant quantizer 0–50.
     pub h264_qp: Option<u32>,
+    /// A raw sensor pipeline at LR scale, instead of the Poisson and Gaussian noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<Sensor>,
+}
+
+/// A camera's raw pipeline at LR scale (Brooks et al. 2019): the sRGB image is unprocessed to
+/// linear raw (inverse gamma 2.2, inverse smoothstep tone curve, inverse white balance),
+/// mosaicked on an RGGB Bayer grid, given signal-dependent noise of variance
+/// `shot · x + read`, demosaicked bilinearly and processed back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensor {
+    /// Shot-noise factor and read-noise variance, linear raw units in [0, 1].
+    pub shot: f64,
+    pub read: f64,
+    /// White-balance gains of the red and blue channels.
+    pub red_gain: f64,
+    pub blue_gain: f64,
 }
 
 impl Preset {
@@ -109,6 +135,7 @@ impl Preset {
                 gaussian_noise: None,
                 jpeg_quality: None,
                 h264_qp: None,
+                sensor: None,
             },
             Preset::Wild => {
                 let shift = (rng.random_range(-6..=6), rng.random_range(-6..=6));
@@ -131,12 +158,40 @@ impl Preset {
                     gaussian_noise: Some(rng.random_range(0.0..=3.0) / 255.0),
                     jpeg_quality: None,
                     h264_qp: None,
+                    sensor: None,
                 }
             }
             Preset::Codec => Degradation {
                 h264_qp: Some(rng.random_range(24..=38)),
                 ..Preset::Wild.sample(scale, rng)
             },
+            Preset::Camera => {
+                let shift = (rng.random_range(-6..=6), rng.random_range(-6..=6));
+                let gaussian_blur = Some(GaussianBlur {
+                    sigma_x: rng.random_range(0.8..=2.0),
+                    sigma_y: rng.random_range(0.8..=2.0),
+                    angle: rng.random_range(0.0..180.0),
+                });
+                let log_shot = rng.random_range(1e-4f64.ln()..=5e-3f64.ln());
+                // Brooks et al.'s read noise for a shot-noise level (their fit over cameras).
+                let log_read = 2.18 * log_shot + 1.20 + 0.26 * standard_normal(rng);
+                Degradation {
+                    shift,
+                    motion_blur: None,
+                    gaussian_blur,
+                    scale,
+                    poisson_peak: None,
+                    gaussian_noise: None,
+                    jpeg_quality: Some(rng.random_range(60..=90)),
+                    h264_qp: None,
+                    sensor: Some(Sensor {
+                        shot: log_shot.exp(),
+                        read: log_read.exp(),
+                        red_gain: rng.random_range(1.9..=2.4),
+                        blue_gain: rng.random_range(1.5..=1.9),
+                    }),
+                }
+            }
         }
     }
 }
@@ -259,7 +314,10 @@ pub fn degrade(hr: &Tensor, d: &Degradation, noise_seed: u64) -> Result<Rgb8> {
             .squeeze_dim(0);
     }
     let lr = imresize(&x, 1.0 / d.scale as f64).clamp(0.0, 1.0);
-    let lr = add_noise(&lr, d, noise_seed)?;
+    let lr = match &d.sensor {
+        Some(sensor) => sensor_pipeline(&lr, sensor, noise_seed)?,
+        None => add_noise(&lr, d, noise_seed)?,
+    };
     let mut lr = Rgb8::from_tensor(&lr)?;
     if let Some(qp) = d.h264_qp {
         lr = h264_roundtrip(&lr, qp)?;
@@ -290,6 +348,65 @@ fn add_noise(lr: &Tensor, d: &Degradation, seed: u64) -> Result<Tensor> {
         *v = x.clamp(0.0, 1.0) as f32;
     }
     Ok(Tensor::from_slice(&values).view(shape.as_slice()))
+}
+
+/// [`Sensor`]'s pipeline on an LR image `[3, h, w]` in [0, 1]; noise drawn in Rust from `seed`.
+fn sensor_pipeline(lr: &Tensor, sensor: &Sensor, seed: u64) -> Result<Tensor> {
+    let (h, w) = (lr.size()[1], lr.size()[2]);
+    let device = lr.device();
+    let gains = Tensor::from_slice(&[sensor.red_gain as f32, 1.0, sensor.blue_gain as f32])
+        .to_device(device)
+        .view([3, 1, 1]);
+    // Unprocess: inverse gamma, inverse smoothstep, inverse white balance.
+    let linear = lr
+        .to_kind(Kind::Float)
+        .clamp(1e-8, 1.0)
+        .pow_tensor_scalar(2.2);
+    let untoned = -((-(linear * 2.0) + 1.0).asin() / 3.0).sin() + 0.5;
+    let raw = untoned / &gains;
+    // RGGB mosaic: one channel per pixel.
+    let rows = Tensor::arange(h, (Kind::Int64, device))
+        .remainder(2)
+        .view([h, 1]);
+    let cols = Tensor::arange(w, (Kind::Int64, device))
+        .remainder(2)
+        .view([1, w]);
+    let red = rows.eq(0).logical_and(&cols.eq(0));
+    let blue = rows.eq(1).logical_and(&cols.eq(1));
+    let green = red.logical_or(&blue).logical_not();
+    let masks = Tensor::stack(&[red, green, blue], 0).to_kind(Kind::Float); // [3, h, w]
+    let mosaic = (&raw * &masks).sum_dim_intlist(0, false, Kind::Float); // [h, w]
+                                                                         // Signal-dependent noise, reproducibly from `seed`.
+    let shape = [h, w];
+    let mut values: Vec<f32> = Vec::try_from(&mosaic.flatten(0, -1))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for v in &mut values {
+        let x = f64::from(*v);
+        let sigma = (sensor.shot * x.max(0.0) + sensor.read).sqrt();
+        *v = (x + sigma * standard_normal(&mut rng)).clamp(0.0, 1.0) as f32;
+    }
+    let noisy = Tensor::from_slice(&values).view(shape).to_device(device);
+    // Bilinear demosaicking by normalised convolution; known samples are kept.
+    let kernel = Tensor::from_slice(&[1.0f32, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0])
+        .to_device(device)
+        .view([1, 1, 3, 3])
+        .repeat([3, 1, 1, 1]);
+    let spread = |t: &Tensor| {
+        t.unsqueeze(0)
+            .pad([1, 1, 1, 1], "reflect", None)
+            .conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3)
+            .squeeze_dim(0)
+    };
+    let sampled = &masks * noisy.unsqueeze(0);
+    let interpolated = spread(&sampled) / spread(&masks);
+    let demosaicked = &sampled + interpolated * (-&masks + 1.0);
+    // Process: white balance, smoothstep tone curve, gamma.
+    let balanced = (demosaicked * &gains).clamp(0.0, 1.0);
+    let toned = balanced.square() * 3.0 - balanced.pow_tensor_scalar(3) * 2.0;
+    Ok(toned
+        .clamp(1e-8, 1.0)
+        .pow_tensor_scalar(1.0 / 2.2)
+        .clamp(0.0, 1.0))
 }
 
 /// Box–Muller.
@@ -456,7 +573,8 @@ pub struct DegradeArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 4)]
     pub scale: i64,
-    /// Also JPEG-compress every LR image at this quality (1–100), last.
+    /// Also JPEG-compress every LR image at this quality (1–100), last (replaces the `camera`
+    /// preset's own quality).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: Option<u8>,
     /// Halve JPEG inputs first, washing out their blocking (DATA.md).
@@ -543,7 +661,9 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
         };
         let mut rng = image_rng(args.seed, &name);
         let mut degradation = args.preset.sample(args.scale, &mut rng);
-        degradation.jpeg_quality = args.jpeg_quality;
+        if args.jpeg_quality.is_some() {
+            degradation.jpeg_quality = args.jpeg_quality;
+        }
         let lr = degrade(&hr, &degradation, rng.random())
             .with_context(|| format!("degrading {}", path.display()))?;
         save_png(&hr, &hr_dir.join(format!("{name}.png")))?;

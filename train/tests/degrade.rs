@@ -162,6 +162,7 @@ fn the_recorded_shift_is_the_one_scoring_finds() {
         gaussian_noise: None,
         jpeg_quality: None,
         h264_qp: None,
+        sensor: None,
     };
     let lr = degrade(&hr, &d, 0).unwrap().to_tensor();
     let protocol = NtireProtocol {
@@ -229,5 +230,59 @@ fn h264_round_trip_keeps_size_and_content() {
     assert_eq!(
         h264_roundtrip(&img, 30).unwrap(),
         h264_roundtrip(&img, 30).unwrap()
+    );
+}
+
+#[test]
+fn camera_levels_are_drawn_in_their_ranges() {
+    let mut rng = StdRng::seed_from_u64(4);
+    for _ in 0..50 {
+        let d = Preset::Camera.sample(4, &mut rng);
+        let sensor = d.sensor.as_ref().unwrap();
+        assert!((1e-4..=5e-3).contains(&sensor.shot), "{sensor:?}");
+        assert!(sensor.read > 0.0 && sensor.read < 1e-3, "{sensor:?}");
+        assert!((1.9..=2.4).contains(&sensor.red_gain) && (1.5..=1.9).contains(&sensor.blue_gain));
+        let blur = d.gaussian_blur.as_ref().unwrap();
+        assert!((0.8..=2.0).contains(&blur.sigma_x) && (0.8..=2.0).contains(&blur.sigma_y));
+        assert!((60..=90).contains(&d.jpeg_quality.unwrap()));
+        assert!(d.motion_blur.is_none() && d.poisson_peak.is_none() && d.h264_qp.is_none());
+    }
+}
+
+/// Unprocessing and processing invert each other: without noise, the sensor pipeline returns
+/// the image up to bilinear demosaicking and 8-bit rounding; its noise grows with the shot
+/// factor.
+#[test]
+fn sensor_pipeline_round_trips_and_adds_its_noise() {
+    // Content smooth at the Bayer grid's scale, which bilinear demosaicking reconstructs.
+    let hr = imresize(&smooth_image(16, 16, 3), 8.0).clamp(0.0, 1.0);
+    let sensor = |shot: f64, read: f64| Degradation {
+        shift: (0, 0),
+        motion_blur: None,
+        gaussian_blur: None,
+        scale: 1,
+        poisson_peak: None,
+        gaussian_noise: None,
+        jpeg_quality: None,
+        h264_qp: None,
+        sensor: Some(cyclesr_train::degrade::Sensor {
+            shot,
+            read,
+            red_gain: 2.1,
+            blue_gain: 1.7,
+        }),
+    };
+    let clean = degrade(&hr, &sensor(0.0, 0.0), 1).unwrap().to_tensor();
+    let exact = psnr(
+        &clean.narrow(1, 2, 124).narrow(2, 2, 124),
+        &hr.narrow(1, 2, 124).narrow(2, 2, 124),
+    );
+    assert!(exact > 38.0, "noise-free sensor pipeline at {exact} dB");
+    let quiet = degrade(&hr, &sensor(1e-4, 1e-6), 1).unwrap().to_tensor();
+    let loud = degrade(&hr, &sensor(4e-3, 1e-5), 1).unwrap().to_tensor();
+    let (quiet, loud) = (psnr(&quiet, &hr), psnr(&loud, &hr));
+    assert!(
+        quiet < exact && loud < quiet - 8.0,
+        "{exact} {quiet} {loud}"
     );
 }

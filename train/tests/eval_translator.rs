@@ -112,6 +112,7 @@ fn stage_1_report_compares_by_the_recorded_shift() {
         gaussian_noise: None,
         jpeg_quality: None,
         h264_qp: None,
+        sensor: None,
     };
     let mut records = Vec::new();
     for k in 0..2 {
