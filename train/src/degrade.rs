@@ -410,7 +410,7 @@ fn sensor_pipeline(lr: &Tensor, sensor: &Sensor, seed: u64) -> Result<Tensor> {
 }
 
 /// Box–Muller.
-fn standard_normal(rng: &mut StdRng) -> f64 {
+pub(crate) fn standard_normal(rng: &mut StdRng) -> f64 {
     let u1 = 1.0 - rng.random::<f64>(); // (0, 1]: ln stays finite
     let u2 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
-use crate::data::UnpairedBatch;
+use crate::data::{blind_degrade, UnpairedBatch};
 use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
@@ -84,7 +84,8 @@ pub enum Phase {
     SrSynthetic,
     /// G_l2h alone on true pairs (the oracle).
     SrPaired,
-    /// G_l2h on G_s2r(synthetic LR) with stage 1 frozen (Cycle+SR, and the explicit G_s2r).
+    /// G_l2h on G_s2r(synthetic LR) with stage 1 frozen (Cycle+SR, the explicit G_s2r, and
+    /// SR_blind's random degradations).
     SrOnTranslated,
     /// Both stages on L1 + L2; L2's gradient reaches G_s2r (CycleSR / CycleSRGAN).
     Joint,
@@ -105,6 +106,7 @@ impl Plan {
         let phases = match options.mode {
             Mode::SrSyn => vec![(Phase::SrSynthetic, main)],
             Mode::Paired => vec![(Phase::SrPaired, main)],
+            Mode::SrBlind => vec![(Phase::SrOnTranslated, main)],
             Mode::Cyclegan => vec![(Phase::Translator, main)],
             Mode::Separate => vec![
                 (Phase::Translator, s.pretrain_translator),
@@ -355,8 +357,11 @@ impl CycleSrModel {
     }
 
     /// G_s2r(synthetic LR) with stage 1 frozen: the explicit degradation (noise drawn from
-    /// `rng`) or the CycleGAN generator.
+    /// `rng`), the blind degradations of SR_blind, or the CycleGAN generator.
     fn approximate_real(&self, synthetic: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        if self.options.mode == Mode::SrBlind {
+            return tch::no_grad(|| blind_degrade(synthetic, rng));
+        }
         if self.options.mode.uses_explicit_degradation() {
             let degradation = self
                 .degradation

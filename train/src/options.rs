@@ -20,6 +20,9 @@ pub enum Mode {
     SrSyn,
     /// SR_paired (oracle): G_l2h on true LR–HR pairs (`data.paired_lr`).
     Paired,
+    /// SR_blind (not in the paper): G_l2h on bicubic↓HR degraded by random two-round blur,
+    /// resize, noise and JPEG in the style of Real-ESRGAN, with no real LR.
+    SrBlind,
     /// Stage 1 alone: the CycleGAN between real and synthetic LR.
     Cyclegan,
     /// Cycle+SR: stage 1 trained, then frozen while G_l2h learns on G_s2r(synthetic LR).
@@ -37,7 +40,10 @@ pub enum Mode {
 impl Mode {
     /// Whether stage 1 is the CycleGAN (G_s2r, G_r2s, D_r, D_s).
     pub fn uses_translator(self) -> bool {
-        !matches!(self, Mode::SrSyn | Mode::Paired | Mode::Explicit)
+        !matches!(
+            self,
+            Mode::SrSyn | Mode::Paired | Mode::SrBlind | Mode::Explicit
+        )
     }
     /// Whether stage 1 is the explicit degradation model.
     pub fn uses_explicit_degradation(self) -> bool {

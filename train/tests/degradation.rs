@@ -352,3 +352,22 @@ fn each_source_is_fitted_as_its_own_camera() {
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
 }
+
+/// SR_blind's degradations: reproducible from the RNG, different for each image, and strong.
+#[test]
+fn blind_degradations_follow_the_rng_and_vary_per_image() {
+    use cyclesr_train::data::blind_degrade;
+    use cyclesr_train::metrics::psnr;
+    let x = natural_patches(8, 11);
+    let run = |seed| blind_degrade(&x, &mut rand::rngs::StdRng::seed_from_u64(seed)).unwrap();
+    let (a, b) = (run(1), run(1));
+    assert_eq!(a.size(), x.size());
+    assert!(a.equal(&b));
+    assert!(!a.equal(&run(2)));
+    let psnrs: Vec<f64> = (0..6).map(|i| psnr(&a.get(i), &x.get(i))).collect();
+    assert!(psnrs.iter().all(|&p| p < 40.0), "{psnrs:?}");
+    let (low, high) = psnrs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &p| (l.min(p), h.max(p)));
+    assert!(high - low > 1.0, "levels do not vary: {psnrs:?}");
+}

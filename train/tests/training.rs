@@ -143,7 +143,7 @@ fn non_finite_loss_stops_and_keeps_last_good_state() {
 
 #[test]
 fn every_mode_runs_and_writes_logs_and_samples() {
-    for mode in ["sr-syn", "cyclegan", "separate", "joint"] {
+    for mode in ["sr-syn", "sr-blind", "cyclegan", "separate", "joint"] {
         let dir = temp_dir(&format!("mode-{mode}"));
         let options = tiny_options(&dir, mode, 2);
         fit(&FitArgs {

@@ -1,10 +1,11 @@
-//! Data: MATLAB-compatible resizing, image and video sources, the unpaired training loader and
-//! paired benchmark sets.
+//! Data: MATLAB-compatible resizing, image and video sources, the unpaired training loader,
+//! paired benchmark sets and blind synthetic degradations.
 //!
 //! The two training domains are never paired: real LR patches (footage, degraded stills) and HR
 //! patches (clean photos) are drawn independently. The synthetic LR of an HR patch is its
 //! MATLAB-bicubic downscale, which is what G_s2r translates into the real domain.
 
+mod blind;
 mod imresize;
 mod loader;
 mod paired;
@@ -17,6 +18,7 @@ use anyhow::{ensure, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+pub use blind::blind_degrade;
 pub use imresize::{imresize, imresize_to};
 pub use loader::{Loader, TrainingData, UnpairedBatch};
 pub(crate) use paired::shifted_overlap;
