@@ -13,6 +13,10 @@
 #   cyclesr         mode joint (CycleSR), lambda_mse = 1e3
 #   cyclesr-mse1e2, cyclesr-mse1e4   the lambda_mse sweep
 #   cyclesrgan      mode joint-gan (CycleSRGAN); no VGG19 weights here, so no perceptual term
+#   sr-blind        mode sr-blind: G_l2h on Real-ESRGAN-style random degradations, no real LR
+#                   (preset-independent: trained once)
+#   explicit        mode explicit: the explicit stage 1 (blur kernel and real noise fitted to
+#                   the real LR), then G_l2h on its pseudo pairs; its stage 1 is also measured
 #
 # Options:
 #   --device cpu|cuda     training and evaluation device (default cpu)
@@ -21,7 +25,7 @@
 #   --jobs J              runs in parallel (default 1)
 #   --deadline SECONDS    from the start: then SIGINT to running fits (each writes its checkpoint),
 #                         no new ones, and evaluation of what exists
-#   --presets LIST        default mild,wild,codec
+#   --presets LIST        default mild,wild,codec (camera is the fourth)
 #   --columns LIST        see above
 #   --train-only | --eval-only
 #   --note TEXT           a note printed at the top of docs/RESULTS.md
@@ -36,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command_line="scripts/table1.sh$(printf " %q" "$@")"
 device=cpu iterations=1400 jobs=1 deadline=0 presets=mild,wild,codec runs=runs/table1
-columns=bicubic,sr-syn,sr-paired,cyclegan,cycle-sr,cyclesr,cyclesr-mse1e2,cyclesr-mse1e4,cyclesrgan
+columns=bicubic,sr-syn,sr-paired,sr-blind,explicit,cyclegan,cycle-sr,cyclesr,cyclesr-mse1e2,cyclesr-mse1e4,cyclesrgan
 do_train=1 do_eval=1 note=""
 extra_sets=()
 while [[ $# -gt 0 ]]; do
@@ -65,7 +69,7 @@ done
 IFS=, read -ra preset_list <<<"$presets"
 IFS=, read -ra column_list <<<"$columns"
 for p in "${preset_list[@]}"; do
-  [[ $p =~ ^(mild|wild|codec)$ ]] || { echo "table1.sh: unknown preset '$p'" >&2; exit 2; }
+  [[ $p =~ ^(mild|wild|codec|camera)$ ]] || { echo "table1.sh: unknown preset '$p'" >&2; exit 2; }
   for dir in "data/table1/lr_domain_$p" "data/table1/paired_$p/lr" "data/bench/$p/lr" data/table1/hr_domain; do
     [[ -d $dir ]] || { echo "table1.sh: $dir is missing: run scripts/table1-data.sh" >&2; exit 1; }
   done
@@ -93,13 +97,15 @@ column_overrides() {
     cyclesr-mse1e2) echo "mode=joint losses.sr_mse.weight=1e2" ;;
     cyclesr-mse1e4) echo "mode=joint losses.sr_mse.weight=1e4" ;;
     cyclesrgan) echo "mode=joint-gan losses.sr_mse.weight=1e3" ;;
+    sr-blind) echo "mode=sr-blind" ;;
+    explicit) echo "mode=explicit" ;;
     bicubic|cyclegan) echo "" ;;
     *) echo "table1.sh: unknown column '$column'" >&2; return 1 ;;
   esac
 }
 
-# Where a column's run lives: sr-syn does not depend on the preset.
-run_dir() { if [[ $1 == sr-syn ]]; then echo "$runs/sr-syn"; else echo "$runs/$2/$1"; fi; }
+# Where a column's run lives: sr-syn and sr-blind do not depend on the preset.
+run_dir() { if [[ $1 == sr-syn || $1 == sr-blind ]]; then echo "$runs/$1"; else echo "$runs/$2/$1"; fi; }
 
 # Iteration recorded in a training state ("0" when there is none).
 state_iteration() {
@@ -119,9 +125,11 @@ train_jobs=()
 for column in "${column_list[@]}"; do
   column_overrides "$column" mild >/dev/null
 done
-if has_column sr-syn; then train_jobs+=("sr-syn ${preset_list[0]}"); fi
+for column in sr-syn sr-blind; do
+  if has_column $column; then train_jobs+=("$column ${preset_list[0]}"); fi
+done
 for preset in "${preset_list[@]}"; do
-  for column in sr-paired cycle-sr cyclesr cyclesr-mse1e2 cyclesr-mse1e4 cyclesrgan; do
+  for column in sr-paired explicit cycle-sr cyclesr cyclesr-mse1e2 cyclesr-mse1e4 cyclesrgan; do
     if has_column "$column" || { [[ $column == cycle-sr ]] && has_column cyclegan; }; then
       train_jobs+=("$column $preset")
     fi
@@ -173,7 +181,7 @@ fit_line() {
     -s "validation.every=$(( iterations / 5 > 100 ? iterations / 5 : 100 ))"
     -s "checkpoints.every=$(( iterations / 10 > 50 ? iterations / 10 : 50 ))")
   case $column in
-    sr-syn | sr-paired) sets+=(-s schedule.pretrain_translator=0 -s schedule.pretrain_sr=0 -s "schedule.iterations=$iterations") ;;
+    sr-syn | sr-paired | sr-blind | explicit) sets+=(-s schedule.pretrain_translator=0 -s schedule.pretrain_sr=0 -s "schedule.iterations=$iterations") ;;
     *) sets+=(-s "schedule.pretrain_translator=$pre" -s "schedule.pretrain_sr=$pre" -s "schedule.iterations=$main") ;;
   esac
   sets+=("${extra_sets[@]}")
@@ -230,7 +238,7 @@ if ((do_eval)); then
       printf '>%q 2>&1\n' "$out/eval.log"
       # What CycleSR's stage 1 learnt (Cycle+SR's is in the CycleGAN column's report).
       state=$out/checkpoints/latest.safetensors
-      if [[ $column == cyclesr && -f $state ]]; then
+      if [[ ($column == cyclesr || $column == explicit) && -f $state ]]; then
         printf '%q ' "$train" eval "${bench[@]}" "${eval_protocol[@]}" --translator "$state" \
           --json "$out/eval-translator.json"
         printf '>%q 2>&1\n' "$out/eval-translator.log"
@@ -257,11 +265,12 @@ import datetime, json, os, struct, subprocess, sys
 runs, command, note, presets, columns, iterations = sys.argv[1:7]
 presets, columns = presets.split(), columns.split(",")
 names = {"bicubic": "Bicubic", "sr-syn": "SR_syn", "sr-paired": "SR_paired (oracle)",
+         "sr-blind": "SR_blind", "explicit": "explicit stage 1 (not in the paper)",
          "cyclegan": "CycleGAN", "cycle-sr": "Cycle+SR", "cyclesr": "CycleSR",
          "cyclesr-mse1e2": "CycleSR λ_mse=1e2", "cyclesr-mse1e4": "CycleSR λ_mse=1e4",
          "cyclesrgan": "CycleSRGAN (no perceptual)"}
 def run_dir(column, preset):
-    return os.path.join(runs, "sr-syn") if column == "sr-syn" else os.path.join(runs, preset, column)
+    return os.path.join(runs, column) if column in ("sr-syn", "sr-blind") else os.path.join(runs, preset, column)
 def score(column, preset):
     try:
         mean = json.load(open(os.path.join(runs, preset, column, "eval.json")))["mean"]
@@ -318,7 +327,8 @@ def stage1(report, preset):
     return (f"{d['noise_synthetic']:.2f} → {d['noise_translated']:.2f} | {d['noise_real']:.2f} | "
             f"{d['psnr_synthetic']:.2f} → {d['psnr_translated']:.2f} dB")
 rows = [f"| {p} | {name} | {r} |" for p in presets
-        for name, report in (("Cycle+SR", "cyclegan/eval.json"), ("CycleSR", "cyclesr/eval-translator.json"))
+        for name, report in (("Cycle+SR", "cyclegan/eval.json"), ("CycleSR", "cyclesr/eval-translator.json"),
+                             ("explicit", "explicit/eval-translator.json"))
         if (r := stage1(report, p))]
 if rows:
     out += ["", "## Stage 1 against the real LR (`train eval --translator`)", "",
