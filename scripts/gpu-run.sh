@@ -167,7 +167,16 @@ explicit)
   seconds=${3:?explicit needs SECONDS}
   place_data
   decode_footage
-  sources='["/tmp/footage/vtest", "/tmp/footage/tree", "/tmp/footage/carphone_distorted", "/tmp/footage/bikes", "/tmp/footage/kphotoalbum", "data/table1/lr_domain_mild", "data/table1/lr_domain_wild", "data/table1/lr_domain_codec", "data/table1/lr_domain_camera"]'
+  # The configuration's sources, minus any clip that could not be decoded here (said in the log).
+  sources=$(python3 - <<'PY'
+import json, os
+dirs = [f"/tmp/footage/{c}" for c in ("vtest", "tree", "carphone_distorted", "bikes", "kphotoalbum")]
+dirs += [f"data/table1/lr_domain_{p}" for p in ("mild", "wild", "codec", "camera")]
+kept = [d for d in dirs if os.path.isdir(d) and os.listdir(d)]
+print("missing sources:", [d for d in dirs if d not in kept], file=open("/dev/stderr", "w"))
+print(json.dumps(kept))
+PY
+)
   common=(-o configs/default-model.toml -s device=cuda -s data.real_lr="$sources" --quiet)
   default_run=runs/default-model-gpu
   stage default-model 300 target/release/train fit "${common[@]}" -s output="$default_run" \
