@@ -44,7 +44,7 @@ if [ "$with_data" = 1 ]; then
   mkdir -p "$bundle/data"
   cp -rL data/table1 data/real_lr "$bundle/data/"
   # The three benchmarks share their HR photos: carry them once (gpu-run.sh links them back).
-  for preset in mild wild codec; do
+  for preset in mild wild codec camera; do
     mkdir -p "$bundle/data/bench/$preset"
     cp -r "data/bench/$preset/lr" "data/bench/$preset/degradation.json" "$bundle/data/bench/$preset/"
   done

@@ -59,7 +59,7 @@ place_data() {
   mkdir -p target/release data
   cp "$bin/train" target/release/train
   cp -r .gpu/data/table1 .gpu/data/bench data/
-  for preset in wild codec; do
+  for preset in wild codec camera; do
     [ -e "data/bench/$preset/hr" ] || ln -s ../mild/hr "data/bench/$preset/hr"
   done
 }
