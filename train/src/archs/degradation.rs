@@ -14,11 +14,11 @@
 //!   how much more texture one domain's photos have than the other's: without it, content
 //!   differences between two unpaired sets pass for blur (docs/RESULTS.md).
 //!
-//! Not modelled: compression (a codec's blocks and its smoothing of noise) and noise that
-//! depends on brightness.
-//!
 //! Both are plain tensors, saved in the training state and printed by `train eval
 //! --translator`.
+//!
+//! Not modelled: compression (a codec's blocks and its smoothing of noise; a fitted JPEG
+//! quality was tried and did not help, docs/RESULTS.md) and noise that depends on brightness.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -90,8 +90,8 @@ pub struct CameraDegradation {
     pub noise: Tensor,
 }
 
-/// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
-/// noise and codec); each synthetic patch is degraded by a camera drawn uniformly.
+/// The explicit G_s2r: one degradation per real LR source (each camera has its own optics
+/// and noise); each synthetic patch is degraded by a camera drawn uniformly.
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
 }
@@ -113,8 +113,8 @@ pub struct FitSummary {
     /// Mean squared log-spectrum error before (identity kernel) and after the fit.
     pub log_spectrum_error_identity: f64,
     pub log_spectrum_error_fitted: f64,
-    /// How much more texture the real patches' content has than the synthetic ones' (the
-    /// fitted gain on the synthetic spectrum).
+    /// How much more texture the real patches' content has than the synthetic ones': the
+    /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
 }
 
@@ -315,7 +315,7 @@ impl CameraDegradation {
 
     /// The kernel's spread in LR pixels: the standard deviations along its principal axes
     /// (major, minor) and the major axis's angle in degrees counter-clockwise from x, from its
-    /// second moments (negative lobes included, so a sharpening kernel shows as a small σ).
+    /// second moments.
     pub fn kernel_spread(&self) -> (f64, f64, f64) {
         let k = self.kernel.size()[0];
         let c = (k / 2) as f64;
@@ -362,8 +362,8 @@ pub fn symmetric_kernel(free: &Tensor) -> Tensor {
     symmetric.view(-1).softmax(0, Kind::Float).view([k, k])
 }
 
-/// Logits of [`symmetric_kernel`] for a kernel close to the identity (a Gaussian of σ 0.35
-/// px, 98% of its weight at the centre): where the fit starts.
+/// Logits of [`symmetric_kernel`] for a kernel close to the identity (93% of its weight at the
+/// centre, σ about 0.2 px): where the fit starts.
 pub fn near_identity(k: i64, device: Device) -> Tensor {
     let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
     let r2 = c.unsqueeze(0).square() + c.unsqueeze(1).square();
