@@ -69,7 +69,7 @@ fn translator_of_a_cyclegan_state_is_scored() {
 }
 
 #[test]
-fn translator_needs_a_state_with_translators() {
+fn translator_needs_a_state_with_a_stage_1() {
     let dir = temp_dir("eval-translator-sr-syn");
     fit(&args(tiny_options(&dir, "sr-syn", 2))).unwrap();
     write_images(&dir.join("bench/hr"), 1, 32, 32, 5);
@@ -82,7 +82,7 @@ fn translator_needs_a_state_with_translators() {
     .unwrap_err();
     let message = format!("{e:#}");
     assert!(
-        message.contains(&state.display().to_string()) && message.contains("no translator"),
+        message.contains(&state.display().to_string()) && message.contains("trains no stage 1"),
         "{message}"
     );
 }
