@@ -7,17 +7,21 @@ size, under torch.inference_mode(), with torch.set_num_threads(--threads); each 
 time and process CPU time (time.process_time, all threads) are recorded. As on the Rust
 side (see `time_forward` in train/src/bench.rs), the model runs a 4×4 probe forward on the main
 thread and the timed passes run on another thread, the way the element runs: that keeps
-libgomp's barrier spinning in the same (throttled) regime. Prints one JSON object on stdout:
+libgomp's barrier spinning in the same (throttled) regime. Every precision is timed twice:
+NCHW (`fp32`, ...), and with the model and input in channels_last (`fp32_channels_last`,
+...), PyTorch's faster layout for convolutions on oneDNN and cuDNN. Prints one JSON object on
+stdout:
 
     {"torch": "2.11.0+cu130", "threads": 2, "device": "cpu",
      "forward": {"fp32": {"runs_s": [...], "median_s": ...,
-                          "cpu_runs_s": [...], "cpu_median_s": ...}, ...},
+                          "cpu_runs_s": [...], "cpu_median_s": ...},
+                 "fp32_channels_last": {...}, ...},
      "rss": {"baseline_bytes": ..., "peak_bytes": ...,       # VmRSS at the start, VmHWM
              "baseline_anon_bytes": ..., "peak_anon_bytes": ...},  # RssAnon (--sample-memory)
      "cuda": null | {"fp32": {"max_allocated_bytes": ..., "max_reserved_bytes": ...}, ...}}
 
 Usage: bench_pytorch.py --model M --width W --height H --threads T --warmup 1 --runs 3
-       [--device cpu|cuda] [--precisions fp32,fp16,bf16]
+       [--device cpu|cuda] [--precisions fp32,fp16,bf16] [--layouts nchw,channels_last]
 """
 import argparse
 import json
@@ -69,6 +73,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precisions", default="fp32")
+    ap.add_argument(
+        "--layouts",
+        default="nchw,channels_last",
+        help="memory layouts to time, comma-separated (nchw, channels_last)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--sample-memory",
@@ -114,39 +123,45 @@ def main():
     forward, cuda_mem = {}, {} if cuda else None
 
     def timed():
-        for name in args.precisions.split(","):
-            kind = KINDS[name]
-            m = model.to(kind)
-            x = x32.to(kind)
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats(device)
-            times, cpu_times = [], []
-            with torch.inference_mode():
-                for i in range(args.warmup + args.runs):
-                    c0 = time.process_time()
-                    t0 = time.perf_counter()
-                    y = m(x)
-                    if cuda:
-                        torch.cuda.synchronize()
-                    dt = time.perf_counter() - t0
-                    dc = time.process_time() - c0
-                    del y
-                    if i >= args.warmup:
-                        times.append(dt)
-                        cpu_times.append(dc)
-            forward[name] = {
-                "runs_s": times,
-                "median_s": statistics.median(times),
-                "cpu_runs_s": cpu_times,
-                "cpu_median_s": statistics.median(cpu_times),
+        layouts = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+        for precision in args.precisions.split(","):
+            for layout in args.layouts.split(","):
+                time_one(precision, layouts[layout])
+
+    def time_one(precision, layout):
+        name = precision if layout == torch.contiguous_format else precision + "_channels_last"
+        kind = KINDS[precision]
+        m = model.to(kind).to(memory_format=layout)
+        x = x32.to(kind).contiguous(memory_format=layout)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+        times, cpu_times = [], []
+        with torch.inference_mode():
+            for i in range(args.warmup + args.runs):
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                y = m(x)
+                if cuda:
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                dc = time.process_time() - c0
+                del y
+                if i >= args.warmup:
+                    times.append(dt)
+                    cpu_times.append(dc)
+        forward[name] = {
+            "runs_s": times,
+            "median_s": statistics.median(times),
+            "cpu_runs_s": cpu_times,
+            "cpu_median_s": statistics.median(cpu_times),
+        }
+        if cuda:
+            cuda_mem[name] = {
+                "max_allocated_bytes": torch.cuda.max_memory_allocated(device),
+                "max_reserved_bytes": torch.cuda.max_memory_reserved(device),
             }
-            if cuda:
-                cuda_mem[name] = {
-                    "max_allocated_bytes": torch.cuda.max_memory_allocated(device),
-                    "max_reserved_bytes": torch.cuda.max_memory_reserved(device),
-                }
-            model.to(torch.float32)
+        model.to(torch.float32).to(memory_format=torch.contiguous_format)
 
     worker = threading.Thread(target=timed, name="bench-forward")
     worker.start()

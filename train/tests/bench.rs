@@ -72,7 +72,27 @@ fn tiny_bench_reports_every_figure() {
         s["forward_pytorch"]["threads"],
         report["machine"]["torch_threads"]
     );
-    positive(&s["ratios"]["tch_time_over_pytorch_time"], "tch / PyTorch");
+    positive(
+        &s["forward_pytorch"]["forward"]["fp32_channels_last"]["median_s"],
+        "PyTorch channels_last forward",
+    );
+    // Against PyTorch at its best: its faster layout.
+    let best = s["forward_pytorch"]["forward"]["fp32"]["median_s"]
+        .as_f64()
+        .unwrap()
+        .min(
+            s["forward_pytorch"]["forward"]["fp32_channels_last"]["median_s"]
+                .as_f64()
+                .unwrap(),
+        );
+    let ratio = s["ratios"]["tch_time_over_pytorch_best_time"]
+        .as_f64()
+        .unwrap();
+    let tch = s["forward_tch"]["fp32"]["median_s"].as_f64().unwrap();
+    assert!(
+        (ratio - tch / best).abs() < 1e-9,
+        "{ratio} against {tch} / {best}"
+    );
     positive(
         &s["ratios"]["tch_cpu_over_pytorch_cpu"],
         "tch / PyTorch CPU time",
