@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cyclesr_train::data::{
     decode_video, imresize, imresize_to, save_png, DataOptions, FrameRange, Loader, PairedSet,
-    SourceSpec,
+    SourceSpec, TrainingData,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -568,4 +568,39 @@ fn augment_degraded_off_keeps_real_lr_orientation() {
     };
     assert_eq!(count_upright(false), 20);
     assert!(count_upright(true) < 20);
+}
+
+/// Stage 1's fitting patches come per real LR source (one camera each), skipping a source
+/// with no usable image, and are reproducible from the seed.
+#[test]
+fn fitting_patches_come_per_source() {
+    let (hr, real) = unpaired_folders("fitting-per-source", 3);
+    let root = hr.parent().unwrap().to_path_buf();
+    let bright = root.join("bright");
+    let tiny = root.join("tiny");
+    save_png(&constant_image(24, 24, 0.9), &bright.join("b.png")).unwrap();
+    save_png(&constant_image(4, 4, 0.5), &tiny.join("t.png")).unwrap();
+    let options = DataOptions {
+        real_lr: vec![
+            SourceSpec::from(real),
+            SourceSpec::from(tiny),
+            SourceSpec::from(bright),
+        ],
+        ..small_options(&hr, &root.join("unused"), 1)
+    };
+    let data = TrainingData::load(&options).unwrap();
+    let (per_source, synthetic) = data.fitting_patches(7, 5, 32).unwrap();
+    // The tiny source is smaller than a patch: skipped, and the indices stay those of
+    // data.real_lr.
+    let sources: Vec<usize> = per_source.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sources, [0, 2]);
+    // Patches are at most the training LR patch (8 here).
+    for (_, patches) in &per_source {
+        assert_eq!(patches.size(), [5, 3, 8, 8]);
+    }
+    assert_eq!(synthetic.size(), [5, 3, 8, 8]);
+    let bright_mean = per_source[1].1.mean(Kind::Double).double_value(&[]);
+    assert!((bright_mean - 0.9).abs() < 0.01, "{bright_mean}");
+    let (again, synthetic_again) = data.fitting_patches(7, 5, 32).unwrap();
+    assert!(same(&per_source[0].1, &again[0].1) && same(&synthetic, &synthetic_again));
 }

@@ -156,6 +156,7 @@ impl TrainingData {
         let side = side.min(ds.lr_patch);
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX));
         catch_torch(|| {
+            // Images are stored source by source: dedup leaves each source once, in order.
             let mut sources: Vec<usize> = ds.real_lr_source.clone();
             sources.dedup();
             let real = sources
