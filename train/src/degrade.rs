@@ -285,6 +285,22 @@ fn blur_kernel(d: &Degradation) -> Option<Tensor> {
     }
 }
 
+/// `[3, H, W]` convolved with a `[k, k]` kernel per channel, edges replicated (same size).
+pub(crate) fn blur(image: &Tensor, kernel: &Tensor) -> Tensor {
+    let k = kernel.size()[0];
+    let weight = kernel
+        .to_device(image.device())
+        .to_kind(image.kind())
+        .view([1, 1, k, k])
+        .repeat([3, 1, 1, 1]);
+    let pad = k / 2;
+    image
+        .unsqueeze(0)
+        .pad([pad, pad, pad, pad], "replicate", None)
+        .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3)
+        .squeeze_dim(0)
+}
+
 /// Degrades `hr` (`[3, H, W]` in [0, 1], H and W multiples of the scale for an exact
 /// `H/scale × W/scale` result) by `d`; noise is drawn from `noise_seed`. Returns the 8-bit LR.
 pub fn degrade(hr: &Tensor, d: &Degradation, noise_seed: u64) -> Result<Rgb8> {
@@ -301,17 +317,7 @@ pub fn degrade(hr: &Tensor, d: &Degradation, noise_seed: u64) -> Result<Rgb8> {
     let cols = (Tensor::arange(w, (Kind::Int64, x.device())) - dx).clamp(0, w - 1);
     let mut x = x.index_select(1, &rows).index_select(2, &cols);
     if let Some(kernel) = blur_kernel(d) {
-        let k = kernel.size()[0];
-        let weight = kernel
-            .to_device(x.device())
-            .view([1, 1, k, k])
-            .repeat([3, 1, 1, 1]);
-        let pad = k / 2;
-        x = x
-            .unsqueeze(0)
-            .pad([pad, pad, pad, pad], "replicate", None)
-            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3)
-            .squeeze_dim(0);
+        x = blur(&x, &kernel);
     }
     let lr = imresize(&x, 1.0 / d.scale as f64).clamp(0.0, 1.0);
     let lr = match &d.sensor {

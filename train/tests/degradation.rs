@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{args, temp_dir, tiny_options, write_images};
+use common::{
+    args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
+};
 use cyclesr_train::archs::degradation::{
     near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
@@ -10,7 +12,6 @@ use cyclesr_train::degrade::gaussian_kernel;
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
-use gstcyclesr::model::checkpoint::read_safetensors;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
@@ -256,42 +257,19 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         ..args(options)
     })
     .unwrap();
-    let state = |dir: &std::path::Path| {
-        read_safetensors(&dir.join("run/checkpoints").join(LATEST))
-            .unwrap()
-            .0
-    };
-    let (a, b) = (state(&straight), state(&split));
-    assert_eq!(a.len(), b.len());
+    let (a, b) = (final_state(&straight), final_state(&split));
     assert!(a.contains_key("degradation/0.kernel") && a.contains_key("degradation/0.noise"));
     assert!(!a.keys().any(|k| k.starts_with("translators/")));
-    for (name, t) in &a {
-        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(diff <= 1e-6, "{name} differs by {diff} after resume");
-    }
+    assert_same_state(&a, &b);
 
     write_images(&straight.join("bench/hr"), 2, 44, 36, 5);
     write_images(&straight.join("bench/lr"), 2, 11, 9, 5);
     run(&EvalArgs {
-        model: None,
         translator: Some(straight.join("run/checkpoints").join(LATEST)),
-        lr: straight.join("bench/lr"),
-        hr: straight.join("bench/hr"),
-        border: None,
-        max_shift: 2,
-        crop: None,
-        device: "cpu".into(),
-        tile_size: 0,
-        tile_overlap: 0,
-        json: Some(straight.join("report.json")),
+        ..eval_args(&straight)
     })
     .unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(straight.join("report.json")).unwrap())
-            .unwrap();
+    let report = report(&straight);
     // No G_r2s: only bicubic is scored.
     assert_eq!(report["with_model"], false);
     let d = &report["degradation"];

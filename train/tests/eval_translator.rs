@@ -2,30 +2,10 @@
 
 mod common;
 
-use common::{args, temp_dir, tiny_options, write_images};
+use common::{args, eval_args, report, temp_dir, tiny_options, write_images};
 
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::trainer::{fit, LATEST};
-
-fn eval_args(dir: &std::path::Path) -> EvalArgs {
-    EvalArgs {
-        model: None,
-        translator: None,
-        lr: dir.join("bench/lr"),
-        hr: dir.join("bench/hr"),
-        border: None,
-        max_shift: 2,
-        crop: None,
-        device: "cpu".into(),
-        tile_size: 0,
-        tile_overlap: 0,
-        json: Some(dir.join("report.json")),
-    }
-}
-
-fn report(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn translator_of_a_cyclegan_state_is_scored() {

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{args, random_batch, temp_dir, tiny_options};
+use common::{args, assert_same_state, final_state, random_batch, temp_dir, tiny_options};
 
 use cyclesr_train::model::CycleSrModel;
 use cyclesr_train::options::{Mode, Options};
@@ -73,12 +73,6 @@ fn joint_sends_sr_loss_into_g_s2r_and_separate_does_not() {
     assert!(total_change(&with_l2) > 0.0);
 }
 
-fn final_state(dir: &Path) -> std::collections::HashMap<String, Tensor> {
-    read_safetensors(&dir.join("run/checkpoints").join(LATEST))
-        .unwrap()
-        .0
-}
-
 #[test]
 fn resume_continues_exactly() {
     // Joint-gan exercises every network, optimiser and both pools.
@@ -99,17 +93,10 @@ fn resume_continues_exactly() {
     .unwrap();
 
     let (a, b) = (final_state(&straight), final_state(&split));
-    assert_eq!(a.len(), b.len());
     assert!(
         a.keys().any(|k| k.starts_with("pools/")) && a.keys().any(|k| k.starts_with("opt_d_h/"))
     );
-    for (name, t) in &a {
-        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(diff <= 1e-6, "{name} differs by {diff} after resume");
-    }
+    assert_same_state(&a, &b);
     // The loss log of the resumed run continues where the first one stopped.
     let log = std::fs::read_to_string(split.join("run/losses.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 8);

@@ -14,7 +14,7 @@ use rand::Rng;
 use tch::{Device, Kind, Tensor};
 
 use super::source::Rgb8;
-use crate::degrade::{gaussian_kernel, jpeg_roundtrip, standard_normal};
+use crate::degrade::{blur, gaussian_kernel, jpeg_roundtrip, standard_normal};
 
 /// The levels of one round.
 struct Round {
@@ -78,13 +78,7 @@ fn degrade_once(image: &Tensor, round: &Round, rng: &mut StdRng) -> Result<Tenso
             rng.random_range(round.blur_sigma.0..=round.blur_sigma.1),
             rng.random_range(0.0..180.0),
         );
-        let k = kernel.size()[0];
-        let weight = kernel.view([1, 1, k, k]).repeat([3, 1, 1, 1]);
-        x = x
-            .unsqueeze(0)
-            .pad([k / 2, k / 2, k / 2, k / 2], "replicate", None)
-            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3)
-            .squeeze_dim(0);
+        x = blur(&x, &kernel);
     }
     let factor = rng.random_range(round.resize.0..=round.resize.1);
     let (sh, sw) = (

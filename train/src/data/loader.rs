@@ -412,18 +412,13 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
                     hr.push(augment.apply(image.crop_tensor(hy, hx, p * s, p * s)));
                     paired.push(augment.apply(pair.image.crop_tensor(y, x, p, p)));
                 }
-                None => {
-                    let y = rng.random_range(0..=image.height - p * s);
-                    let x = rng.random_range(0..=image.width - p * s);
-                    hr.push(augment.apply(image.crop_tensor(y, x, p * s, p * s)));
-                }
+                None => hr.push(augment.apply(random_crop(image, p * s, &mut rng))),
             }
             // The real LR domain: its own image, crop and augmentation.
             let image = &ds.real_lr[rng.random_range(0..ds.real_lr.len())];
-            let y = rng.random_range(0..=image.height - p);
-            let x = rng.random_range(0..=image.width - p);
+            let patch = random_crop(image, p, &mut rng);
             let augment = Augment::random(&mut rng).only_if(ds.augment_degraded);
-            real.push(augment.apply(image.crop_tensor(y, x, p, p)));
+            real.push(augment.apply(patch));
         }
         let hr = Tensor::stack(&hr, 0);
         UnpairedBatch {

@@ -4,8 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use cyclesr_train::data::UnpairedBatch;
-use cyclesr_train::trainer::FitArgs;
+use cyclesr_train::eval::EvalArgs;
+use cyclesr_train::trainer::{FitArgs, LATEST};
+use gstcyclesr::model::checkpoint::read_safetensors;
 use tch::{Device, Kind, Tensor};
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -105,6 +109,48 @@ pub fn args(options: PathBuf) -> FitArgs {
         max_iterations: None,
         quiet: true,
     }
+}
+
+/// The tensors of the latest training state of the tiny run in `dir`.
+pub fn final_state(dir: &Path) -> HashMap<String, Tensor> {
+    read_safetensors(&dir.join("run/checkpoints").join(LATEST))
+        .unwrap()
+        .0
+}
+
+/// Two training states hold the same tensors, each within 1e-6 (resume equality).
+pub fn assert_same_state(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
+    assert_eq!(a.len(), b.len());
+    for (name, t) in a {
+        let diff = (t.to_kind(Kind::Double) - b[name].to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff <= 1e-6, "{name} differs by {diff} after resume");
+    }
+}
+
+/// `train eval` of `dir/bench/{lr,hr}` on the CPU, whole images, shifts ±2, JSON to
+/// `dir/report.json`; no model or translator yet.
+pub fn eval_args(dir: &Path) -> EvalArgs {
+    EvalArgs {
+        model: None,
+        translator: None,
+        lr: dir.join("bench/lr"),
+        hr: dir.join("bench/hr"),
+        border: None,
+        max_shift: 2,
+        crop: None,
+        device: "cpu".into(),
+        tile_size: 0,
+        tile_overlap: 0,
+        json: Some(dir.join("report.json")),
+    }
+}
+
+/// The JSON report written by a run of [`eval_args`].
+pub fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
 pub fn random_batch() -> UnpairedBatch {
