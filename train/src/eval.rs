@@ -361,10 +361,14 @@ impl Translator {
     /// state) and loads its weights.
     pub fn load(path: &Path, device: Device) -> Result<Translator> {
         let mut state = SavedState::read(path)?;
-        let options = &state.options;
+        let options = state.options.clone();
         if options.mode.uses_explicit_degradation() {
-            let degradation = ExplicitDegradation::from_tensors(state.take("degradation/"), device)
-                .with_context(|| format!("stage 1 of training state {}", path.display()))?;
+            let degradation = ExplicitDegradation::from_tensors(
+                state.take("degradation/"),
+                options.networks.degradation.jpeg_quality,
+                device,
+            )
+            .with_context(|| format!("stage 1 of training state {}", path.display()))?;
             return Ok(Translator {
                 stage1: Stage1::Explicit(degradation),
                 device,

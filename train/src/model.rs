@@ -648,8 +648,12 @@ impl CycleSrModel {
             }
             if self.options.mode.uses_explicit_degradation() {
                 self.degradation = Some(
-                    ExplicitDegradation::from_tensors(take("degradation"), self.device)
-                        .context("degradation")?,
+                    ExplicitDegradation::from_tensors(
+                        take("degradation"),
+                        self.options.networks.degradation.jpeg_quality,
+                        self.device,
+                    )
+                    .context("degradation")?,
                 );
             }
             if let Some((model, opt)) = &mut self.sr {

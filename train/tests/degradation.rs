@@ -8,7 +8,8 @@ use common::{
 use cyclesr_train::archs::degradation::{
     near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
-use cyclesr_train::degrade::gaussian_kernel;
+use cyclesr_train::data::Rgb8;
+use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
@@ -172,6 +173,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
+        jpeg_quality: None,
     };
     let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
@@ -217,6 +219,49 @@ fn fit_names_footage_it_cannot_measure() {
     .validate()
     .unwrap_err();
     assert!(e.to_string().contains("networks.degradation.kernel"), "{e}");
+    let e = DegradationConfig {
+        jpeg_quality: Some([90, 30]),
+        ..DegradationConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("jpeg_quality [90, 30]"), "{e}");
+}
+
+/// With `jpeg_quality`, G_s2r's output is the JPEG round trip of its uncompressed output at a
+/// quality drawn from the range, which removes high-band energy.
+#[test]
+fn compression_follows_blur_and_noise() {
+    let identity = Tensor::ones([1, 1], CPU);
+    let silent = Tensor::zeros([1, 3, 16, 16], CPU);
+    let camera = || CameraDegradation {
+        source: 0,
+        kernel: identity.shallow_clone(),
+        noise: silent.shallow_clone(),
+    };
+    let x = natural_patches(4, 11).narrow(2, 0, 24);
+    let plain = ExplicitDegradation {
+        cameras: vec![camera()],
+        jpeg_quality: None,
+    };
+    let compressed = ExplicitDegradation {
+        cameras: vec![camera()],
+        jpeg_quality: Some([20, 20]),
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let out = compressed.forward(&x, &mut rng).unwrap();
+    assert_eq!(out.size(), x.size());
+    let uncompressed = plain
+        .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(3))
+        .unwrap();
+    for i in 0..4 {
+        let expected = jpeg_roundtrip(&Rgb8::from_tensor(&uncompressed.get(i)).unwrap(), 20)
+            .unwrap()
+            .to_tensor();
+        assert!(out.get(i).equal(&expected), "image {i}");
+    }
+    let energy = |t: &Tensor| -> f64 { (0..4).map(|i| high_band_energy(&t.get(i)).unwrap()).sum() };
+    assert!(energy(&out) < 0.8 * energy(&uncompressed));
 }
 
 fn explicit_overrides() -> Vec<String> {
@@ -326,7 +371,8 @@ fn each_source_is_fitted_as_its_own_camera() {
 
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
-    let back = ExplicitDegradation::from_tensors(tensors, Device::Cpu).unwrap();
+    let back = ExplicitDegradation::from_tensors(tensors, Some([40, 60]), Device::Cpu).unwrap();
+    assert_eq!(back.jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
 }

@@ -17,8 +17,11 @@
 //! Both are plain tensors, saved in the training state and printed by `train eval
 //! --translator`.
 //!
-//! Not modelled: compression (a codec's blocks and its smoothing of noise; a fitted JPEG
-//! quality was tried and did not help, docs/RESULTS.md) and noise that depends on brightness.
+//! Compression is drawn, not fitted: with `jpeg_quality = [lo, hi]`, each G_s2r output is
+//! JPEG-compressed at a quality drawn uniformly from that range, as Real-ESRGAN does. Its level
+//! is not identifiable from unpaired spectra: the two domains' content moves them more than a
+//! codec does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Not modelled:
+//! noise that depends on brightness.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -27,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::data::Rgb8;
+use crate::degrade::jpeg_roundtrip;
 use crate::metrics::rgb_to_y;
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
@@ -44,6 +49,10 @@ pub struct DegradationConfig {
     pub fit_patches: i64,
     /// Adam steps of the kernel fit.
     pub fit_steps: i64,
+    /// JPEG quality range `[lo, hi]` (1–100) G_s2r's outputs are compressed at, one quality
+    /// drawn per image; none: no compression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_quality: Option<[u8; 2]>,
 }
 
 impl Default for DegradationConfig {
@@ -54,6 +63,7 @@ impl Default for DegradationConfig {
             noise_tiles: 1024,
             fit_patches: 2048,
             fit_steps: 400,
+            jpeg_quality: None,
         }
     }
 }
@@ -77,6 +87,12 @@ impl DegradationConfig {
             self.fit_patches,
             self.fit_steps
         );
+        if let Some([lo, hi]) = self.jpeg_quality {
+            ensure!(
+                1 <= lo && lo <= hi && hi <= 100,
+                "networks.degradation.jpeg_quality [{lo}, {hi}] must be a range within 1..=100"
+            );
+        }
         Ok(())
     }
 }
@@ -91,9 +107,11 @@ pub struct CameraDegradation {
 }
 
 /// The explicit G_s2r: one degradation per real LR source (each camera has its own optics
-/// and noise); each synthetic patch is degraded by a camera drawn uniformly.
+/// and noise); each synthetic patch is degraded by a camera drawn uniformly, then compressed
+/// at a quality drawn from `jpeg_quality` when there is one.
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
+    pub jpeg_quality: Option<[u8; 2]>,
 }
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
@@ -134,11 +152,18 @@ impl ExplicitDegradation {
             cameras.push(camera);
             summaries.push(summary);
         }
-        Ok((ExplicitDegradation { cameras }, summaries))
+        Ok((
+            ExplicitDegradation {
+                cameras,
+                jpeg_quality: config.jpeg_quality,
+            },
+            summaries,
+        ))
     }
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
-    /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1].
+    /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
+    /// JPEG-compressed when `jpeg_quality` is set.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
@@ -174,7 +199,20 @@ impl ExplicitDegradation {
             .narrow(2, 0, h)
             .narrow(3, 0, w)
             .to_device(x.device());
-        Ok((blurred + noise).clamp(0.0, 1.0))
+        let degraded = (blurred + noise).clamp(0.0, 1.0);
+        let Some([lo, hi]) = self.jpeg_quality else {
+            return Ok(degraded);
+        };
+        let compressed = (0..b)
+            .map(|i| {
+                let image = Rgb8::from_tensor(&degraded.get(i))?;
+                let quality = rng.random_range(lo..=hi);
+                Ok(jpeg_roundtrip(&image, quality)
+                    .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
+                    .to_tensor())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&compressed, 0).to_device(x.device()))
     }
 
     /// Tensors for a training state: `<source>.kernel` and `<source>.noise` of each camera.
@@ -190,9 +228,11 @@ impl ExplicitDegradation {
             .collect()
     }
 
-    /// From the tensors of [`ExplicitDegradation::tensors`], checked.
+    /// From the tensors of [`ExplicitDegradation::tensors`], checked, with the compression
+    /// of the state's options.
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
+        jpeg_quality: Option<[u8; 2]>,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -229,7 +269,10 @@ impl ExplicitDegradation {
             kernel_sizes.windows(2).all(|w| w[0] == w[1]),
             "degradation kernels of different sizes {kernel_sizes:?}"
         );
-        Ok(ExplicitDegradation { cameras })
+        Ok(ExplicitDegradation {
+            cameras,
+            jpeg_quality,
+        })
     }
 }
 
