@@ -365,7 +365,7 @@ impl Translator {
         if options.mode.uses_explicit_degradation() {
             let degradation = ExplicitDegradation::from_tensors(
                 state.take("degradation/"),
-                options.networks.degradation.jpeg_quality,
+                &|source| options.compression_of(source),
                 device,
             )
             .with_context(|| format!("stage 1 of training state {}", path.display()))?;
@@ -426,11 +426,15 @@ impl Translator {
                     .map(|camera| {
                         let (major, minor, angle) = camera.kernel_spread();
                         format!(
-                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values)",
+                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values), {compression}",
                             source = camera.source,
                             k = camera.kernel.size()[0],
                             tiles = camera.noise.size()[0],
-                            sigma = camera.noise_sigma()
+                            sigma = camera.noise_sigma(),
+                            compression = match camera.jpeg_quality {
+                                Some([lo, hi]) => format!("JPEG quality {lo}–{hi}"),
+                                None => "no compression".to_string(),
+                            }
                         )
                     })
                     .collect();

@@ -302,6 +302,7 @@ impl CycleSrModel {
             &real,
             &synthetic.to_device(self.device),
             &self.options.networks.degradation,
+            &|source| self.options.compression_of(source),
         )?;
         self.degradation = Some(degradation);
         Ok(summaries)
@@ -650,7 +651,7 @@ impl CycleSrModel {
                 self.degradation = Some(
                     ExplicitDegradation::from_tensors(
                         take("degradation"),
-                        self.options.networks.degradation.jpeg_quality,
+                        &|source| self.options.compression_of(source),
                         self.device,
                     )
                     .context("degradation")?,

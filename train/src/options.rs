@@ -284,6 +284,15 @@ fn default_device() -> String {
 }
 
 impl Options {
+    /// The JPEG quality range the explicit G_s2r compresses source `source` of `data.real_lr`
+    /// at: `networks.degradation.jpeg_quality`, unless that source is `lossless`.
+    pub fn compression_of(&self, source: usize) -> Option<[u8; 2]> {
+        match self.data.real_lr.get(source) {
+            Some(spec) if spec.lossless => None,
+            _ => self.networks.degradation.jpeg_quality,
+        }
+    }
+
     /// Reads an options file; relative paths in it are relative to the current directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -422,11 +422,12 @@ fn source_specs_accept_paths_and_tables() {
     let opts: DataOptions = toml::from_str(
         r#"
         hr = ["photos"]
-        real_lr = ["clip.avi", { path = "cam.mp4", start_frame = 2, end_frame = 8, step = 3 }]
+        real_lr = ["clip.avi", { path = "cam.mp4", start_frame = 2, end_frame = 8, step = 3 }, { path = "frames", lossless = true }]
         "#,
     )
     .unwrap();
     assert_eq!(opts.real_lr[0], SourceSpec::from(PathBuf::from("clip.avi")));
+    assert!(!opts.real_lr[1].lossless && opts.real_lr[2].lossless);
     let range = opts.real_lr[1].range();
     assert_eq!(
         range,
@@ -527,6 +528,7 @@ fn video_frames_honour_range_and_step() {
             start_frame: 1,
             end_frame: Some(9),
             step: 4,
+            lossless: false,
         },
         SourceSpec::from(fake),
     ];

@@ -173,7 +173,6 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
-        jpeg_quality: None,
     };
     let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
@@ -204,6 +203,7 @@ fn fit_names_footage_it_cannot_measure() {
         &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
+        &|_| None,
     )
     .err()
     .unwrap();
@@ -234,19 +234,18 @@ fn fit_names_footage_it_cannot_measure() {
 fn compression_follows_blur_and_noise() {
     let identity = Tensor::ones([1, 1], CPU);
     let silent = Tensor::zeros([1, 3, 16, 16], CPU);
-    let camera = || CameraDegradation {
+    let camera = |jpeg_quality| CameraDegradation {
         source: 0,
         kernel: identity.shallow_clone(),
         noise: silent.shallow_clone(),
+        jpeg_quality,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
-        cameras: vec![camera()],
-        jpeg_quality: None,
+        cameras: vec![camera(None)],
     };
     let compressed = ExplicitDegradation {
-        cameras: vec![camera()],
-        jpeg_quality: Some([20, 20]),
+        cameras: vec![camera(Some([20, 20]))],
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -271,13 +270,14 @@ fn explicit_overrides() -> Vec<String> {
         "networks.degradation.fit_patches=64",
         "networks.degradation.fit_steps=20",
         "networks.degradation.kernel=5",
+        "networks.degradation.jpeg_quality=[30, 95]",
     ]
     .map(String::from)
     .to_vec()
 }
 
-/// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit) and
-/// `eval --translator` reports it.
+/// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit; the JPEG
+/// qualities drawn resume too) and `eval --translator` reports it.
 #[test]
 fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
     let straight = temp_dir("explicit-straight");
@@ -325,6 +325,13 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
             .starts_with("explicit G_s2r, source 0: 5x5 kernel"),
         "{d}"
     );
+    assert!(
+        d["stage1"]
+            .as_str()
+            .unwrap()
+            .ends_with("JPEG quality 30–95"),
+        "{d}"
+    );
     for key in [
         "high_band_synthetic",
         "high_band_translated",
@@ -348,9 +355,15 @@ fn each_source_is_fitted_as_its_own_camera() {
         fit_steps: 50,
         ..DegradationConfig::default()
     };
-    let (explicit, summaries) =
-        ExplicitDegradation::fit(&[(0, quiet), (3, loud)], &natural_patches(256, 10), &config)
-            .unwrap();
+    let (explicit, summaries) = ExplicitDegradation::fit(
+        &[(0, quiet), (3, loud)],
+        &natural_patches(256, 10),
+        &config,
+        &|source| (source == 3).then_some([50, 90]),
+    )
+    .unwrap();
+    assert_eq!(explicit.cameras[0].jpeg_quality, None);
+    assert_eq!(explicit.cameras[1].jpeg_quality, Some([50, 90]));
     assert_eq!(summaries.len(), 2);
     let sources: Vec<usize> = explicit.cameras.iter().map(|c| c.source).collect();
     assert_eq!(sources, [0, 3]);
@@ -371,8 +384,10 @@ fn each_source_is_fitted_as_its_own_camera() {
 
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
-    let back = ExplicitDegradation::from_tensors(tensors, Some([40, 60]), Device::Cpu).unwrap();
-    assert_eq!(back.jpeg_quality, Some([40, 60]));
+    let lossless_first = |source: usize| (source != 0).then_some([40, 60]);
+    let back = ExplicitDegradation::from_tensors(tensors, &lossless_first, Device::Cpu).unwrap();
+    assert_eq!(back.cameras[0].jpeg_quality, None);
+    assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
 }

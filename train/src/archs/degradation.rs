@@ -17,11 +17,12 @@
 //! Both are plain tensors, saved in the training state and printed by `train eval
 //! --translator`.
 //!
-//! Compression is drawn, not fitted: with `jpeg_quality = [lo, hi]`, each G_s2r output is
-//! JPEG-compressed at a quality drawn uniformly from that range, as Real-ESRGAN does. Its level
-//! is not identifiable from unpaired spectra: the two domains' content moves them more than a
-//! codec does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Not modelled:
-//! noise that depends on brightness.
+//! Compression is drawn, not fitted: with `jpeg_quality = [lo, hi]`, G_s2r's output for a
+//! camera whose footage is compressed (every source not marked `lossless`) is JPEG-compressed at
+//! a quality drawn uniformly from that range, as Real-ESRGAN does. Its level is not
+//! identifiable from unpaired spectra: the two domains' content moves them more than a codec
+//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Not modelled: noise that
+//! depends on brightness.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -50,7 +51,7 @@ pub struct DegradationConfig {
     /// Adam steps of the kernel fit.
     pub fit_steps: i64,
     /// JPEG quality range `[lo, hi]` (1–100) G_s2r's outputs are compressed at, one quality
-    /// drawn per image; none: no compression.
+    /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
 }
@@ -98,20 +99,20 @@ impl DegradationConfig {
 }
 
 /// One camera's fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and
-/// `noise` `[T, 3, t, t]` (zero-mean tiles).
+/// `noise` `[T, 3, t, t]` (zero-mean tiles), and the JPEG quality range its output is
+/// compressed at, if its footage is compressed.
 pub struct CameraDegradation {
     /// Index of its source in `data.real_lr`.
     pub source: usize,
     pub kernel: Tensor,
     pub noise: Tensor,
+    pub jpeg_quality: Option<[u8; 2]>,
 }
 
-/// The explicit G_s2r: one degradation per real LR source (each camera has its own optics
-/// and noise); each synthetic patch is degraded by a camera drawn uniformly, then compressed
-/// at a quality drawn from `jpeg_quality` when there is one.
+/// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
+/// noise and compression); each synthetic patch is degraded by a camera drawn uniformly.
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
-    pub jpeg_quality: Option<[u8; 2]>,
 }
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
@@ -137,33 +138,30 @@ pub struct FitSummary {
 }
 
 impl ExplicitDegradation {
-    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches.
+    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
+    /// `compression` gives each source's JPEG quality range.
     pub fn fit(
         real: &[(usize, Tensor)],
         synthetic: &Tensor,
         config: &DegradationConfig,
+        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
         ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
-            let (camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
+            let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
                 .with_context(|| format!("data.real_lr source {source}"))?;
+            camera.jpeg_quality = compression(*source);
             cameras.push(camera);
             summaries.push(summary);
         }
-        Ok((
-            ExplicitDegradation {
-                cameras,
-                jpeg_quality: config.jpeg_quality,
-            },
-            summaries,
-        ))
+        Ok((ExplicitDegradation { cameras }, summaries))
     }
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
     /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
-    /// JPEG-compressed when `jpeg_quality` is set.
+    /// JPEG-compressed if that camera compresses.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
@@ -200,19 +198,25 @@ impl ExplicitDegradation {
             .narrow(3, 0, w)
             .to_device(x.device());
         let degraded = (blurred + noise).clamp(0.0, 1.0);
-        let Some([lo, hi]) = self.jpeg_quality else {
+        if picks.iter().all(|cam| cam.jpeg_quality.is_none()) {
             return Ok(degraded);
-        };
-        let compressed = (0..b)
-            .map(|i| {
-                let image = Rgb8::from_tensor(&degraded.get(i))?;
+        }
+        let images = picks
+            .iter()
+            .enumerate()
+            .map(|(i, cam)| {
+                let image = degraded.get(i as i64);
+                let Some([lo, hi]) = cam.jpeg_quality else {
+                    return Ok(image);
+                };
                 let quality = rng.random_range(lo..=hi);
-                Ok(jpeg_roundtrip(&image, quality)
+                Ok(jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
                     .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
-                    .to_tensor())
+                    .to_tensor()
+                    .to_device(x.device()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&compressed, 0).to_device(x.device()))
+        Ok(Tensor::stack(&images, 0))
     }
 
     /// Tensors for a training state: `<source>.kernel` and `<source>.noise` of each camera.
@@ -228,11 +232,11 @@ impl ExplicitDegradation {
             .collect()
     }
 
-    /// From the tensors of [`ExplicitDegradation::tensors`], checked, with the compression
-    /// of the state's options.
+    /// From the tensors of [`ExplicitDegradation::tensors`], checked, with each source's
+    /// compression from `compression` (the state's options).
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
-        jpeg_quality: Option<[u8; 2]>,
+        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -262,6 +266,7 @@ impl ExplicitDegradation {
                 source,
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
+                jpeg_quality: compression(source),
             });
         }
         let kernel_sizes: Vec<i64> = cameras.iter().map(|c| c.kernel.size()[0]).collect();
@@ -269,10 +274,7 @@ impl ExplicitDegradation {
             kernel_sizes.windows(2).all(|w| w[0] == w[1]),
             "degradation kernels of different sizes {kernel_sizes:?}"
         );
-        Ok(ExplicitDegradation {
-            cameras,
-            jpeg_quality,
-        })
+        Ok(ExplicitDegradation { cameras })
     }
 }
 
@@ -345,6 +347,7 @@ impl CameraDegradation {
                 source,
                 kernel,
                 noise,
+                jpeg_quality: None,
             },
             FitSummary {
                 candidate_tiles,

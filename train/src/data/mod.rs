@@ -141,7 +141,7 @@ impl DataOptions {
 
 /// A real-LR source: a video, an image folder or an image file, with the frames to use.
 /// In a TOML file either a plain path string or a table
-/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2 }`.
+/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2, lossless = false }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceSpec {
     pub path: PathBuf,
@@ -152,6 +152,11 @@ pub struct SourceSpec {
     pub end_frame: Option<u64>,
     /// Keep every `step`-th frame from `start_frame`. Default 1.
     pub step: u64,
+    /// The footage was never lossily compressed (e.g. PNG frames of a simulated camera), so
+    /// the explicit G_s2r adds no compression for it. Default false: video and camera JPEGs
+    /// are compressed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lossless: bool,
 }
 
 impl SourceSpec {
@@ -172,6 +177,7 @@ impl From<PathBuf> for SourceSpec {
             start_frame: 0,
             end_frame: None,
             step: 1,
+            lossless: false,
         }
     }
 }
@@ -187,6 +193,8 @@ struct SourceTable {
     end_frame: Option<u64>,
     #[serde(default = "default_step")]
     step: u64,
+    #[serde(default)]
+    lossless: bool,
 }
 
 fn default_step() -> u64 {
@@ -201,7 +209,7 @@ impl<'de> Deserialize<'de> for SourceSpec {
         impl<'de> Visitor<'de> for SpecVisitor {
             type Value = SourceSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path or a table { path, start_frame, end_frame, step }")
+                f.write_str("a path or a table { path, start_frame, end_frame, step, lossless }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SourceSpec, E> {
                 Ok(SourceSpec::from(PathBuf::from(v)))
@@ -213,6 +221,7 @@ impl<'de> Deserialize<'de> for SourceSpec {
                     start_frame: t.start_frame,
                     end_frame: t.end_frame,
                     step: t.step,
+                    lossless: t.lossless,
                 })
             }
         }
