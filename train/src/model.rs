@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::{
     copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel,
 };
@@ -237,7 +237,21 @@ impl CycleSrModel {
             }
         });
         let sr = if options.mode.trains_sr() {
-            let model = SrModel::new(options.sr_config(), device)?;
+            let mut model = SrModel::new(options.sr_config(), device)?;
+            if let Some(path) = &options.networks.sr_init {
+                let init = SrModel::load(path, device).context("networks.sr_init")?;
+                ensure!(
+                    init.config == model.config,
+                    "networks.sr_init: model file {} holds {:?}, but networks.sr is {:?}",
+                    path.display(),
+                    init.config,
+                    model.config
+                );
+                model
+                    .vs
+                    .copy(&init.vs)
+                    .with_context(|| format!("networks.sr_init: copying {}", path.display()))?;
+            }
             let o = &options.optimizer;
             let opt = Adam::new(&model.vs, o.beta1, o.beta2);
             Some((model, opt))

@@ -9,7 +9,7 @@ use common::{args, assert_same_state, final_state, random_batch, temp_dir, tiny_
 use cyclesr_train::model::CycleSrModel;
 use cyclesr_train::options::{Mode, Options};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
-use gstcyclesr::model::checkpoint::read_safetensors;
+use gstcyclesr::model::checkpoint::{read_safetensors, varstore_tensors, SrModel};
 use tch::{Device, Kind, Tensor};
 
 /// G_s2r's weights after one main-phase step from the same initial state and batch.
@@ -219,4 +219,45 @@ fn options_errors_name_the_file_and_field() {
     assert!(e.contains("options.toml") && e.contains("pool_sise"), "{e}");
     let e = format!("{:#}", Options::load(&dir.join("absent.toml")).unwrap_err());
     assert!(e.contains("absent.toml"), "{e}");
+}
+
+/// `networks.sr_init` starts G_l2h from a model file's weights, and names the file when its
+/// network does not match `networks.sr`.
+#[test]
+fn sr_init_starts_g_l2h_from_a_model_file() {
+    let dir = temp_dir("sr-init");
+    let options = Options::load(&tiny_options(&dir, "sr-syn", 2)).unwrap();
+    tch::manual_seed(77);
+    let trained = SrModel::new(options.sr_config(), Device::Cpu).unwrap();
+    let file = dir.join("trained.safetensors");
+    trained.save(&file).unwrap();
+
+    let init = options
+        .with_overrides(&[format!("networks.sr_init=\"{}\"", file.display())])
+        .unwrap();
+    let model = CycleSrModel::new(&init, Device::Cpu).unwrap();
+    let weights = varstore_tensors(&model.sr_model().unwrap().vs);
+    let expected: std::collections::HashMap<String, Tensor> =
+        varstore_tensors(&trained.vs).into_iter().collect();
+    assert_eq!(weights.len(), expected.len());
+    for (name, w) in &weights {
+        assert!(w.equal(&expected[name]), "{name}");
+    }
+    // Without it, the seed's random initialisation differs.
+    let fresh = CycleSrModel::new(&options, Device::Cpu).unwrap();
+    assert!(varstore_tensors(&fresh.sr_model().unwrap().vs)
+        .iter()
+        .any(|(name, w)| !w.equal(&expected[name])));
+
+    let wider = init
+        .with_overrides(&["networks.sr.features=8".into()])
+        .unwrap();
+    let error = format!(
+        "{:#}",
+        CycleSrModel::new(&wider, Device::Cpu).err().unwrap()
+    );
+    assert!(
+        error.contains("networks.sr_init") && error.contains("trained.safetensors"),
+        "{error}"
+    );
 }
