@@ -666,3 +666,522 @@ fn embedded_default_model_runs_without_model_location() {
     );
     assert!(out.size() >= out_info.size());
 }
+
+/// A harness with `batch` and `overlap` set whose caps are not set yet.
+fn queued_harness_without_caps(model: &Path, batch: u32, overlap: bool) -> Harness {
+    init();
+    let element = gst::ElementFactory::make("cyclesr")
+        .property("model-location", model.to_str().unwrap())
+        .property("batch", batch)
+        .property("overlap", overlap)
+        .build()
+        .unwrap();
+    Harness::with_element(&element, Some("sink"), Some("src"))
+}
+
+/// Every way frames go through the element: one at a time, in batches, and on the worker.
+const MODES: [(u32, bool); 3] = [(1, false), (3, false), (2, true)];
+
+fn small_rgb() -> VideoInfo {
+    VideoInfo::builder(VideoFormat::Rgb, 8, 8)
+        .fps(gst::Fraction::new(25, 1))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn buffers_before_caps_are_not_negotiated_in_every_mode() {
+    let dir = temp_dir("before-caps");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    for (batch, overlap) in MODES {
+        let mut h = queued_harness_without_caps(&model, batch, overlap);
+        let buffer = gst::Buffer::from_mut_slice(vec![0u8; small_rgb().size()]);
+        assert_eq!(
+            h.push(buffer),
+            Err(gst::FlowError::NotNegotiated),
+            "batch {batch}, overlap {overlap}"
+        );
+    }
+}
+
+/// Frames that QoS says are late are dropped before inference, and the first frame after
+/// the gap carries DISCONT.
+#[test]
+fn late_frames_are_dropped_in_every_mode() {
+    let dir = temp_dir("qos");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    for (batch, overlap) in MODES {
+        let what = format!("batch {batch}, overlap {overlap}");
+        let mut h = queued_harness(&model, &info, batch, overlap);
+        // Downstream is one second behind: frames before running time 1 s are late.
+        let qos = gst::event::Qos::new(
+            gst::QOSType::Underflow,
+            1.0,
+            1_000_000_000,
+            Some(gst::ClockTime::ZERO),
+        );
+        assert!(h.push_upstream_event(qos), "{what}");
+        for pts_ms in [0, 40, 80, 1200, 1240, 1280] {
+            push_only(&mut h, &info, noise_bytes(info.size(), pts_ms), pts_ms);
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        let outputs: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+        let pts: Vec<u64> = outputs
+            .iter()
+            .map(|b| b.pts().unwrap().mseconds())
+            .collect();
+        assert_eq!(pts, [1200, 1240, 1280], "{what}");
+        assert!(
+            outputs[0].flags().contains(gst::BufferFlags::DISCONT),
+            "{what}: the frame after the dropped ones marks the gap"
+        );
+    }
+}
+
+/// A RECONFIGURE event from downstream is acted on with the next frame.
+#[test]
+fn reconfigure_is_handled_in_every_mode() {
+    let dir = temp_dir("reconfigure");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    for (batch, overlap) in MODES {
+        let mut h = queued_harness(&model, &info, batch, overlap);
+        push_only(&mut h, &info, noise_bytes(info.size(), 1), 0);
+        let src = h.element().unwrap().static_pad("src").unwrap();
+        assert!(h.push_upstream_event(gst::event::Reconfigure::new()));
+        assert!(src.needs_reconfigure());
+        push_only(&mut h, &info, noise_bytes(info.size(), 2), 40);
+        assert!(
+            !src.needs_reconfigure(),
+            "batch {batch}, overlap {overlap}: RECONFIGURE left pending"
+        );
+    }
+}
+
+fn latency_of(h: &Harness) -> gst::ClockTime {
+    let mut query = gst::query::Latency::new();
+    assert!(h
+        .element()
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .query(&mut query));
+    query.result().1
+}
+
+/// Latency is measured by a warm pass at the negotiated size, before any frame arrives.
+#[test]
+fn latency_is_known_once_caps_are_set() {
+    let dir = temp_dir("latency-warm");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (h, _) = harness(&model, VideoFormat::Rgb, 64, 48);
+    assert!(latency_of(&h) > gst::ClockTime::ZERO);
+}
+
+/// Without a frame rate in the caps, the batch wait is learnt from the frames' durations.
+#[test]
+fn latency_counts_the_batch_wait_without_a_frame_rate() {
+    let dir = temp_dir("latency-vfr");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = VideoInfo::builder(VideoFormat::Rgb, 8, 8)
+        .fps(gst::Fraction::new(0, 1))
+        .build()
+        .unwrap();
+    let mut h = queued_harness(&model, &info, 3, false);
+    for i in 0..3 {
+        push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+    }
+    let latency = latency_of(&h);
+    assert!(
+        latency >= gst::ClockTime::from_mseconds(80),
+        "latency {latency}: two 40 ms frames wait for the third"
+    );
+}
+
+/// Upstream's pool is asked for enough buffers to fill the batches the element holds.
+#[test]
+fn upstream_pool_covers_the_frames_held() {
+    let dir = temp_dir("propose");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    let mut h = queued_harness(&model, &info, 4, true);
+    push_only(&mut h, &info, noise_bytes(info.size(), 1), 0);
+    let mut query = gst::query::Allocation::new(Some(&info.to_caps().unwrap()), true);
+    let sink = h.element().unwrap().static_pad("sink").unwrap();
+    assert!(sink.query(&mut query));
+    let min = query.allocation_pools().map(|(_, _, min, _)| min).max();
+    assert!(
+        min >= Some(8),
+        "pools {:?}",
+        query.allocation_pools().collect::<Vec<_>>()
+    );
+}
+
+/// A downstream pool of two buffers: the element widens it by the buffers it holds, where
+/// it used to wait for good for a third buffer while holding two.
+#[test]
+fn bounded_downstream_pool_does_not_stall_batches() {
+    let dir = temp_dir("bounded-pool");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 ! video/x-raw,format=RGB,width=8,height=8,framerate=25/1 ! cyclesr model-location={} batch=4 overlap=true ! fakesink name=sink",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    sink.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+        let Some(gst::QueryViewMut::Allocation(q)) = info.query_mut().map(|q| q.view_mut()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let (caps, _) = q.get_owned();
+        let size = VideoInfo::from_caps(&caps.unwrap()).unwrap().size() as u32;
+        let pool = gst_video::VideoBufferPool::new();
+        q.add_allocation_pool(Some(&pool), size, 2, 2);
+        gst::PadProbeReturn::Handled
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let end = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    match end.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => pipeline.set_state(gst::State::Null).unwrap(),
+        Some(gst::MessageView::Error(e)) => panic!("{} ({:?})", e.error(), e.debug()),
+        _ => {
+            // Stalled: shutting it down would block too.
+            std::mem::forget(pipeline);
+            panic!("no EOS within 60 s: the pipeline stalled");
+        }
+    };
+}
+
+/// What left the element's source pad, in order: "buffer" or the event's type name.
+fn record_output(h: &Harness) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let src = h.element().unwrap().static_pad("src").unwrap();
+    let record = seen.clone();
+    src.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let item = match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => "buffer".to_string(),
+                Some(gst::PadProbeData::Event(e)) => e.type_().name().to_string(),
+                _ => return gst::PadProbeReturn::Ok,
+            };
+            record.lock().unwrap().push(item);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    seen
+}
+
+/// A GAP event does not overtake the frames still waiting for their batch.
+#[test]
+fn gap_events_follow_pending_frames() {
+    let dir = temp_dir("gap");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    for (batch, overlap) in MODES {
+        let mut h = queued_harness(&model, &info, batch, overlap);
+        let seen = record_output(&h);
+        push_only(&mut h, &info, noise_bytes(info.size(), 1), 0);
+        push_only(&mut h, &info, noise_bytes(info.size(), 2), 40);
+        let gap = gst::event::Gap::new(
+            gst::ClockTime::from_mseconds(80),
+            gst::ClockTime::from_mseconds(40),
+        );
+        assert!(h.push_event(gap));
+        let seen = seen.lock().unwrap();
+        let after_caps: Vec<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|s| ["buffer", "gap"].contains(s))
+            .collect();
+        assert_eq!(
+            after_caps,
+            ["buffer", "buffer", "gap"],
+            "batch {batch}, overlap {overlap}"
+        );
+    }
+}
+
+/// A downstream error met while draining before an event reaches upstream with its next
+/// frame.
+#[test]
+fn drain_flow_errors_reach_upstream() {
+    let dir = temp_dir("drain-flow");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    let mut h = queued_harness(&model, &info, 3, false);
+    push_only(&mut h, &info, noise_bytes(info.size(), 1), 0);
+    let src = h.element().unwrap().static_pad("src").unwrap();
+    let peer = src.peer().unwrap();
+    src.unlink(&peer).unwrap();
+    let gap = gst::event::Gap::new(
+        gst::ClockTime::from_mseconds(40),
+        gst::ClockTime::from_mseconds(40),
+    );
+    h.push_event(gap);
+    let mut buffer = gst::Buffer::from_mut_slice(noise_bytes(info.size(), 2));
+    buffer
+        .get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(80));
+    assert_eq!(h.push(buffer), Err(gst::FlowError::NotLinked));
+}
+
+/// Position queries count the frames pushed by a drain.
+#[test]
+fn position_includes_drained_frames() {
+    let dir = temp_dir("position");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    let mut h = queued_harness(&model, &info, 2, false);
+    for i in 0..3 {
+        push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let src = h.element().unwrap().static_pad("src").unwrap();
+    assert_eq!(
+        src.query_position::<gst::ClockTime>(),
+        Some(gst::ClockTime::from_mseconds(120))
+    );
+}
+
+#[test]
+fn interlaced_caps_are_not_negotiated() {
+    let dir = temp_dir("interlaced");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (mut h, _) = harness(&model, VideoFormat::I420, 8, 8);
+    h.set_src_caps_str(
+        "video/x-raw,format=I420,width=8,height=8,framerate=25/1,interlace-mode=interleaved",
+    );
+    let buffer = gst::Buffer::from_mut_slice(vec![0u8; 96]);
+    assert_eq!(h.push(buffer), Err(gst::FlowError::NotNegotiated));
+}
+
+/// Crop and region-of-interest metas follow the picture: scaled, not dropped.
+#[test]
+fn size_metas_are_scaled_in_every_mode() {
+    let dir = temp_dir("metas");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    for (batch, overlap) in MODES {
+        let what = format!("batch {batch}, overlap {overlap}");
+        let mut h = queued_harness(&model, &info, batch, overlap);
+        for i in 0..batch as u64 * 2 {
+            let mut buffer = gst::Buffer::from_mut_slice(noise_bytes(info.size(), i));
+            {
+                let b = buffer.get_mut().unwrap();
+                b.set_pts(gst::ClockTime::from_mseconds(40 * i));
+                gst_video::VideoCropMeta::add(b, (2, 1, 4, 6));
+                gst_video::VideoRegionOfInterestMeta::add(b, "face", (1, 2, 3, 4));
+            }
+            assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
+        }
+        let out = h.pull().unwrap();
+        let crop = out.meta::<gst_video::VideoCropMeta>().expect(&what);
+        assert_eq!(crop.rect(), (8, 4, 16, 24), "{what}");
+        let roi = out
+            .meta::<gst_video::VideoRegionOfInterestMeta>()
+            .expect(&what);
+        assert_eq!(roi.rect(), (4, 8, 12, 16), "{what}");
+        assert_eq!(roi.roi_type(), "face", "{what}");
+    }
+}
+
+/// Input whose rows are padded (its strides in a `VideoMeta`) gives the same output.
+#[test]
+fn custom_strides_give_the_same_output() {
+    let dir = temp_dir("strides");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let (w, hh) = (5usize, 3usize);
+    let pixels = noise_bytes(w * hh * 3, 8);
+    let (mut plain, info) = harness(&model, VideoFormat::Rgb, w as u32, hh as u32);
+    let mut packed = vec![0u8; info.size()];
+    for r in 0..hh {
+        let o = r * info.stride()[0] as usize;
+        packed[o..o + w * 3].copy_from_slice(&pixels[r * w * 3..(r + 1) * w * 3]);
+    }
+    let expected = push_frame(&mut plain, &info, packed, 0);
+
+    let (mut padded, _) = harness(&model, VideoFormat::Rgb, w as u32, hh as u32);
+    let (offset, stride) = (7usize, 40usize);
+    let mut data = vec![0u8; offset + stride * hh];
+    for r in 0..hh {
+        let o = offset + r * stride;
+        data[o..o + w * 3].copy_from_slice(&pixels[r * w * 3..(r + 1) * w * 3]);
+    }
+    let mut buffer = gst::Buffer::from_mut_slice(data);
+    gst_video::VideoMeta::add_full(
+        buffer.get_mut().unwrap(),
+        gst_video::VideoFrameFlags::empty(),
+        VideoFormat::Rgb,
+        w as u32,
+        hh as u32,
+        &[offset],
+        &[stride as i32],
+    )
+    .unwrap();
+    assert_eq!(padded.push(buffer), Ok(gst::FlowSuccess::Ok));
+    let got = padded.pull().unwrap();
+    let out_info = output_info(&padded);
+    assert_eq!(
+        plane_rows(&got, &out_info, 0, hh * 4, w * 12),
+        plane_rows(&expected, &out_info, 0, hh * 4, w * 12)
+    );
+}
+
+/// The bus error says what failed in a line; the chain of causes is in its debug part.
+#[test]
+fn error_messages_are_short_with_details_in_debug() {
+    init();
+    let dir = temp_dir("short-errors");
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(&corrupt, noise_bytes(64, 9)).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,width=8,height=8 ! cyclesr model-location={} ! fakesink",
+        corrupt.display()
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!("filtered")
+    };
+    let message = e.error().to_string();
+    let debug = e.debug().unwrap().to_string();
+    assert!(message.contains("corrupt.safetensors"), "{message}");
+    assert!(
+        !message.contains("model file"),
+        "one line, no chain: {message}"
+    );
+    assert!(
+        debug.contains("model file") && debug.contains("not a valid safetensors"),
+        "{debug}"
+    );
+}
+
+/// Setting a property that only applies at start while running says so in the log.
+#[test]
+fn properties_set_while_running_warn() {
+    let dir = temp_dir("running-props");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = warnings.clone();
+    let log = gst::log::add_log_function(move |category, level, _, _, _, _, message| {
+        if category.name() == "cyclesr" && level == gst::DebugLevel::Warning {
+            if let Some(text) = message.get() {
+                record.lock().unwrap().push(text.to_string());
+            }
+        }
+    });
+    gst::DebugCategory::get("cyclesr")
+        .unwrap()
+        .set_threshold(gst::DebugLevel::Warning);
+    gst::log::set_active(true);
+    let (h, _) = harness(&model, VideoFormat::Rgb, 8, 8);
+    h.element().unwrap().set_property("tile-size", 64u32);
+    gst::log::remove_log_function(log);
+    let warnings = warnings.lock().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("tile-size")),
+        "{warnings:?}"
+    );
+}
+
+/// Start and stop 200 times, every third time with batches filling and on the worker.
+#[test]
+fn two_hundred_state_cycles() {
+    let dir = temp_dir("cycles");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc ! video/x-raw,format=I420,width=8,height=8,framerate=1000/1 ! cyclesr name=sr model-location={} batch=3 overlap=true ! fakesink name=sink",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = frames.clone();
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    let bus = pipeline.bus().unwrap();
+    for cycle in 0..200 {
+        pipeline.set_state(gst::State::Playing).unwrap();
+        if cycle % 3 == 0 {
+            let before = frames.load(std::sync::atomic::Ordering::SeqCst);
+            let started = std::time::Instant::now();
+            while frames.load(std::sync::atomic::Ordering::SeqCst) < before + 4 {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "cycle {cycle}: no frames"
+                );
+                std::thread::yield_now();
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            panic!("cycle {cycle}: {msg:?}");
+        }
+    }
+}
+
+/// New caps while a batch is partly filled: its frames come out at the old size, before the
+/// frames of the new size.
+#[test]
+fn renegotiation_drains_a_partial_batch() {
+    let dir = temp_dir("renegotiate");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    for overlap in [false, true] {
+        let mut h = queued_harness(&model, &info, 3, overlap);
+        for i in 0..4 {
+            push_only(&mut h, &info, noise_bytes(info.size(), i), 40 * i);
+        }
+        let wide = VideoInfo::builder(VideoFormat::Rgb, 12, 8)
+            .fps(gst::Fraction::new(25, 1))
+            .build()
+            .unwrap();
+        h.set_src_caps(wide.to_caps().unwrap());
+        for i in 4..6 {
+            push_only(&mut h, &wide, noise_bytes(wide.size(), i), 40 * i);
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        let outputs: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+        let sizes: Vec<usize> = outputs.iter().map(|b| b.size()).collect();
+        let (small, large) = (32 * 32 * 3, 48 * 32 * 3);
+        assert_eq!(
+            sizes,
+            [small, small, small, small, large, large],
+            "overlap {overlap}"
+        );
+        let pts: Vec<u64> = outputs
+            .iter()
+            .map(|b| b.pts().unwrap().mseconds())
+            .collect();
+        assert_eq!(pts, [0, 40, 80, 120, 160, 200], "overlap {overlap}");
+    }
+}

@@ -7,7 +7,9 @@ use std::process::Command;
 
 use common::{temp_dir, write_model, SMALL_SRRESNET};
 use gstcyclesr::model::arch::{trainable_parameters, SrArch, SrConfig};
-use gstcyclesr::model::checkpoint::{read_config, read_safetensors, write_safetensors, SrModel};
+use gstcyclesr::model::checkpoint::{
+    config_from_bytes, read_config, read_safetensors, write_safetensors, SrModel,
+};
 use gstcyclesr::model::color::YuvEncoding;
 use gstcyclesr::model::device::Precision;
 use gstcyclesr::model::upscaler::{Tiling, Upscaler};
@@ -110,6 +112,11 @@ fn checkpoint_round_trip_keeps_weights_and_provenance() {
     let path = dir.join("m.safetensors");
     model.save(&path).unwrap();
     assert_eq!(read_config(&path).unwrap(), config);
+    // From the bytes in memory too (the embedded model), without building the network.
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(config_from_bytes(&bytes).unwrap(), config);
+    assert!(config_from_bytes(&bytes[..7]).is_err());
+    assert!(config_from_bytes(&bytes[..20]).is_err());
     let loaded = SrModel::load(&path, Device::Cpu).unwrap();
     assert_eq!(loaded.provenance["iterations"], "1234");
     let x = Tensor::rand([1, 3, 6, 6], (Kind::Float, Device::Cpu));
