@@ -9,7 +9,7 @@ use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::{VideoFormat, VideoInfo};
 use gstcyclesr::model::checkpoint::SrModel;
-use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
+use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, ChromaSiting, YuvEncoding};
 use tch::{Device, Kind, Tensor};
 
 fn harness(model: &Path, format: VideoFormat, width: u32, height: u32) -> (Harness, VideoInfo) {
@@ -193,12 +193,24 @@ fn packed_output_equals_direct_forward() {
     }
 }
 
-/// I420 and NV12: the planes are converted with the caps' colorimetry, run through the
-/// network and converted back.
+type ChromaResampler = Box<dyn Fn(&Tensor, i64, i64) -> Tensor>;
+type ChromaDownsampler = Box<dyn Fn(&Tensor) -> Tensor>;
+
+/// I420 and NV12: the planes are converted with the caps' colorimetry and chroma siting, run
+/// through the network and converted back.
 #[test]
 fn yuv_output_equals_direct_forward() {
+    init();
     let dir = temp_dir("yuv");
     let model = write_model(&dir, SMALL_SRRESNET);
+    // Without chroma-site, SD caps mean centred chroma: the reference is then the plain
+    // bilinear resampling of `color`.
+    yuv_output_equals_direct_forward_with(&model, None);
+    yuv_output_equals_direct_forward_with(&model, Some(gst_video::VideoChromaSite::MPEG2));
+    yuv_output_equals_direct_forward_with(&model, Some(gst_video::VideoChromaSite::COSITED));
+}
+
+fn yuv_output_equals_direct_forward_with(model: &Path, site: Option<gst_video::VideoChromaSite>) {
     let (w, h) = (10i64, 6i64);
     let y = noise_bytes((w * h) as usize, 21);
     let u = noise_bytes((w * h / 4) as usize, 22);
@@ -209,24 +221,40 @@ fn yuv_output_equals_direct_forward() {
             .to_kind(Kind::Float)
     };
     let enc = YuvEncoding::BT601_LIMITED; // SD caps without colorimetry: GStreamer's default
+    let (up, down): (ChromaResampler, ChromaDownsampler) = match site {
+        None => (Box::new(upsample_chroma), Box::new(downsample_chroma)),
+        Some(site) => {
+            let siting = ChromaSiting {
+                h_cosited: site.contains(gst_video::VideoChromaSite::H_COSITED),
+                v_cosited: site.contains(gst_video::VideoChromaSite::V_COSITED),
+            };
+            (
+                Box::new(move |p, h, w| siting.upsample(p, h, w)),
+                Box::new(move |p| siting.downsample(p)),
+            )
+        }
+    };
     let rgb = enc
         .to_rgb(
             &plane(&y, h, w),
-            &upsample_chroma(&plane(&u, h / 2, w / 2), h, w),
-            &upsample_chroma(&plane(&v, h / 2, w / 2), h, w),
+            &up(&plane(&u, h / 2, w / 2), h, w),
+            &up(&plane(&v, h / 2, w / 2), h, w),
         )
         .clamp(0.0, 1.0)
         .unsqueeze(0);
-    let sr = direct_forward(&model, &rgb) / 255.0;
+    let sr = direct_forward(model, &rgb) / 255.0;
     let (ey, eu, ev) = enc.from_rgb(&sr.squeeze_dim(0));
-    let (eu, ev) = (
-        downsample_chroma(&eu).round(),
-        downsample_chroma(&ev).round(),
-    );
+    let (eu, ev) = (down(&eu).round(), down(&ev).round());
     let ey = ey.round();
 
     for format in [VideoFormat::I420, VideoFormat::Nv12] {
-        let (mut harness, info) = harness(&model, format, w as u32, h as u32);
+        let mut builder =
+            VideoInfo::builder(format, w as u32, h as u32).fps(gst::Fraction::new(25, 1));
+        if let Some(site) = site {
+            builder = builder.chroma_site(site);
+        }
+        let info = builder.build().unwrap();
+        let mut harness = queued_harness(model, &info, 1, false);
         let mut data = vec![0u8; info.size()];
         let (ws, hs) = (w as usize, h as usize);
         for r in 0..hs {
@@ -252,17 +280,25 @@ fn yuv_output_equals_direct_forward() {
         assert_within_one(
             &plane_rows(&out, &oi, 0, oh, ow),
             &ey,
-            &format!("{format:?} Y"),
+            &format!("{format:?} {site:?} Y"),
         );
         if format == VideoFormat::I420 {
-            assert_within_one(&plane_rows(&out, &oi, 1, oh / 2, ow / 2), &eu, "I420 U");
-            assert_within_one(&plane_rows(&out, &oi, 2, oh / 2, ow / 2), &ev, "I420 V");
+            assert_within_one(
+                &plane_rows(&out, &oi, 1, oh / 2, ow / 2),
+                &eu,
+                &format!("I420 {site:?} U"),
+            );
+            assert_within_one(
+                &plane_rows(&out, &oi, 2, oh / 2, ow / 2),
+                &ev,
+                &format!("I420 {site:?} V"),
+            );
         } else {
             let uv = plane_rows(&out, &oi, 1, oh / 2, ow);
             let got_u: Vec<u8> = uv.iter().step_by(2).copied().collect();
             let got_v: Vec<u8> = uv.iter().skip(1).step_by(2).copied().collect();
-            assert_within_one(&got_u, &eu, "NV12 U");
-            assert_within_one(&got_v, &ev, "NV12 V");
+            assert_within_one(&got_u, &eu, &format!("NV12 {site:?} U"));
+            assert_within_one(&got_v, &ev, &format!("NV12 {site:?} V"));
         }
     }
 }

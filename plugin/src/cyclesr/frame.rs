@@ -9,7 +9,7 @@ use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
+use crate::model::color::{ChromaSiting, YuvEncoding};
 
 /// The formats the element negotiates, each handled natively (same format out as in).
 pub const FORMATS: &[VideoFormat] = &[
@@ -33,9 +33,9 @@ pub enum Layout {
         alpha: Option<i64>,
     },
     /// Three planes Y, U, V with 2×2-subsampled chroma.
-    I420(YuvEncoding),
+    I420(YuvEncoding, ChromaSiting),
     /// Y plane then one plane of interleaved U, V (2×2-subsampled).
-    Nv12(YuvEncoding),
+    Nv12(YuvEncoding, ChromaSiting),
 }
 
 impl Layout {
@@ -48,8 +48,14 @@ impl Layout {
             VideoFormat::Bgrx => packed(4, [2, 1, 0], None),
             VideoFormat::Rgba => packed(4, [0, 1, 2], Some(3)),
             VideoFormat::Bgra => packed(4, [2, 1, 0], Some(3)),
-            VideoFormat::I420 => Ok(Layout::I420(YuvEncoding::from_video_info(info)?)),
-            VideoFormat::Nv12 => Ok(Layout::Nv12(YuvEncoding::from_video_info(info)?)),
+            VideoFormat::I420 => Ok(Layout::I420(
+                YuvEncoding::from_video_info(info)?,
+                ChromaSiting::from_video_info(info),
+            )),
+            VideoFormat::Nv12 => Ok(Layout::Nv12(
+                YuvEncoding::from_video_info(info)?,
+                ChromaSiting::from_video_info(info),
+            )),
             other => bail!("unsupported video format {other:?}"),
         }
     }
@@ -98,20 +104,20 @@ pub fn frame_to_rgb(
             let alpha = alpha.map(|a| pixels.narrow(0, a, 1).unsqueeze(0));
             Ok((colour, alpha))
         }
-        Layout::I420(enc) => {
+        Layout::I420(enc, siting) => {
             let y = plane_tensor(frame, 0, h, w, device)?.to_kind(Kind::Float);
             let u = plane_tensor(frame, 1, ch, cw, device)?.to_kind(Kind::Float);
             let v = plane_tensor(frame, 2, ch, cw, device)?.to_kind(Kind::Float);
-            let rgb = enc.to_rgb(&y, &upsample_chroma(&u, h, w), &upsample_chroma(&v, h, w));
+            let rgb = enc.to_rgb(&y, &siting.upsample(&u, h, w), &siting.upsample(&v, h, w));
             Ok((rgb.unsqueeze(0).clamp(0.0, 1.0), None))
         }
-        Layout::Nv12(enc) => {
+        Layout::Nv12(enc, siting) => {
             let y = plane_tensor(frame, 0, h, w, device)?.to_kind(Kind::Float);
             let uv = plane_tensor(frame, 1, ch, cw * 2, device)?
                 .view([ch, cw, 2])
                 .to_kind(Kind::Float);
-            let u = upsample_chroma(&uv.select(2, 0), h, w);
-            let v = upsample_chroma(&uv.select(2, 1), h, w);
+            let u = siting.upsample(&uv.select(2, 0), h, w);
+            let v = siting.upsample(&uv.select(2, 1), h, w);
             Ok((enc.to_rgb(&y, &u, &v).unsqueeze(0).clamp(0.0, 1.0), None))
         }
     }
@@ -181,15 +187,15 @@ pub fn rgb_to_frame(
             let packed = Tensor::stack(&channels, 2).view([h, w * bytes]) * 255.0;
             write_plane(frame, 0, &to_u8(&packed))
         }
-        Layout::I420(enc) => {
+        Layout::I420(enc, siting) => {
             let (y, u, v) = enc.from_rgb(&rgb);
             write_plane(frame, 0, &to_u8(&y))?;
-            write_plane(frame, 1, &to_u8(&downsample_chroma(&u)))?;
-            write_plane(frame, 2, &to_u8(&downsample_chroma(&v)))
+            write_plane(frame, 1, &to_u8(&siting.downsample(&u)))?;
+            write_plane(frame, 2, &to_u8(&siting.downsample(&v)))
         }
-        Layout::Nv12(enc) => {
+        Layout::Nv12(enc, siting) => {
             let (y, u, v) = enc.from_rgb(&rgb);
-            let uv = Tensor::stack(&[downsample_chroma(&u), downsample_chroma(&v)], 2);
+            let uv = Tensor::stack(&[siting.downsample(&u), siting.downsample(&v)], 2);
             let (ch, cw) = (uv.size()[0], uv.size()[1]);
             write_plane(frame, 0, &to_u8(&y))?;
             write_plane(frame, 1, &to_u8(&uv.view([ch, cw * 2])))
