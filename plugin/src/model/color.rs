@@ -151,6 +151,16 @@ impl ChromaSiting {
         upsample_axis(&rows, 1, self.h_cosited).narrow(1, 0, width)
     }
 
+    /// 4:2:2 chroma plane [h, w/2] → [h, w].
+    pub fn upsample_width(&self, plane: &Tensor, width: i64) -> Tensor {
+        upsample_axis(plane, 1, self.h_cosited).narrow(1, 0, width)
+    }
+
+    /// Full-resolution chroma [h, w] → [h, ceil(w/2)], as [`Self::downsample`] across.
+    pub fn downsample_width(&self, plane: &Tensor) -> Tensor {
+        downsample_axis(plane, 1, self.h_cosited)
+    }
+
     /// Full-resolution chroma [h, w] → [ceil(h/2), ceil(w/2)]: each sample filters the luma
     /// positions around where it sits (a 2-tap average when centred, 1-2-1 when co-sited).
     pub fn downsample(&self, plane: &Tensor) -> Tensor {
