@@ -830,6 +830,32 @@ fn plugin_loads_with_fresh_registry_and_no_ld_library_path() {
     );
 }
 
+/// Inspecting the plugin (what every registry scan does) leaves libtorch's CUDA backend
+/// unloaded: it is loaded when an element picks its device.
+#[test]
+fn registry_scan_does_not_load_the_cuda_backend() {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().unwrap().parent().unwrap();
+    let dir = temp_dir("scan");
+    let output = std::process::Command::new("gst-inspect-1.0")
+        .arg(target_dir.join("libgstcyclesr.so"))
+        .env("GST_REGISTRY", dir.join("registry.bin"))
+        .env("LD_DEBUG", "files")
+        .output()
+        .expect("gst-inspect-1.0 (gstreamer1.0-tools)");
+    assert!(output.status.success());
+    let loads = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !loads.contains("libtorch_cuda"),
+        "{}",
+        loads
+            .lines()
+            .filter(|l| l.contains("libtorch_cuda"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 /// Without `model-location` the element runs the model embedded at build time, when there is one.
 #[test]
 fn embedded_default_model_runs_without_model_location() {

@@ -1084,3 +1084,30 @@ impl CycleSr {
         Ok(gst::ClockTime::from_nseconds(elapsed.as_nanos() as u64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reported processing time follows the typical pass: one slow pass does not raise
+    /// it for good, and it comes down when passes get faster.
+    #[test]
+    fn reported_latency_does_not_ratchet_up() {
+        let ms = gst::ClockTime::from_mseconds;
+        let mut shared = Shared {
+            processing: ms(100),
+            reported_processing: ms(100),
+            ..Shared::default()
+        };
+        assert!(!shared.record_pass(Duration::from_millis(250)));
+        for _ in 0..20 {
+            shared.record_pass(Duration::from_millis(100));
+        }
+        assert_eq!(shared.reported_processing, ms(100));
+        let moved = (0..20)
+            .map(|_| shared.record_pass(Duration::from_millis(40)))
+            .fold(false, |a, b| a | b);
+        assert!(moved);
+        assert!(shared.reported_processing < ms(75));
+    }
+}
