@@ -1402,3 +1402,49 @@ fn renegotiation_drains_a_partial_batch() {
         assert_eq!(pts, [0, 40, 80, 120, 160, 200], "overlap {overlap}");
     }
 }
+
+/// A live 30 fps source whose sink falls behind (each frame held 50 ms downstream, against
+/// a 33 ms budget): the element drops late frames in every mode, says so on the bus, and
+/// the pipeline's latency stays bounded.
+#[test]
+fn live_late_frames_are_dropped_in_every_mode() {
+    let dir = temp_dir("live-qos");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    for (batch, overlap) in MODES {
+        let what = format!("batch {batch}, overlap {overlap}");
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc is-live=true num-buffers=60 ! video/x-raw,format=RGB,width=8,height=8,framerate=30/1 \
+             ! cyclesr name=sr model-location={} batch={batch} overlap={overlap} \
+             ! identity sleep-time=50000 ! fakesink sync=true qos=true",
+            model.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sr = pipeline.by_name("sr").unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let mut dropped = 0;
+        for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+            match msg.view() {
+                gst::MessageView::Qos(q) if msg.src() == Some(sr.upcast_ref()) => {
+                    dropped = dropped.max(q.stats().1.value());
+                }
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{what}: {}", e.error()),
+                _ => {}
+            }
+        }
+        let mut query = gst::query::Latency::new();
+        assert!(pipeline.query(&mut query), "{what}");
+        let (live, min, _) = query.result();
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(dropped > 0, "{what}: no late frame dropped");
+        assert!(live, "{what}");
+        assert!(
+            min < gst::ClockTime::from_mseconds(500),
+            "{what}: latency {min}"
+        );
+    }
+}

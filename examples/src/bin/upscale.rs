@@ -60,6 +60,12 @@ struct Args {
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
     threads: Option<u32>,
+    /// Frames upscaled together in one forward pass (the element's `batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Upscale on a worker thread while the next batch fills (the element's `overlap`).
+    #[arg(long)]
+    overlap: bool,
     /// Skip this many decoded frames before upscaling (e.g. 600 for vtest.avi's held-out tail).
     #[arg(long, default_value_t = 0)]
     start_frame: u64,
@@ -124,6 +130,8 @@ fn main() -> Result<()> {
     let sr = gst::ElementFactory::make("cyclesr")
         .property("device", &args.device)
         .property("tile-size", args.tile_size)
+        .property("batch", args.batch)
+        .property("overlap", args.overlap)
         .build()?;
     if let Some(model) = &args.model {
         sr.set_property(
