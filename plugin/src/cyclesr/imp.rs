@@ -83,6 +83,12 @@ impl Default for Settings {
 struct Shared {
     /// Scale of the loaded model, from `start()` to `stop()`.
     scale: Option<i64>,
+    /// Frames go through the batch queue (`batch` > 1 or `overlap`) rather than
+    /// BaseTransform's one-in-one-out path.
+    queued: bool,
+    /// End of the last frame pushed in queued mode, for position queries: frames pushed by a
+    /// drain bypass BaseTransform's own bookkeeping.
+    position_out: Option<gst::ClockTime>,
     /// Input and output buffers the element holds at most: a batch filling and, with
     /// `overlap`, one on the worker.
     held_buffers: u32,
@@ -138,8 +144,6 @@ struct State {
     /// A downstream flow error met while draining (at an event or a drain query), returned
     /// upstream with its next buffer.
     drain_error: Option<gst::FlowError>,
-    /// End of the last frame pushed, for position queries.
-    position_out: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -437,20 +441,13 @@ impl CycleSr {
     /// Remembers where the output stands, for position queries.
     fn note_output(&self, buffer: &gst::BufferRef) {
         if let Some(pts) = buffer.pts() {
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.position_out = Some(pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
-            }
+            let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+            self.shared.lock().unwrap().position_out = Some(end);
         }
     }
 
-    /// Whether frames go through the batch queue rather than BaseTransform's one-in-one-out
-    /// path.
     fn queued(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|s| s.batch > 1 || s.worker.is_some())
+        self.shared.lock().unwrap().queued
     }
 
     /// Without a frame rate, learns the frame duration from the input and sizes the batch
@@ -690,6 +687,7 @@ impl BaseTransformImpl for CycleSr {
         let queued = batch > 1 || worker.is_some();
         *self.shared.lock().unwrap() = Shared {
             scale: Some(scale),
+            queued,
             held_buffers: if queued {
                 settings.batch * if worker.is_some() { 2 } else { 1 }
             } else {
@@ -708,7 +706,6 @@ impl BaseTransformImpl for CycleSr {
             frame_duration_known: false,
             discont: false,
             drain_error: None,
-            position_out: None,
         });
         Ok(())
     }
@@ -767,12 +764,7 @@ impl BaseTransformImpl for CycleSr {
             (gst::PadDirection::Src, gst::QueryViewMut::Position(q))
                 if q.format() == gst::Format::Time && self.queued() =>
             {
-                let position = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .and_then(|s| s.position_out);
+                let position = self.shared.lock().unwrap().position_out;
                 let segment = self.obj().segment();
                 if let (Some(position), Some(segment)) =
                     (position, segment.downcast_ref::<gst::ClockTime>())
@@ -802,8 +794,8 @@ impl BaseTransformImpl for CycleSr {
                 state.ready.clear();
                 state.drain_error = None;
                 state.discont = false;
-                state.position_out = None;
             }
+            self.shared.lock().unwrap().position_out = None;
         } else if event.is_serialized() && self.queued() {
             // Frames received before an event (GAP, tags, caps, EOS...) leave before it.
             self.drain_keeping_errors();
