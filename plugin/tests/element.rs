@@ -900,6 +900,7 @@ fn queued_harness_without_caps(model: &Path, batch: u32, overlap: bool) -> Harne
 const MODES: [(u32, bool); 3] = [(1, false), (3, false), (2, true)];
 
 fn small_rgb() -> VideoInfo {
+    init();
     VideoInfo::builder(VideoFormat::Rgb, 8, 8)
         .fps(gst::Fraction::new(25, 1))
         .build()
@@ -1447,4 +1448,102 @@ fn live_late_frames_are_dropped_in_every_mode() {
             "{what}: latency {min}"
         );
     }
+}
+
+/// Runs `f` on another thread and gives its result if it comes within ten seconds.
+fn within_ten_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(f());
+    });
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .ok()
+}
+
+/// While the streaming thread is held inside a batch (here: waiting for an output buffer from
+/// a pool that downstream has drained), latency, position and the `scale` property still
+/// answer.
+#[test]
+fn queries_do_not_wait_for_a_batch() {
+    let dir = temp_dir("queries-during-batch");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    let info = small_rgb();
+    let mut h = queued_harness_without_caps(&model, 2, false);
+    let element = h.element().unwrap();
+    let src = element.static_pad("src").unwrap();
+    // Downstream's pool, asked for with the caps: two buffers, widened by the element to four.
+    src.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, probe| {
+        let Some(gst::QueryViewMut::Allocation(q)) = probe.query_mut().map(|q| q.view_mut()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let (caps, _) = q.get_owned();
+        let size = VideoInfo::from_caps(&caps.unwrap()).unwrap().size() as u32;
+        q.add_allocation_pool(Some(&gst_video::VideoBufferPool::new()), size, 2, 2);
+        gst::PadProbeReturn::Handled
+    });
+    h.set_src_caps(info.to_caps().unwrap());
+    let frame = |i: u64| {
+        let mut buffer = gst::Buffer::from_mut_slice(noise_bytes(info.size(), i));
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(40 * i));
+        b.set_duration(gst::ClockTime::from_mseconds(40));
+        buffer
+    };
+    // The first frame through the harness, which sends the stream's events; the next ones
+    // from a thread, so a pool that stalls fails the test instead of hanging it.
+    push_only(&mut h, &info, noise_bytes(info.size(), 0), 0);
+    let upstream = h.srcpad().unwrap();
+    let frames: Vec<gst::Buffer> = (1..4).map(frame).collect();
+    let pushed = within_ten_seconds({
+        let upstream = upstream.clone();
+        move || {
+            frames
+                .into_iter()
+                .map(|f| upstream.push(f))
+                .collect::<Vec<_>>()
+        }
+    });
+    if pushed != Some(vec![Ok(gst::FlowSuccess::Ok); 3]) {
+        // Stalled: tearing the harness down would block too.
+        std::mem::forget(h);
+        panic!("the pool stalled: {pushed:?}");
+    }
+    // Downstream keeps every buffer of the pool.
+    let held: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+    assert_eq!(held.len(), 4);
+
+    // The next batch waits for a buffer, inside the element.
+    let (first, second) = (frame(4), frame(5));
+    let pushing = std::thread::spawn(move || (upstream.push(first), upstream.push(second)));
+
+    let latency = within_ten_seconds({
+        let src = src.clone();
+        move || src.query(&mut gst::query::Latency::new())
+    });
+    let position = within_ten_seconds({
+        let src = src.clone();
+        move || src.query_position::<gst::ClockTime>()
+    });
+    let scale = within_ten_seconds({
+        let element = element.clone();
+        move || element.property::<i32>("scale")
+    });
+    drop(held);
+    let (first, second) = pushing.join().unwrap();
+    assert_eq!(
+        (first, second),
+        (Ok(gst::FlowSuccess::Ok), Ok(gst::FlowSuccess::Ok))
+    );
+    assert_eq!(
+        latency,
+        Some(true),
+        "the latency query waited for the batch"
+    );
+    assert_eq!(
+        position,
+        Some(Some(gst::ClockTime::from_mseconds(160))),
+        "the position query waited for the batch"
+    );
+    assert_eq!(scale, Some(4), "the scale property waited for the batch");
 }

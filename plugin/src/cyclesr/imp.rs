@@ -86,8 +86,9 @@ struct Shared {
     /// Frames go through the batch queue (`batch` > 1 or `overlap`) rather than
     /// BaseTransform's one-in-one-out path.
     queued: bool,
-    /// End of the last frame pushed in queued mode, for position queries: frames pushed by a
-    /// drain bypass BaseTransform's own bookkeeping.
+    /// Stream time of the end of the last frame pushed in queued mode, for position queries:
+    /// frames pushed by a drain bypass BaseTransform's own bookkeeping, and reading the
+    /// segment there would wait for the streaming thread.
     position_out: Option<gst::ClockTime>,
     /// Input and output buffers the element holds at most: a batch filling and, with
     /// `overlap`, one on the worker.
@@ -438,11 +439,19 @@ impl CycleSr {
         }
     }
 
-    /// Remembers where the output stands, for position queries.
+    /// Remembers where the output stands, for position queries (on the streaming thread,
+    /// where the segment is at hand).
     fn note_output(&self, buffer: &gst::BufferRef) {
-        if let Some(pts) = buffer.pts() {
-            let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
-            self.shared.lock().unwrap().position_out = Some(end);
+        let Some(pts) = buffer.pts() else {
+            return;
+        };
+        let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+        let segment = self.obj().segment();
+        if let Some(stream_time) = segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|segment| segment.to_stream_time(end))
+        {
+            self.shared.lock().unwrap().position_out = Some(stream_time);
         }
     }
 
@@ -764,15 +773,9 @@ impl BaseTransformImpl for CycleSr {
             (gst::PadDirection::Src, gst::QueryViewMut::Position(q))
                 if q.format() == gst::Format::Time && self.queued() =>
             {
-                let position = self.shared.lock().unwrap().position_out;
-                let segment = self.obj().segment();
-                if let (Some(position), Some(segment)) =
-                    (position, segment.downcast_ref::<gst::ClockTime>())
-                {
-                    if let Some(stream_time) = segment.to_stream_time(position) {
-                        q.set(stream_time);
-                        return true;
-                    }
+                if let Some(position) = self.shared.lock().unwrap().position_out {
+                    q.set(position);
+                    return true;
                 }
             }
             (gst::PadDirection::Sink, gst::QueryViewMut::Drain(_)) => {
