@@ -7,11 +7,13 @@
 #   e.g. examples/side_by_side.sh data/real_lr/tree.avi tree-sbs.mp4 runs/g_l2h.safetensors
 #
 # Pipeline (W x H: the input size, S: the model's scale):
-#   filesrc ! decodebin ! tee name=t
+#   filesrc ! decodebin caps=video/x-raw(ANY) ! tee name=t
 #     t. ! queue ! videoscale method=catrom ! video/x-raw,width=S*W,height=S*H ! mix.sink_0
 #     t. ! queue ! cyclesr model-location=MODEL [props] ! mix.sink_1
 #   compositor name=mix sink_1::xpos=S*W ! video/x-raw,pixel-aspect-ratio=<the input's>
 #     ! videoconvert ! x264enc ! mp4mux ! filesink   (or autovideosink)
+#   filesrc ! decodebin caps=<MP4's audio codecs> ! queue ! mp4mux   (MP4 output: the
+#     audio, untouched; encoded to AAC when MP4 cannot hold its codec)
 # videoscale has no method called "bicubic": catrom (Catmull-Rom, the cubic kernel with
 # a = -0.5) is what MATLAB/PIL/OpenCV call bicubic. The sizes are found first by running
 # cyclesr on the first frame. With gst's textoverlay (pango plugin) installed, each half
@@ -23,7 +25,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 3 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 in=$1; out=$2; model=$3; shift 3
 need_file "$in" "input"
 need_file "$model" "model"
@@ -35,12 +37,13 @@ if [ "$out" = "--show" ]; then
 else
   need_element x264enc mp4mux filesink
   read -r -a x264_props <<<"${X264_PROPS:-speed-preset=medium}"
-  sink=(videoconvert ! x264enc "${x264_props[@]}" ! mp4mux ! filesink location="$out")
+  sink=(videoconvert ! x264enc "${x264_props[@]}" ! mp4mux name=mux ! filesink location="$out")
 fi
 
 # Input and output sizes: caps on cyclesr's pads for the first frame (-v prints them).
 log "probing sizes (one frame through cyclesr)"
-probe=$(gst-launch-1.0 -v filesrc location="$in" ! decodebin ! identity eos-after=1 \
+probe=$(gst-launch-1.0 -v filesrc location="$in" ! decodebin caps="video/x-raw(ANY)" expose-all-streams=false \
+          ! identity eos-after=1 \
           ! cyclesr name=sr model-location="$model" "$@" ! fakesink 2>&1) \
   || { printf '%s\n' "$probe" | tail -n 5 >&2; die "cyclesr failed on the first frame of $in"; }
 size_of() { # <pad>: "W H" from its caps line
@@ -64,13 +67,20 @@ if gst-inspect-1.0 textoverlay >/dev/null 2>&1; then
   right+=(! textoverlay text=cyclesr valignment=top halignment=left font-desc="Sans 24")
 fi
 
+audio_branch=()
+if [ "$out" != "--show" ]; then
+  need_element identity fakesink
+  find_audio "$in" mux
+fi
+
 start_ns=$(date +%s%N)
 gst-launch-1.0 -e \
   compositor name=mix background=black sink_0::xpos=0 "sink_1::xpos=$out_w" \
   ! "video/x-raw,pixel-aspect-ratio=$par" ! "${sink[@]}" \
-  filesrc location="$in" ! decodebin ! tee name=t \
+  filesrc location="$in" ! decodebin caps="video/x-raw(ANY)" expose-all-streams=false ! tee name=t \
   t. ! queue ! "${left[@]}" ! mix.sink_0 \
-  t. ! queue ! "${right[@]}" ! mix.sink_1
+  t. ! queue ! "${right[@]}" ! mix.sink_1 \
+  "${audio_branch[@]}"
 ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 if [ "$out" != "--show" ]; then
   log "wrote $out ($(du -h "$out" | cut -f1)) in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s"

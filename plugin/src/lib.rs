@@ -11,8 +11,9 @@ pub mod model;
 
 pub use cyclesr::{PrecisionSetting, FORMATS};
 
+/// Registration only: libtorch's CUDA backend is loaded when an element resolves its device,
+/// not on every registry scan.
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    model::device::load_cuda_backend();
     cyclesr::register(plugin)
 }
 

@@ -7,8 +7,10 @@ use std::process::Command;
 
 use common::{temp_dir, write_model, SMALL_SRRESNET};
 use gstcyclesr::model::arch::{trainable_parameters, SrArch, SrConfig};
-use gstcyclesr::model::checkpoint::{read_config, read_safetensors, write_safetensors, SrModel};
-use gstcyclesr::model::color::YuvEncoding;
+use gstcyclesr::model::checkpoint::{
+    config_from_bytes, read_config, read_safetensors, write_safetensors, SrModel,
+};
+use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, ChromaSiting, YuvEncoding};
 use gstcyclesr::model::device::Precision;
 use gstcyclesr::model::upscaler::{Tiling, Upscaler};
 use tch::{Device, Kind, Tensor};
@@ -110,6 +112,11 @@ fn checkpoint_round_trip_keeps_weights_and_provenance() {
     let path = dir.join("m.safetensors");
     model.save(&path).unwrap();
     assert_eq!(read_config(&path).unwrap(), config);
+    // From the bytes in memory too (the embedded model), without building the network.
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(config_from_bytes(&bytes).unwrap(), config);
+    assert!(config_from_bytes(&bytes[..7]).is_err());
+    assert!(config_from_bytes(&bytes[..20]).is_err());
     let loaded = SrModel::load(&path, Device::Cpu).unwrap();
     assert_eq!(loaded.provenance["iterations"], "1234");
     let x = Tensor::rand([1, 3, 6, 6], (Kind::Float, Device::Cpu));
@@ -290,6 +297,43 @@ fn yuv_encodings_match_known_code_values() {
         assert!(
             max_abs_diff(&enc.to_rgb(&y, &u, &v), &rgb) < 1e-5,
             "{enc:?}"
+        );
+    }
+}
+
+#[test]
+fn chroma_siting_places_samples_where_they_sit() {
+    let plane = Tensor::from_slice(&[10.0f32, 50.0, 90.0, 30.0, 70.0, 110.0]).view([2, 3]);
+    // Centred: plain bilinear resampling.
+    let centred = ChromaSiting::CENTRED.upsample(&plane, 4, 5);
+    assert!(max_abs_diff(&centred, &upsample_chroma(&plane, 4, 5)) < 1e-4);
+    let full = Tensor::rand([5, 7], (Kind::Float, Device::Cpu));
+    assert!(
+        max_abs_diff(
+            &ChromaSiting::CENTRED.downsample(&full),
+            &downsample_chroma(&full)
+        ) < 1e-5
+    );
+    // MPEG-2: even columns are the samples themselves, odd ones halfway to the next.
+    let mpeg2 = ChromaSiting::MPEG2.upsample(&plane, 4, 6);
+    let top: Vec<f32> = Vec::try_from(mpeg2.get(0)).unwrap();
+    assert_eq!(top, [10.0, 30.0, 50.0, 70.0, 90.0, 90.0]);
+    // A flat plane stays flat both ways, odd sizes included.
+    let flat = Tensor::full([5, 7], 77.0, (Kind::Float, Device::Cpu));
+    for siting in [
+        ChromaSiting::MPEG2,
+        ChromaSiting {
+            h_cosited: true,
+            v_cosited: true,
+        },
+    ] {
+        let down = siting.downsample(&flat);
+        assert_eq!(down.size(), [3, 4]);
+        assert!(
+            max_abs_diff(
+                &down,
+                &Tensor::full([3, 4], 77.0, (Kind::Float, Device::Cpu))
+            ) < 1e-4
         );
     }
 }

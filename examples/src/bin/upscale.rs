@@ -5,13 +5,16 @@
 //!
 //! ```text
 //! filesrc ! decodebin ! cyclesr ! videoconvert ! x264enc ! mp4mux ! filesink     (out.mp4)
+//! filesrc ! parsebin ! queue ! mp4mux                                           (its audio)
 //! filesrc ! decodebin ! cyclesr ! videoconvert ! pngenc snapshot=true ! filesink (out.png: first frame)
 //! filesrc ! decodebin ! cyclesr ! videoconvert ! pngenc ! multifilesink          (out-%05d.png: every frame)
 //! ```
 //!
-//! Decoded frames in a format cyclesr takes (I420, NV12, RGB and friends) go straight in;
-//! any other format gets a `videoconvert` in front. With `--frames N`, a pad probe on
-//! cyclesr's input answers "end of stream" to the decoder after N frames.
+//! Decoded frames in a format cyclesr takes (I420, NV12, Y444, YUY2, 10-bit I420_10LE and
+//! P010_10LE, RGB and friends) go straight in; any other format gets a `videoconvert` in
+//! front. With `--frames N`, a pad probe on cyclesr's input answers "end of stream" to the
+//! decoder after N frames. The first audio stream goes into the MP4 untouched (encoded to
+//! AAC when MP4 cannot hold its codec), unless `--start-frame` or `--frames` cut the video.
 //!
 //! Example:
 //! `upscale --input data/real_lr/vtest.avi --output vtest-x4.mp4 --start-frame 600 --frames 50`
@@ -57,6 +60,12 @@ struct Args {
     /// CPU threads for libtorch (default: libtorch's choice).
     #[arg(long)]
     threads: Option<u32>,
+    /// Frames upscaled together in one forward pass (the element's `batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Upscale on a worker thread while the next batch fills (the element's `overlap`).
+    #[arg(long)]
+    overlap: bool,
     /// Skip this many decoded frames before upscaling (e.g. 600 for vtest.avi's held-out tail).
     #[arg(long, default_value_t = 0)]
     start_frame: u64,
@@ -121,6 +130,8 @@ fn main() -> Result<()> {
     let sr = gst::ElementFactory::make("cyclesr")
         .property("device", &args.device)
         .property("tile-size", args.tile_size)
+        .property("batch", args.batch)
+        .property("overlap", args.overlap)
         .build()?;
     if let Some(model) = &args.model {
         sr.set_property(
@@ -142,6 +153,7 @@ fn main() -> Result<()> {
 
     let output = args.output.to_str().context("output path is not UTF-8")?;
     let mut tail = vec![convert.clone()];
+    let mut mux = None;
     match output_kind(&args.output) {
         Output::Mp4 => {
             if !output.to_ascii_lowercase().ends_with(".mp4") {
@@ -150,7 +162,9 @@ fn main() -> Result<()> {
             let enc = make("x264enc")?;
             enc.set_property_from_str("speed-preset", &args.x264_preset);
             tail.push(enc);
-            tail.push(make("mp4mux")?);
+            let mp4mux = make("mp4mux")?;
+            mux = Some(mp4mux.clone());
+            tail.push(mp4mux);
             tail.push(
                 gst::ElementFactory::make("filesink")
                     .property("location", output)
@@ -184,6 +198,13 @@ fn main() -> Result<()> {
     src.link(&decode)?;
     sr.link(&convert)?;
     gst::Element::link_many(&tail)?;
+    if let Some(mux) = &mux {
+        if args.start_frame > 0 || args.frames.is_some() {
+            eprintln!("[upscale] audio left out: --start-frame and --frames cut the video only");
+        } else {
+            add_audio(&pipeline, &args.input, mux)?;
+        }
+    }
 
     // decodebin's pads appear once it knows the streams: link the first video stream,
     // straight into cyclesr when it can take the decoder's format.
@@ -393,6 +414,114 @@ fn report_progress(
         "[upscale] {:6.1} s elapsed: position {pos_text}, {n}{of} frames out{fps}",
         start.elapsed().as_secs_f64()
     );
+}
+
+/// Brings the first audio stream of `input` into `mux`: untouched when the muxer takes its
+/// codec, else decoded and encoded to AAC. The file is read a second time for it, so the
+/// audio waiting in the muxer for the slower video never stalls the video's demuxer.
+fn add_audio(pipeline: &gst::Pipeline, input: &std::path::Path, mux: &gst::Element) -> Result<()> {
+    let src = gst::ElementFactory::make("filesrc")
+        .property(
+            "location",
+            input.to_str().context("input path is not UTF-8")?,
+        )
+        .build()?;
+    let parse = make("parsebin")?;
+    pipeline.add_many([&src, &parse])?;
+    src.link(&parse)?;
+    let audio_linked = Mutex::new(false);
+    let pipeline = pipeline.downgrade();
+    let mux = mux.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = pipeline.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let is_audio = caps
+            .structure(0)
+            .is_some_and(|s| s.name().starts_with("audio/"));
+        let mut linked = audio_linked.lock().unwrap();
+        // Other streams (the video, read here a second time) are consumed and dropped.
+        let result = if is_audio && !*linked {
+            *linked = true;
+            link_audio(&pipeline, pad, &caps, &mux)
+        } else {
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|sink| add_after(&pipeline, pad, sink))
+                .map(|_| ())
+        };
+        if let Err(e) = result {
+            eprintln!("[upscale] cannot keep the audio: {e:#}");
+        }
+    });
+    Ok(())
+}
+
+/// Links a parsed audio stream to the muxer: as it is if the muxer takes it, else through a
+/// decoder and an AAC encoder.
+fn link_audio(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    caps: &gst::Caps,
+    mux: &gst::Element,
+) -> Result<()> {
+    let mux_pad = mux
+        .request_pad_simple("audio_%u")
+        .context("the muxer takes no more audio")?;
+    let name = caps
+        .structure(0)
+        .map_or("?".into(), |s| s.name().to_string());
+    if caps.can_intersect(&mux_pad.query_caps(None)) {
+        eprintln!("[upscale] audio: {name}, kept as it is");
+        let queue = add_after(pipeline, pad, make("queue")?)?;
+        queue.static_pad("src").unwrap().link(&mux_pad)?;
+        return Ok(());
+    }
+    let encoder = ["avenc_aac", "voaacenc"]
+        .into_iter()
+        .find(|e| gst::ElementFactory::find(e).is_some())
+        .context("MP4 cannot hold this audio codec and no AAC encoder (avenc_aac, voaacenc) is installed")?;
+    eprintln!("[upscale] audio: {name}, encoded to AAC with {encoder}");
+    let decode = add_after(pipeline, pad, make("decodebin")?)?;
+    let chain = ["queue", "audioconvert", "audioresample", encoder]
+        .into_iter()
+        .map(make)
+        .collect::<Result<Vec<_>>>()?;
+    pipeline.add_many(&chain)?;
+    gst::Element::link_many(&chain)?;
+    chain
+        .last()
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .link(&mux_pad)?;
+    for element in &chain {
+        element.sync_state_with_parent()?;
+    }
+    let first = chain[0].clone();
+    decode.connect_pad_added(move |_, pad| {
+        let sink = first.static_pad("sink").unwrap();
+        if !sink.is_linked() {
+            let _ = pad.link(&sink);
+        }
+    });
+    Ok(())
+}
+
+/// Adds `element` to the pipeline after `pad`, started.
+fn add_after(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    element: gst::Element,
+) -> Result<gst::Element> {
+    pipeline.add(&element)?;
+    pad.link(&element.static_pad("sink").unwrap())?;
+    element.sync_state_with_parent()?;
+    Ok(element)
 }
 
 fn error_of(err: &gst::message::Error) -> anyhow::Error {

@@ -132,11 +132,13 @@ impl Worker {
         })
     }
 
-    pub fn submit(&mut self, batch: Batch) {
-        let jobs = self.jobs.as_ref().expect("jobs are open until drop");
-        jobs.send(batch)
-            .expect("the worker runs until the sender is dropped");
+    /// Queues a batch; fails if the worker thread has ended (it panicked).
+    pub fn submit(&mut self, batch: Batch) -> anyhow::Result<()> {
+        let stopped = || anyhow::anyhow!("the inference thread has ended");
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send(batch).map_err(|_| stopped())?;
         self.in_flight += 1;
+        Ok(())
     }
 
     /// Batches submitted and not yet returned by [`Worker::wait`].
@@ -144,17 +146,21 @@ impl Worker {
         self.in_flight
     }
 
-    /// The oldest batch in flight, once done; `None` if none is in flight.
-    pub fn wait(&mut self) -> Option<Done> {
+    /// The oldest batch in flight, once done; `None` if none is in flight. Fails if the
+    /// worker thread ended without answering.
+    pub fn wait(&mut self) -> anyhow::Result<Option<Done>> {
         if self.in_flight == 0 {
-            return None;
+            return Ok(None);
         }
         self.in_flight -= 1;
-        Some(
-            self.done
-                .recv()
-                .expect("the worker answers every batch it receives"),
-        )
+        match self.done.recv() {
+            Ok(done) => Ok(Some(done)),
+            Err(_) => {
+                // Nothing more will come back.
+                self.in_flight = 0;
+                anyhow::bail!("the inference thread ended with a batch in flight")
+            }
+        }
     }
 }
 
@@ -162,7 +168,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the job channel ends the thread's loop once its current batch is done.
         drop(self.jobs.take());
-        while self.wait().is_some() {}
+        while let Ok(Some(_)) = self.wait() {}
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

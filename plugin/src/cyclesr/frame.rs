@@ -1,15 +1,15 @@
 //! Video frames ↔ tensors for every format the element accepts.
 //!
-//! Planes are uploaded as 8-bit tensors and converted to RGB on the model's device; the
-//! result goes back the same way. Alpha does not pass through the network: it is upscaled
-//! bicubically on its own.
+//! Planes are uploaded as 8- or 16-bit tensors and converted to RGB on the model's device;
+//! the result goes back the same way, at the format's bit depth. Alpha does not pass through
+//! the network: it is upscaled bicubically on its own.
 
 use anyhow::{bail, Result};
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
+use crate::model::color::{ChromaSiting, YuvEncoding};
 
 /// The formats the element negotiates, each handled natively (same format out as in).
 pub const FORMATS: &[VideoFormat] = &[
@@ -21,7 +21,42 @@ pub const FORMATS: &[VideoFormat] = &[
     VideoFormat::Bgra,
     VideoFormat::I420,
     VideoFormat::Nv12,
+    VideoFormat::Y444,
+    VideoFormat::Yuy2,
+    VideoFormat::I42010le,
+    VideoFormat::P01010le,
 ];
+
+/// How Y'CbCr samples are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// One byte per sample.
+    Eight,
+    /// 10 bits in the low bits of a little-endian 16-bit word (I420_10LE).
+    TenLow,
+    /// 10 bits in the high bits of a little-endian 16-bit word (P010_10LE).
+    TenHigh,
+}
+
+impl Depth {
+    fn bytes(self) -> i64 {
+        match self {
+            Depth::Eight => 1,
+            Depth::TenLow | Depth::TenHigh => 2,
+        }
+    }
+}
+
+/// Where the chroma samples are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YuvPlanes {
+    /// Three planes Y, U, V; chroma subsampled 2×2 (4:2:0) or not at all (4:4:4).
+    Planar { subsampled: bool },
+    /// Y plane then one plane of interleaved U, V, 2×2-subsampled (NV12, P010).
+    SemiPlanar,
+    /// One plane of Y0 U Y1 V: chroma halved horizontally (YUY2, 4:2:2).
+    Yuy2,
+}
 
 /// How one negotiated format maps onto planes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,15 +67,26 @@ pub enum Layout {
         rgb: [i64; 3],
         alpha: Option<i64>,
     },
-    /// Three planes Y, U, V with 2×2-subsampled chroma.
-    I420(YuvEncoding),
-    /// Y plane then one plane of interleaved U, V (2×2-subsampled).
-    Nv12(YuvEncoding),
+    Yuv {
+        planes: YuvPlanes,
+        depth: Depth,
+        encoding: YuvEncoding,
+        siting: ChromaSiting,
+    },
 }
 
 impl Layout {
     pub fn from_info(info: &VideoInfo) -> Result<Self> {
         let packed = |bytes, rgb, alpha| Ok(Layout::Packed { bytes, rgb, alpha });
+        let yuv = |planes, depth| {
+            Ok(Layout::Yuv {
+                planes,
+                depth,
+                encoding: YuvEncoding::from_video_info(info)?,
+                siting: ChromaSiting::from_video_info(info),
+            })
+        };
+        let i420 = YuvPlanes::Planar { subsampled: true };
         match info.format() {
             VideoFormat::Rgb => packed(3, [0, 1, 2], None),
             VideoFormat::Bgr => packed(3, [2, 1, 0], None),
@@ -48,8 +94,12 @@ impl Layout {
             VideoFormat::Bgrx => packed(4, [2, 1, 0], None),
             VideoFormat::Rgba => packed(4, [0, 1, 2], Some(3)),
             VideoFormat::Bgra => packed(4, [2, 1, 0], Some(3)),
-            VideoFormat::I420 => Ok(Layout::I420(YuvEncoding::from_video_info(info)?)),
-            VideoFormat::Nv12 => Ok(Layout::Nv12(YuvEncoding::from_video_info(info)?)),
+            VideoFormat::I420 => yuv(i420, Depth::Eight),
+            VideoFormat::Nv12 => yuv(YuvPlanes::SemiPlanar, Depth::Eight),
+            VideoFormat::Y444 => yuv(YuvPlanes::Planar { subsampled: false }, Depth::Eight),
+            VideoFormat::Yuy2 => yuv(YuvPlanes::Yuy2, Depth::Eight),
+            VideoFormat::I42010le => yuv(i420, Depth::TenLow),
+            VideoFormat::P01010le => yuv(YuvPlanes::SemiPlanar, Depth::TenHigh),
             other => bail!("unsupported video format {other:?}"),
         }
     }
@@ -78,6 +128,32 @@ fn plane_tensor(
     Ok(t.to_device(device).contiguous())
 }
 
+/// Samples of plane `index` as float code values on the 8-bit scale (10-bit samples keep
+/// their precision as fractions): [rows, samples].
+fn plane_values(
+    frame: &VideoFrameRef<&gst::BufferRef>,
+    index: u32,
+    rows: i64,
+    samples: i64,
+    depth: Depth,
+    device: Device,
+) -> Result<Tensor> {
+    let bytes = plane_tensor(frame, index, rows, samples * depth.bytes(), device)?;
+    Ok(match depth {
+        Depth::Eight => bytes.to_kind(Kind::Float),
+        Depth::TenLow | Depth::TenHigh => {
+            // Little-endian words, read as signed 16-bit and brought back to 0..65535.
+            let words = bytes.view_dtype(Kind::Int16).to_kind(Kind::Int);
+            let words = (words + 65536).remainder(65536).to_kind(Kind::Float);
+            if depth == Depth::TenLow {
+                words / 4.0
+            } else {
+                words / 256.0
+            }
+        }
+    })
+}
+
 /// Input frame → (RGB [1, 3, H, W] float in [0, 1], alpha [1, 1, H, W] in [0, 1] if any).
 pub fn frame_to_rgb(
     layout: Layout,
@@ -98,21 +174,45 @@ pub fn frame_to_rgb(
             let alpha = alpha.map(|a| pixels.narrow(0, a, 1).unsqueeze(0));
             Ok((colour, alpha))
         }
-        Layout::I420(enc) => {
-            let y = plane_tensor(frame, 0, h, w, device)?.to_kind(Kind::Float);
-            let u = plane_tensor(frame, 1, ch, cw, device)?.to_kind(Kind::Float);
-            let v = plane_tensor(frame, 2, ch, cw, device)?.to_kind(Kind::Float);
-            let rgb = enc.to_rgb(&y, &upsample_chroma(&u, h, w), &upsample_chroma(&v, h, w));
-            Ok((rgb.unsqueeze(0).clamp(0.0, 1.0), None))
-        }
-        Layout::Nv12(enc) => {
-            let y = plane_tensor(frame, 0, h, w, device)?.to_kind(Kind::Float);
-            let uv = plane_tensor(frame, 1, ch, cw * 2, device)?
-                .view([ch, cw, 2])
-                .to_kind(Kind::Float);
-            let u = upsample_chroma(&uv.select(2, 0), h, w);
-            let v = upsample_chroma(&uv.select(2, 1), h, w);
-            Ok((enc.to_rgb(&y, &u, &v).unsqueeze(0).clamp(0.0, 1.0), None))
+        Layout::Yuv {
+            planes,
+            depth,
+            encoding,
+            siting,
+        } => {
+            let (y, u, v) = match planes {
+                YuvPlanes::Planar { subsampled } => {
+                    let y = plane_values(frame, 0, h, w, depth, device)?;
+                    let (rows, samples) = if subsampled { (ch, cw) } else { (h, w) };
+                    let u = plane_values(frame, 1, rows, samples, depth, device)?;
+                    let v = plane_values(frame, 2, rows, samples, depth, device)?;
+                    if subsampled {
+                        (y, siting.upsample(&u, h, w), siting.upsample(&v, h, w))
+                    } else {
+                        (y, u, v)
+                    }
+                }
+                YuvPlanes::SemiPlanar => {
+                    let y = plane_values(frame, 0, h, w, depth, device)?;
+                    let uv = plane_values(frame, 1, ch, cw * 2, depth, device)?.view([ch, cw, 2]);
+                    let u = siting.upsample(&uv.select(2, 0), h, w);
+                    let v = siting.upsample(&uv.select(2, 1), h, w);
+                    (y, u, v)
+                }
+                YuvPlanes::Yuy2 => {
+                    let yuyv = plane_values(frame, 0, h, cw * 4, depth, device)?.view([h, cw, 4]);
+                    let y = Tensor::stack(&[yuyv.select(2, 0), yuyv.select(2, 2)], 2)
+                        .reshape([h, cw * 2])
+                        .narrow(1, 0, w);
+                    let u = siting.upsample_width(&yuyv.select(2, 1), w);
+                    let v = siting.upsample_width(&yuyv.select(2, 3), w);
+                    (y, u, v)
+                }
+            };
+            Ok((
+                encoding.to_rgb(&y, &u, &v).unsqueeze(0).clamp(0.0, 1.0),
+                None,
+            ))
         }
     }
 }
@@ -154,6 +254,28 @@ fn write_plane(
     Ok(())
 }
 
+/// Float code values on the 8-bit scale → the samples of `depth`, as the bytes of a plane's
+/// rows: [rows, samples × bytes per sample] u8.
+fn plane_bytes(values: &Tensor, depth: Depth) -> Tensor {
+    match depth {
+        Depth::Eight => to_u8(values),
+        Depth::TenLow | Depth::TenHigh => {
+            let ten = (values * 4.0).round().clamp(0.0, 1023.0).to_kind(Kind::Int);
+            let words = if depth == Depth::TenHigh {
+                ten * 64
+            } else {
+                ten
+            };
+            // Stored as signed 16-bit, whose bytes are the little-endian word.
+            let signed = &words - words.ge(32768).to_kind(Kind::Int) * 65536;
+            signed
+                .to_kind(Kind::Int16)
+                .contiguous()
+                .view_dtype(Kind::Uint8)
+        }
+    }
+}
+
 /// RGB [1, 3, H, W] in [0, 1] (+ alpha [1, 1, H, W]) → the output frame's planes.
 pub fn rgb_to_frame(
     layout: Layout,
@@ -181,18 +303,45 @@ pub fn rgb_to_frame(
             let packed = Tensor::stack(&channels, 2).view([h, w * bytes]) * 255.0;
             write_plane(frame, 0, &to_u8(&packed))
         }
-        Layout::I420(enc) => {
-            let (y, u, v) = enc.from_rgb(&rgb);
-            write_plane(frame, 0, &to_u8(&y))?;
-            write_plane(frame, 1, &to_u8(&downsample_chroma(&u)))?;
-            write_plane(frame, 2, &to_u8(&downsample_chroma(&v)))
-        }
-        Layout::Nv12(enc) => {
-            let (y, u, v) = enc.from_rgb(&rgb);
-            let uv = Tensor::stack(&[downsample_chroma(&u), downsample_chroma(&v)], 2);
-            let (ch, cw) = (uv.size()[0], uv.size()[1]);
-            write_plane(frame, 0, &to_u8(&y))?;
-            write_plane(frame, 1, &to_u8(&uv.view([ch, cw * 2])))
+        Layout::Yuv {
+            planes,
+            depth,
+            encoding,
+            siting,
+        } => {
+            let (y, u, v) = encoding.from_rgb(&rgb);
+            match planes {
+                YuvPlanes::Planar { subsampled } => {
+                    let (u, v) = if subsampled {
+                        (siting.downsample(&u), siting.downsample(&v))
+                    } else {
+                        (u, v)
+                    };
+                    write_plane(frame, 0, &plane_bytes(&y, depth))?;
+                    write_plane(frame, 1, &plane_bytes(&u, depth))?;
+                    write_plane(frame, 2, &plane_bytes(&v, depth))
+                }
+                YuvPlanes::SemiPlanar => {
+                    let uv = Tensor::stack(&[siting.downsample(&u), siting.downsample(&v)], 2);
+                    let (ch, cw) = (uv.size()[0], uv.size()[1]);
+                    write_plane(frame, 0, &plane_bytes(&y, depth))?;
+                    write_plane(frame, 1, &plane_bytes(&uv.view([ch, cw * 2]), depth))
+                }
+                YuvPlanes::Yuy2 => {
+                    let (u, v) = (siting.downsample_width(&u), siting.downsample_width(&v));
+                    let cw = u.size()[1];
+                    // An odd last pixel pairs with a copy of itself.
+                    let y = if w % 2 == 1 {
+                        Tensor::cat(&[y.shallow_clone(), y.narrow(1, w - 1, 1)], 1)
+                    } else {
+                        y
+                    }
+                    .view([h, cw, 2]);
+                    let yuyv =
+                        Tensor::stack(&[y.select(2, 0), u, y.select(2, 1), v], 2).view([h, cw * 4]);
+                    write_plane(frame, 0, &plane_bytes(&yuyv, depth))
+                }
+            }
         }
     }
 }

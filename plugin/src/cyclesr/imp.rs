@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,12 +13,12 @@ use gst_base::subclass::base_transform::{
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
-use gst_video::VideoFrameRef;
+use gst_video::{VideoFrameRef, VideoInfo};
 
 use super::batch::{self, upscale_frames, Batch, Done, Formats, Worker};
 use super::frame::{Layout, FORMATS};
 use super::PrecisionSetting;
-use crate::model::checkpoint::{read_config, SrModel};
+use crate::model::checkpoint::{config_from_bytes, read_config, SrModel};
 use crate::model::device::{resolve_device, DeviceRequest, Precision};
 use crate::model::embedded_default_model;
 use crate::model::upscaler::{catch_torch, Tiling, Upscaler};
@@ -31,11 +31,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Scale of the embedded default model, parsed once: caps queries ask for it often.
+/// Scale of the embedded default model, read once from its header: caps queries ask for it
+/// often, and building the network for it would run libtorch inside a query.
 static EMBEDDED_SCALE: LazyLock<Option<i64>> = LazyLock::new(|| {
     embedded_default_model()
-        .and_then(|bytes| SrModel::from_bytes(bytes, tch::Device::Cpu).ok())
-        .map(|m| m.config.scale)
+        .and_then(|bytes| config_from_bytes(bytes).ok())
+        .map(|config| config.scale)
 });
 
 const DEFAULT_DEVICE: &str = "auto";
@@ -76,19 +77,57 @@ impl Default for Settings {
     }
 }
 
-/// Input and output caps, known once caps are set.
-struct Negotiated {
-    formats: Formats,
-    /// How long a frame waits before its batch is upscaled, and with `overlap`, until the
-    /// next batch is full: (batch − 1) frame durations, plus batch more with `overlap`.
+/// What queries, the `scale` property and meta transforms read. Its lock is never held
+/// across inference, so they do not wait for a batch.
+#[derive(Default)]
+struct Shared {
+    /// Scale of the loaded model, from `start()` to `stop()`.
+    scale: Option<i64>,
+    /// Frames go through the batch queue (`batch` > 1 or `overlap`) rather than
+    /// BaseTransform's one-in-one-out path.
+    queued: bool,
+    /// Stream time of the end of the last frame pushed in queued mode, for position queries:
+    /// frames pushed by a drain bypass BaseTransform's own bookkeeping, and reading the
+    /// segment there would wait for the streaming thread.
+    position_out: Option<gst::ClockTime>,
+    /// Input and output buffers the element holds at most: a batch filling and, with
+    /// `overlap`, one on the worker.
+    held_buffers: u32,
+    /// Negotiated input and output caps.
+    infos: Option<(VideoInfo, VideoInfo)>,
+    /// Running average of the time one batch takes through the network.
+    processing: gst::ClockTime,
+    /// The processing time last reported to latency queries: it moves only when the
+    /// average leaves it by a quarter, so latency does not ratchet up on one slow pass.
+    reported_processing: gst::ClockTime,
+    /// How long a frame waits for its batch (and with `overlap`, for the next one to fill).
     queue_wait: gst::ClockTime,
+}
+
+impl Shared {
+    /// Adds one pass to the average; whether the reported figure moved (then a latency
+    /// message is due).
+    fn record_pass(&mut self, elapsed: Duration) -> bool {
+        let elapsed = gst::ClockTime::from_nseconds(elapsed.as_nanos() as u64);
+        self.processing = (self.processing * 7 + elapsed) / 8;
+        let reported = self.reported_processing;
+        let moved =
+            self.processing.nseconds().abs_diff(reported.nseconds()) > reported.nseconds() / 4;
+        if moved {
+            self.reported_processing = self.processing;
+        }
+        moved
+    }
+
+    fn latency(&self) -> gst::ClockTime {
+        self.reported_processing + self.queue_wait
+    }
 }
 
 struct State {
     /// Shared with the worker thread when there is one.
     upscaler: Arc<Mutex<Upscaler>>,
-    scale: i64,
-    negotiated: Option<Negotiated>,
+    formats: Option<Formats>,
     /// Frames per forward pass (the `batch` property).
     batch: usize,
     /// Runs the batches with `overlap`.
@@ -97,20 +136,28 @@ struct State {
     pending: Vec<gst::Buffer>,
     /// Upscaled frames not yet pushed.
     ready: VecDeque<gst::Buffer>,
-    /// Processing latency reported to latency queries: the slowest forward pass so far.
-    latency: gst::ClockTime,
+    /// Without a frame rate in the caps: the start of the previous input frame, to learn the
+    /// frame duration the batch wait is made of.
+    previous_pts: Option<gst::ClockTime>,
+    frame_duration_known: bool,
+    /// QoS dropped a frame: the next frame queued marks the gap with DISCONT.
+    discont: bool,
+    /// A downstream flow error met while draining (at an event or a drain query), returned
+    /// upstream with its next buffer.
+    drain_error: Option<gst::FlowError>,
 }
 
 #[derive(Default)]
 pub struct CycleSr {
     settings: Mutex<Settings>,
+    shared: Mutex<Shared>,
     state: Mutex<Option<State>>,
 }
 
 impl CycleSr {
     fn scale(&self) -> i64 {
-        if let Some(state) = self.state.lock().unwrap().as_ref() {
-            return state.scale;
+        if let Some(scale) = self.shared.lock().unwrap().scale {
+            return scale;
         }
         let settings = self.settings.lock().unwrap();
         settings
@@ -154,28 +201,28 @@ impl CycleSr {
             self.warn("fp16 needs CUDA; running fp32 on the CPU");
             precision = Precision::Fp32;
         }
-        // The model is only moved to another precision once it proved it can run there.
-        let fp32_copy = if precision != Precision::Fp32 {
-            Some(self.load_model(settings, device)?)
-        } else {
-            None
+        let failed = |e: anyhow::Error| {
+            gst::error_msg!(
+                gst::LibraryError::Failed,
+                ("Cannot run the model on {device:?}"),
+                ["{e:#}"]
+            )
         };
         match Upscaler::new(model, precision, tiling) {
             Ok(upscaler) => Ok(upscaler),
+            // The model was converted for the failed precision: only this rare fallback
+            // loads it a second time.
             Err(e) if precision != Precision::Fp32 => {
                 self.warn(&format!("{e:#}; falling back to fp32"));
-                Upscaler::new(
-                    fp32_copy.expect("loaded for a non-fp32 precision"),
-                    Precision::Fp32,
-                    tiling,
-                )
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{e:#}")))
+                let model = self.load_model(settings, device)?;
+                Upscaler::new(model, Precision::Fp32, tiling).map_err(failed)
             }
-            Err(e) => Err(gst::error_msg!(gst::LibraryError::Failed, ("{e:#}"))),
+            Err(e) => Err(failed(e)),
         }
     }
 
     /// The model of `model-location`, or the embedded default model when it is not set.
+    /// The message names the file; the debug part holds the whole chain of causes.
     fn load_model(
         &self,
         settings: &Settings,
@@ -185,11 +232,21 @@ impl CycleSr {
             (Some(path), _) => catch_torch(|| SrModel::load(path, device))
                 .and_then(|r| r)
                 .map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ("Cannot load model {}: {e:#}", path.display()))
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ("Cannot load model {}: {}", path.display(), e.root_cause()),
+                        ["{e:#}"]
+                    )
                 }),
             (None, Some(bytes)) => catch_torch(|| SrModel::from_bytes(bytes, device))
                 .and_then(|r| r)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("Embedded default model: {e:#}"))),
+                .map_err(|e| {
+                    gst::error_msg!(
+                        gst::LibraryError::Init,
+                        ("Cannot load the embedded default model"),
+                        ["{e:#}"]
+                    )
+                }),
             (None, None) => Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
                 ("No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model")
@@ -252,19 +309,13 @@ impl CycleSr {
 impl CycleSr {
     /// Upscales every pending frame as one batch: on this thread, or with `overlap` on the
     /// worker (then the batch before it is taken back, so one runs while the next fills).
-    /// Finished frames go to `ready`. Returns whether the latency grew (see
-    /// [`Self::raise_latency`]).
+    /// Finished frames go to `ready`. Returns whether a latency message is due.
     fn process_pending(&self, state: &mut State) -> Result<bool, gst::FlowError> {
-        let inputs = std::mem::take(&mut state.pending);
-        if inputs.is_empty() {
+        if state.pending.is_empty() {
             return Ok(false);
         }
-        let formats = state
-            .negotiated
-            .as_ref()
-            .ok_or(gst::FlowError::NotNegotiated)?
-            .formats
-            .clone();
+        let formats = state.formats.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let inputs = std::mem::take(&mut state.pending);
         let mut outputs = Vec::with_capacity(inputs.len());
         for input in &inputs {
             match self.parent_prepare_output_buffer(InputBuffer::Readable(input.as_ref()))? {
@@ -284,9 +335,9 @@ impl CycleSr {
             Some(worker) => {
                 // Queued behind the running batch, so the worker goes on without a gap; then
                 // the running one is taken back.
-                worker.submit(batch);
+                worker.submit(batch).map_err(|e| self.worker_failed(e))?;
                 if worker.in_flight() > 1 {
-                    worker.wait()
+                    worker.wait().map_err(|e| self.worker_failed(e))?
                 } else {
                     None
                 }
@@ -298,13 +349,29 @@ impl CycleSr {
         }
     }
 
+    fn worker_failed(&self, e: anyhow::Error) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Thread,
+            ("The inference thread stopped"),
+            ["{e:#}"]
+        );
+        gst::FlowError::Error
+    }
+
     /// Waits for every batch in flight on the worker and queues its frames.
     fn finish_in_flight(&self, state: &mut State) -> Result<bool, gst::FlowError> {
-        let mut raised = false;
-        while let Some(done) = state.worker.as_mut().and_then(Worker::wait) {
-            raised |= self.finish(state, done)?;
+        let mut latency_moved = false;
+        loop {
+            let done = match state.worker.as_mut() {
+                Some(worker) => worker.wait().map_err(|e| self.worker_failed(e))?,
+                None => None,
+            };
+            let Some(done) = done else {
+                return Ok(latency_moved);
+            };
+            latency_moved |= self.finish(state, done)?;
         }
-        Ok(raised)
     }
 
     /// Queues a processed batch's frames, or posts an error naming them.
@@ -312,10 +379,10 @@ impl CycleSr {
         let frames = done.outputs.len();
         self.check_frames(done.result, done.input_size, frames)?;
         state.ready.extend(done.outputs);
-        Ok(self.raise_latency(state, done.elapsed))
+        Ok(self.shared.lock().unwrap().record_pass(done.elapsed))
     }
 
-    /// Posts an error naming the frames on failure.
+    /// Posts an error naming the frames on failure: the cause goes to the debug part.
     fn check_frames(
         &self,
         result: anyhow::Result<()>,
@@ -326,23 +393,11 @@ impl CycleSr {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ("Super-resolution of {frames} {width}x{height} frame(s) failed: {e:#}")
+                ("Super-resolution of {frames} {width}x{height} frame(s) failed"),
+                ["{e:#}"]
             );
             gst::FlowError::Error
         })
-    }
-
-    /// Raises the reported latency when a forward pass that took `elapsed` was the slowest
-    /// so far; the caller then posts [`Self::post_latency`] once the state is unlocked
-    /// (handling the message may query the element's latency).
-    fn raise_latency(&self, state: &mut State, elapsed: std::time::Duration) -> bool {
-        let elapsed = gst::ClockTime::from_nseconds(elapsed.as_nanos() as u64);
-        let raised = elapsed > state.latency;
-        if raised {
-            state.latency = elapsed;
-            gst::debug!(CAT, imp = self, "processing latency now {elapsed}");
-        }
-        raised
     }
 
     fn post_latency(&self) {
@@ -351,42 +406,87 @@ impl CycleSr {
             .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 
-    /// Upscales the frames still waiting for a full batch and pushes them downstream: before
-    /// EOS, new caps or a new segment, and on drain queries.
-    fn drain(&self) {
-        let (outputs, raised) = {
+    /// Upscales the frames still waiting for a full batch and pushes them downstream, before
+    /// any serialized event and on drain queries. A frame that cannot be upscaled has posted
+    /// an error; a downstream flow error is returned.
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (outputs, latency_moved) = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
-                return;
+                return Ok(gst::FlowSuccess::Ok);
             };
-            let Ok(pending) = self.process_pending(state) else {
-                return;
-            };
-            let Ok(in_flight) = self.finish_in_flight(state) else {
-                return;
-            };
-            (std::mem::take(&mut state.ready), pending || in_flight)
+            let moved = self.process_pending(state)?;
+            let in_flight_moved = self.finish_in_flight(state)?;
+            (std::mem::take(&mut state.ready), moved || in_flight_moved)
         };
-        if raised {
+        if latency_moved {
             self.post_latency();
         }
         for buffer in outputs {
-            if let Err(e) = self.obj().src_pad().push(buffer) {
-                gst::debug!(CAT, imp = self, "drained frame not pushed: {e:?}");
-                break;
+            self.note_output(&buffer);
+            self.obj().src_pad().push(buffer)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Drains, keeping a downstream flow error for the next buffer from upstream.
+    fn drain_keeping_errors(&self) {
+        if let Err(error) = self.drain() {
+            gst::debug!(CAT, imp = self, "drain: {error:?}");
+            if let Some(state) = self.state.lock().unwrap().as_mut() {
+                state.drain_error = Some(error);
             }
         }
     }
 
-    /// Whether frames go through the batch queue rather than BaseTransform's one-in-one-out
-    /// path.
-    fn queued(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|s| s.batch > 1 || s.worker.is_some())
+    /// Remembers where the output stands, for position queries (on the streaming thread,
+    /// where the segment is at hand).
+    fn note_output(&self, buffer: &gst::BufferRef) {
+        let Some(pts) = buffer.pts() else {
+            return;
+        };
+        let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+        let segment = self.obj().segment();
+        if let Some(stream_time) = segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|segment| segment.to_stream_time(end))
+        {
+            self.shared.lock().unwrap().position_out = Some(stream_time);
+        }
     }
+
+    fn queued(&self) -> bool {
+        self.shared.lock().unwrap().queued
+    }
+
+    /// Without a frame rate, learns the frame duration from the input and sizes the batch
+    /// wait with it, once. Returns whether the latency changed.
+    fn learn_frame_duration(&self, state: &mut State, buffer: &gst::BufferRef) -> bool {
+        if state.frame_duration_known {
+            return false;
+        }
+        let duration = buffer.duration().or_else(|| {
+            buffer
+                .pts()
+                .zip(state.previous_pts)
+                .and_then(|(pts, previous)| pts.checked_sub(previous))
+        });
+        state.previous_pts = buffer.pts();
+        let Some(duration) = duration.filter(|d| !d.is_zero()) else {
+            return false;
+        };
+        state.frame_duration_known = true;
+        let frames = waiting_frames(state.batch as u64, state.worker.is_some());
+        self.shared.lock().unwrap().queue_wait = duration * frames;
+        gst::debug!(CAT, imp = self, "frame duration {duration} from the input");
+        true
+    }
+}
+
+/// Frames a frame waits for before it is pushed: the rest of its batch, and with `overlap`
+/// the next batch, which fills while it runs.
+fn waiting_frames(batch: u64, overlap: bool) -> u64 {
+    batch - 1 + if overlap { batch } else { 0 }
 }
 
 #[glib::object_subclass]
@@ -463,6 +563,14 @@ impl ObjectImpl for CycleSr {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.shared.lock().unwrap().scale.is_some() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{} set while the element runs: it takes effect at the next start (READY to PAUSED)",
+                pspec.name()
+            );
+        }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "model-location" => {
@@ -535,8 +643,10 @@ impl ElementImpl for CycleSr {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            // Interlaced frames would be upscaled as one picture, mixing their fields.
             let caps = gst_video::VideoCapsBuilder::new()
                 .format_list(FORMATS.iter().copied())
+                .field("interlace-mode", "progressive")
                 .build();
             vec![
                 gst::PadTemplate::new(
@@ -574,28 +684,44 @@ impl BaseTransformImpl for CycleSr {
             let worker = Worker::spawn(upscaler.clone()).map_err(|e| {
                 gst::error_msg!(
                     gst::CoreError::Thread,
-                    ("Cannot start the worker thread: {e}")
+                    ("Cannot start the worker thread"),
+                    ["{e}"]
                 )
             })?;
             Some(worker)
         } else {
             None
         };
+        let batch = settings.batch as usize;
+        let queued = batch > 1 || worker.is_some();
+        *self.shared.lock().unwrap() = Shared {
+            scale: Some(scale),
+            queued,
+            held_buffers: if queued {
+                settings.batch * if worker.is_some() { 2 } else { 1 }
+            } else {
+                0
+            },
+            ..Shared::default()
+        };
         *self.state.lock().unwrap() = Some(State {
             upscaler,
-            scale,
-            negotiated: None,
-            batch: settings.batch as usize,
+            formats: None,
+            batch,
             worker,
             pending: Vec::new(),
             ready: VecDeque::new(),
-            latency: gst::ClockTime::ZERO,
+            previous_pts: None,
+            frame_duration_known: false,
+            discont: false,
+            drain_error: None,
         });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
+        *self.shared.lock().unwrap() = Shared::default();
         Ok(())
     }
 
@@ -633,52 +759,138 @@ impl BaseTransformImpl for CycleSr {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        if direction == gst::PadDirection::Src {
-            if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+        match (direction, query.view_mut()) {
+            (gst::PadDirection::Src, gst::QueryViewMut::Latency(q)) => {
                 if !self.obj().sink_pad().peer_query(q.query_mut()) {
                     return false;
                 }
                 let (live, min, max) = q.result();
-                let ours = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .map_or(gst::ClockTime::ZERO, |s| {
-                        let wait = s
-                            .negotiated
-                            .as_ref()
-                            .map_or(gst::ClockTime::ZERO, |n| n.queue_wait);
-                        s.latency + wait
-                    });
+                let ours = self.shared.lock().unwrap().latency();
                 q.set(live, min + ours, max.map(|m| m + ours));
                 return true;
             }
-        }
-        if direction == gst::PadDirection::Sink {
-            if let gst::QueryViewMut::Drain(_) = query.view_mut() {
-                self.drain();
+            // Frames pushed by a drain bypass BaseTransform's own position bookkeeping.
+            (gst::PadDirection::Src, gst::QueryViewMut::Position(q))
+                if q.format() == gst::Format::Time && self.queued() =>
+            {
+                if let Some(position) = self.shared.lock().unwrap().position_out {
+                    q.set(position);
+                    return true;
+                }
             }
+            (gst::PadDirection::Sink, gst::QueryViewMut::Drain(_)) => {
+                self.drain_keeping_errors();
+            }
+            _ => {}
         }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        match event.view() {
-            gst::EventView::Eos(_) | gst::EventView::Caps(_) | gst::EventView::Segment(_) => {
-                self.drain()
-            }
-            gst::EventView::FlushStop(_) => {
-                if let Some(state) = self.state.lock().unwrap().as_mut() {
-                    state.pending.clear();
-                    // Batches in flight finish on the worker and are dropped.
-                    while state.worker.as_mut().and_then(Worker::wait).is_some() {}
-                    state.ready.clear();
+        if let gst::EventView::FlushStop(_) = event.view() {
+            if let Some(state) = self.state.lock().unwrap().as_mut() {
+                state.pending.clear();
+                // Batches in flight finish on the worker and are dropped.
+                if let Some(worker) = state.worker.as_mut() {
+                    while let Ok(Some(_)) = worker.wait() {}
                 }
+                state.ready.clear();
+                state.drain_error = None;
+                state.discont = false;
             }
-            _ => {}
+            self.shared.lock().unwrap().position_out = None;
+        } else if event.is_serialized() && self.queued() {
+            // Frames received before an event (GAP, tags, caps, EOS...) leave before it.
+            self.drain_keeping_errors();
         }
         self.parent_sink_event(event)
+    }
+
+    fn propose_allocation(
+        &self,
+        decide_query: Option<&gst::query::Allocation>,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_propose_allocation(decide_query, query)?;
+        let held = self.shared.lock().unwrap().held_buffers;
+        if held == 0 {
+            return Ok(());
+        }
+        // Upstream's pool must keep the frames waiting in batches on top of its own needs.
+        let pools: Vec<_> = query.allocation_pools().collect();
+        if pools.is_empty() {
+            let size = query
+                .caps()
+                .and_then(|caps| VideoInfo::from_caps(caps).ok())
+                .map_or(0, |info| info.size() as u32);
+            query.add_allocation_pool(None::<&gst::BufferPool>, size, held, 0);
+        }
+        for (index, (pool, size, min, max)) in pools.into_iter().enumerate() {
+            let max = if max == 0 { 0 } else { max + held };
+            query.set_nth_allocation_pool(index as u32, pool.as_ref(), size, min + held, max);
+        }
+        if query
+            .find_allocation_meta::<gst_video::VideoMeta>()
+            .is_none()
+        {
+            query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        }
+        Ok(())
+    }
+
+    fn decide_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        // Output buffers stay with the element while their batch fills and runs: a bounded
+        // downstream pool needs that many more, or acquiring the next one blocks for good.
+        let held = self.shared.lock().unwrap().held_buffers;
+        if held > 0 {
+            let pools: Vec<_> = query.allocation_pools().collect();
+            for (index, (pool, size, min, max)) in pools.into_iter().enumerate() {
+                let max = if max == 0 { 0 } else { max + held };
+                query.set_nth_allocation_pool(index as u32, pool.as_ref(), size, min + held, max);
+            }
+        }
+        self.parent_decide_allocation(query)
+    }
+
+    fn transform_meta<'a>(
+        &self,
+        outbuf: &mut gst::BufferRef,
+        meta: gst::MetaRef<'a, gst::Meta>,
+        inbuf: &'a gst::BufferRef,
+    ) -> bool {
+        use gst::meta::MetaTag;
+        use gst_video::video_meta::tags;
+        // As videoconvertscale: metas that depend on nothing or only on the picture's size,
+        // orientation or colour space are kept, the size-dependent ones scaled; others (memory
+        // layout...) are for the parent class to judge.
+        let tags_known = meta.tags().iter().all(|tag| {
+            [
+                tags::Video::TAG_NAME,
+                tags::Size::TAG_NAME,
+                tags::Orientation::TAG_NAME,
+                tags::Colorspace::TAG_NAME,
+            ]
+            .iter()
+            .any(|known| known.as_str() == tag.as_str())
+        });
+        if !tags_known {
+            return self.parent_transform_meta(outbuf, meta, inbuf);
+        }
+        if !meta.has_tag::<tags::Size>() {
+            return true;
+        }
+        let Some((in_info, out_info)) = self.shared.lock().unwrap().infos.clone() else {
+            return false;
+        };
+        let scale = gst_video::video_meta::VideoMetaTransformScale::new(&in_info, &out_info);
+        if let Err(e) = meta.transform(outbuf, &scale) {
+            gst::debug!(CAT, imp = self, "{:?} dropped: {e}", meta.api());
+        }
+        // Scaled into `outbuf` already: not to be copied as well.
+        false
     }
 
     fn submit_input_buffer(
@@ -689,11 +901,34 @@ impl BaseTransformImpl for CycleSr {
         if !self.queued() {
             return self.parent_submit_input_buffer(is_discont, inbuf);
         }
+        if let Some(error) = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|s| s.drain_error.take())
+        {
+            return Err(error);
+        }
+        // BaseTransform negotiates (caps, RECONFIGURE from downstream), refuses buffers
+        // before caps and drops late frames (QoS); it keeps the frames it accepts.
+        let submitted = self.parent_submit_input_buffer(is_discont, inbuf)?;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let Some(mut inbuf) = self.take_queued_buffer() else {
+            state.discont = true;
+            return Ok(submitted);
+        };
+        if std::mem::take(&mut state.discont) {
+            inbuf.make_mut().set_flags(gst::BufferFlags::DISCONT);
+        }
+        let mut latency_moved = self.learn_frame_duration(state, &inbuf);
         state.pending.push(inbuf);
-        if state.pending.len() >= state.batch && self.process_pending(state)? {
-            drop(guard);
+        if state.pending.len() >= state.batch {
+            latency_moved |= self.process_pending(state)?;
+        }
+        drop(guard);
+        if latency_moved {
             self.post_latency();
         }
         Ok(gst::FlowSuccess::Ok)
@@ -703,10 +938,16 @@ impl BaseTransformImpl for CycleSr {
         if !self.queued() {
             return self.parent_generate_output();
         }
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        Ok(match state.ready.pop_front() {
-            Some(buffer) => GenerateOutputSuccess::Buffer(buffer),
+        let buffer = {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            state.ready.pop_front()
+        };
+        Ok(match buffer {
+            Some(buffer) => {
+                self.note_output(&buffer);
+                GenerateOutputSuccess::Buffer(buffer)
+            }
             None => GenerateOutputSuccess::NoOutput,
         })
     }
@@ -716,15 +957,15 @@ impl VideoFilterImpl for CycleSr {
     fn set_info(
         &self,
         incaps: &gst::Caps,
-        in_info: &gst_video::VideoInfo,
+        in_info: &VideoInfo,
         outcaps: &gst::Caps,
-        out_info: &gst_video::VideoInfo,
+        out_info: &VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        let mut state = self.state.lock().unwrap();
-        let state = state
+        let mut guard = self.state.lock().unwrap();
+        let state = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the model was loaded"))?;
-        let scale = state.scale as u32;
+        let scale = self.scale() as u32;
         if out_info.width() != in_info.width() * scale
             || out_info.height() != in_info.height() * scale
         {
@@ -737,24 +978,46 @@ impl VideoFilterImpl for CycleSr {
             .and_then(|i| Ok((i, Layout::from_info(out_info)?)))
             .map_err(|e| gst::loggable_error!(CAT, "{e:#}"))?;
         gst::debug!(CAT, imp = self, "{incaps} -> {outcaps} as {layouts:?}");
+
+        let processing = self.warm_up(state, in_info).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                (
+                    "Cannot upscale {}x{} frames in batches of {}",
+                    in_info.width(),
+                    in_info.height(),
+                    state.batch
+                ),
+                ["{e:#}"]
+            );
+            gst::loggable_error!(CAT, "warm-up failed: {e:#}")
+        })?;
         let fps = in_info.fps();
-        let batch = state.batch as u64;
-        let waiting_frames = batch - 1 + if state.worker.is_some() { batch } else { 0 };
-        // Without a frame rate the wait cannot be known in advance.
-        let queue_wait = if fps.numer() > 0 && waiting_frames > 0 {
+        let frames = waiting_frames(state.batch as u64, state.worker.is_some());
+        // Without a frame rate the wait is learnt from the first frames.
+        state.frame_duration_known = fps.numer() > 0;
+        state.previous_pts = None;
+        let queue_wait = if fps.numer() > 0 {
             gst::ClockTime::SECOND
-                .mul_div_floor(waiting_frames * fps.denom() as u64, fps.numer() as u64)
+                .mul_div_floor(frames * fps.denom() as u64, fps.numer() as u64)
                 .unwrap_or(gst::ClockTime::ZERO)
         } else {
             gst::ClockTime::ZERO
         };
-        state.negotiated = Some(Negotiated {
-            formats: Formats {
-                infos: (in_info.clone(), out_info.clone()),
-                layouts,
-            },
-            queue_wait,
+        state.formats = Some(Formats {
+            infos: (in_info.clone(), out_info.clone()),
+            layouts,
         });
+        {
+            let mut shared = self.shared.lock().unwrap();
+            shared.infos = Some((in_info.clone(), out_info.clone()));
+            shared.processing = processing;
+            shared.reported_processing = processing;
+            shared.queue_wait = queue_wait;
+        }
+        drop(guard);
+        self.post_latency();
         Ok(())
     }
 
@@ -763,26 +1026,83 @@ impl VideoFilterImpl for CycleSr {
         inframe: &VideoFrameRef<&gst::BufferRef>,
         outframe: &mut VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (upscaler, layouts) = {
+            let guard = self.state.lock().unwrap();
+            let state = guard.as_ref().ok_or(gst::FlowError::Flushing)?;
+            let formats = state
+                .formats
+                .as_ref()
+                .ok_or(gst::FlowError::NotNegotiated)?;
+            (state.upscaler.clone(), formats.layouts)
+        };
         let started = Instant::now();
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let layouts = state
-            .negotiated
-            .as_ref()
-            .ok_or(gst::FlowError::NotNegotiated)?
-            .formats
-            .layouts;
         let result = upscale_frames(
-            &state.upscaler.lock().unwrap(),
+            &upscaler.lock().unwrap(),
             layouts,
             &[inframe],
             &mut [outframe],
         );
         self.check_frames(result, (inframe.width(), inframe.height()), 1)?;
-        if self.raise_latency(state, started.elapsed()) {
-            drop(guard);
+        if self.shared.lock().unwrap().record_pass(started.elapsed()) {
             self.post_latency();
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl CycleSr {
+    /// Runs one batch of the negotiated size through the network, so the first frames do not
+    /// pay for the device's per-shape set-up (cuDNN's algorithm search), and returns how long
+    /// a warm pass took: the processing latency to report.
+    fn warm_up(&self, state: &State, info: &VideoInfo) -> anyhow::Result<gst::ClockTime> {
+        let upscaler = state.upscaler.lock().unwrap();
+        let shape = [
+            state.batch as i64,
+            3,
+            info.height() as i64,
+            info.width() as i64,
+        ];
+        let frames = tch::Tensor::zeros(shape, (tch::Kind::Float, upscaler.device()));
+        // On a GPU the first pass at a shape searches for algorithms: time the second.
+        let passes = if upscaler.device().is_cuda() { 2 } else { 1 };
+        let mut elapsed = Duration::ZERO;
+        for _ in 0..passes {
+            let started = Instant::now();
+            catch_torch(|| {
+                let out = upscaler.upscale(&frames);
+                // CUDA runs asynchronously: wait for the result before reading the clock.
+                let _ = out.sum(tch::Kind::Float).double_value(&[]);
+            })?;
+            elapsed = started.elapsed();
+        }
+        gst::debug!(CAT, imp = self, "warm pass of {shape:?}: {elapsed:?}");
+        Ok(gst::ClockTime::from_nseconds(elapsed.as_nanos() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reported processing time follows the typical pass: one slow pass does not raise
+    /// it for good, and it comes down when passes get faster.
+    #[test]
+    fn reported_latency_does_not_ratchet_up() {
+        let ms = gst::ClockTime::from_mseconds;
+        let mut shared = Shared {
+            processing: ms(100),
+            reported_processing: ms(100),
+            ..Shared::default()
+        };
+        assert!(!shared.record_pass(Duration::from_millis(250)));
+        for _ in 0..20 {
+            shared.record_pass(Duration::from_millis(100));
+        }
+        assert_eq!(shared.reported_processing, ms(100));
+        let moved = (0..20)
+            .map(|_| shared.record_pass(Duration::from_millis(40)))
+            .fold(false, |a, b| a | b);
+        assert!(moved);
+        assert!(shared.reported_processing < ms(75));
     }
 }

@@ -320,18 +320,31 @@ pub fn read_config(path: &Path) -> Result<SrConfig> {
     file.read_exact(&mut header)
         .map_err(|_| anyhow!("not a valid safetensors file: truncated header"))
         .with_context(context)?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| anyhow!("not a valid safetensors file: {e}"))
-        .with_context(context)?;
+    config_from_header(&header).with_context(context)
+}
+
+/// The network description of a checkpoint held in memory, from its header alone: no
+/// tensor is read and no network is built.
+pub fn config_from_bytes(bytes: &[u8]) -> Result<SrConfig> {
+    let header = bytes
+        .first_chunk::<8>()
+        .map(|len| u64::from_le_bytes(*len) as usize)
+        .and_then(|len| bytes.get(8..8usize.checked_add(len)?))
+        .ok_or_else(|| anyhow!("not a valid safetensors file: truncated header"))?;
+    config_from_header(header)
+}
+
+/// The `network` metadata of a safetensors header (its JSON).
+fn config_from_header(header: &[u8]) -> Result<SrConfig> {
+    let header: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| anyhow!("not a valid safetensors file: {e}"))?;
     let network = header
         .get("__metadata__")
         .and_then(|m| m.get("network"))
         .and_then(|n| n.as_str())
-        .ok_or_else(|| anyhow!("no 'network' metadata: not a cyclesr SR checkpoint"))
-        .with_context(context)?;
+        .ok_or_else(|| anyhow!("no 'network' metadata: not a cyclesr SR checkpoint"))?;
     let config: SrConfig = serde_json::from_str(network)
-        .with_context(|| format!("invalid 'network' metadata {network}"))
-        .with_context(context)?;
-    config.validate().with_context(context)?;
+        .with_context(|| format!("invalid 'network' metadata {network}"))?;
+    config.validate()?;
     Ok(config)
 }

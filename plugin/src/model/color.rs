@@ -108,3 +108,117 @@ pub fn downsample_chroma(plane: &Tensor) -> Tensor {
         .avg_pool2d([2, 2], [2, 2], [0, 0], true, false, None::<i64>)
         .view([(h + 1) / 2, (w + 1) / 2])
 }
+
+/// Where 4:2:0 chroma samples sit relative to luma, per axis: centred between two luma
+/// samples, or co-sited with the first (MPEG-2 and later codecs: co-sited horizontally).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChromaSiting {
+    pub h_cosited: bool,
+    pub v_cosited: bool,
+}
+
+impl ChromaSiting {
+    pub const CENTRED: ChromaSiting = ChromaSiting {
+        h_cosited: false,
+        v_cosited: false,
+    };
+    pub const MPEG2: ChromaSiting = ChromaSiting {
+        h_cosited: true,
+        v_cosited: false,
+    };
+
+    /// The siting of video caps; without one, GStreamer's defaults: centred up to 576 lines,
+    /// MPEG-2 above.
+    pub fn from_video_info(info: &gst_video::VideoInfo) -> Self {
+        use gst_video::VideoChromaSite;
+        let site = info.chroma_site();
+        if site.is_empty() {
+            return if info.height() > 576 {
+                Self::MPEG2
+            } else {
+                Self::CENTRED
+            };
+        }
+        ChromaSiting {
+            h_cosited: site.contains(VideoChromaSite::H_COSITED),
+            v_cosited: site.contains(VideoChromaSite::V_COSITED),
+        }
+    }
+
+    /// 4:2:0 chroma plane [h/2, w/2] → [h, w], linear between the samples where they sit.
+    pub fn upsample(&self, plane: &Tensor, height: i64, width: i64) -> Tensor {
+        let rows = upsample_axis(plane, 0, self.v_cosited).narrow(0, 0, height);
+        upsample_axis(&rows, 1, self.h_cosited).narrow(1, 0, width)
+    }
+
+    /// 4:2:2 chroma plane [h, w/2] → [h, w].
+    pub fn upsample_width(&self, plane: &Tensor, width: i64) -> Tensor {
+        upsample_axis(plane, 1, self.h_cosited).narrow(1, 0, width)
+    }
+
+    /// Full-resolution chroma [h, w] → [h, ceil(w/2)], as [`Self::downsample`] across.
+    pub fn downsample_width(&self, plane: &Tensor) -> Tensor {
+        downsample_axis(plane, 1, self.h_cosited)
+    }
+
+    /// Full-resolution chroma [h, w] → [ceil(h/2), ceil(w/2)]: each sample filters the luma
+    /// positions around where it sits (a 2-tap average when centred, 1-2-1 when co-sited).
+    pub fn downsample(&self, plane: &Tensor) -> Tensor {
+        let rows = downsample_axis(plane, 0, self.v_cosited);
+        downsample_axis(&rows, 1, self.h_cosited)
+    }
+}
+
+/// The samples along `dim` shifted by one towards higher (`1`) or lower (`-1`) indices'
+/// neighbour, the edge sample repeated.
+fn neighbour(t: &Tensor, dim: i64, step: i64) -> Tensor {
+    let n = t.size()[dim as usize];
+    if n == 1 {
+        return t.shallow_clone();
+    }
+    if step > 0 {
+        Tensor::cat(&[t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim)
+    } else {
+        Tensor::cat(&[t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim)
+    }
+}
+
+/// Doubles a 2-D plane along `dim` (0 or 1) by linear interpolation.
+fn upsample_axis(plane: &Tensor, dim: i64, cosited: bool) -> Tensor {
+    let next = neighbour(plane, dim, 1);
+    let (even, odd) = if cosited {
+        // Luma 2i is on sample i, luma 2i+1 halfway to the next.
+        (plane.shallow_clone(), (plane + &next) * 0.5)
+    } else {
+        // Luma 2i is a quarter before sample i, luma 2i+1 a quarter after.
+        let previous = neighbour(plane, dim, -1);
+        (plane * 0.75 + previous * 0.25, plane * 0.75 + next * 0.25)
+    };
+    let mut size = plane.size();
+    size[dim as usize] *= 2;
+    Tensor::stack(&[even, odd], dim + 1).reshape(&size)
+}
+
+/// Halves a 2-D plane along `dim` (an odd last sample repeated).
+fn downsample_axis(plane: &Tensor, dim: i64, cosited: bool) -> Tensor {
+    let n = plane.size()[dim as usize];
+    let padded = if n % 2 == 1 {
+        Tensor::cat(&[plane.shallow_clone(), plane.narrow(dim, n - 1, 1)], dim)
+    } else {
+        plane.shallow_clone()
+    };
+    let half = (n + 1) / 2;
+    let mut pairs = padded.size();
+    pairs[dim as usize] = half;
+    pairs.insert(dim as usize + 1, 2);
+    let pairs = padded.reshape(&pairs);
+    let even = pairs.select(dim + 1, 0);
+    let odd = pairs.select(dim + 1, 1);
+    if cosited {
+        let previous_odd =
+            Tensor::cat(&[even.narrow(dim, 0, 1), odd.narrow(dim, 0, half - 1)], dim);
+        previous_odd * 0.25 + even * 0.5 + odd * 0.25
+    } else {
+        (even + odd) * 0.5
+    }
+}
