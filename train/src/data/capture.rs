@@ -58,16 +58,11 @@ pub fn record(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (pipeline, sink) = decoding_pipeline(source)?;
     let result = (|| -> Result<Recording> {
-        let live = match pipeline.set_state(gst::State::Playing) {
-            Ok(gst::StateChangeSuccess::NoPreroll) => true,
-            Ok(_) => false,
-            Err(_) => {
-                return Err(
-                    bus_error(&pipeline).unwrap_or_else(|| anyhow!("the source did not start"))
-                );
-            }
-        };
-        let mut kept = Thinning::new(limits, live);
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            return Err(bus_error(&pipeline).unwrap_or_else(|| anyhow!("the source did not start")));
+        }
+        // Whether the source is live is known once data flows.
+        let mut thinning: Option<Thinning> = None;
         let started = Instant::now();
         let mut first_pts = None;
         let mut decoded = 0u64;
@@ -97,6 +92,7 @@ pub fn record(
             if limits.duration.is_some_and(|d| time >= d) {
                 break;
             }
+            let kept = thinning.get_or_insert_with(|| Thinning::new(limits, is_live(&sink)));
             let index = decoded;
             decoded += 1;
             if !kept.wants(index, time) {
@@ -104,7 +100,7 @@ pub fn record(
             }
             let frame = sample_to_rgb8(&sample)?;
             if index == 0 {
-                before_writing(&frame, live)?;
+                before_writing(&frame, kept.is_live())?;
                 size = (frame.width, frame.height);
             }
             let path = dir.join(format!("frame-{index:08}.png"));
@@ -114,17 +110,28 @@ pub fn record(
                 break;
             }
         }
-        ensure!(decoded > 0, "the stream holds no video frames");
+        let Some(kept) = thinning else {
+            bail!("the stream holds no video frames");
+        };
         Ok(Recording {
+            live: kept.is_live(),
             files: kept.finish()?,
             decoded,
             width: size.0,
             height: size.1,
-            live,
         })
     })();
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// Whether what feeds `sink` is live, asked upstream of it (the sink itself does not sync to
+/// the clock, so it would answer no).
+fn is_live(sink: &gst_app::AppSink) -> bool {
+    let mut query = gst::query::Latency::new();
+    sink.static_pad("sink")
+        .is_some_and(|pad| pad.peer_query(&mut query))
+        && query.result().0
 }
 
 /// Which frames a recording keeps.
@@ -166,6 +173,10 @@ impl Thinning {
                 kept: Vec::new(),
             }
         }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self, Thinning::Timed { .. })
     }
 
     fn wants(&self, index: u64, time: Duration) -> bool {

@@ -320,7 +320,9 @@ pub(crate) fn decoding_pipeline(
             decode
         }
         StreamSource::Description(description) => {
-            let src = gst::parse::bin_from_description(description, true)
+            // The queue decouples a live source's thread from decoding, and lets the
+            // description end in caps (`v4l2src ! image/jpeg,width=1280`).
+            let src = gst::parse::bin_from_description(&format!("{description} ! queue"), true)
                 .with_context(|| format!("'{description}' is not a GStreamer source"))?;
             let decode = make_element("decodebin")?;
             pipeline.add_many([src.upcast_ref(), &decode])?;
