@@ -52,7 +52,7 @@ def scores(name):
 def provenance(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
-        return json.loads(f.read(n))["__metadata__"]
+        return json.loads(json.loads(f.read(n))["__metadata__"]["provenance"])
 camera, default = scores("eval-camera.json"), scores("eval-default.json")
 meta = provenance(os.path.join(out, "camera.safetensors"))
 with open(os.path.join(out, "run", "losses.jsonl")) as f:

@@ -43,9 +43,9 @@ pub struct CameraArgs {
     /// project's).
     #[arg(long, default_value = "data/hr_train")]
     pub hr: PathBuf,
-    /// Training length: wall time (90s, 30m, 2h; the recipe's phases are scaled to what fits
-    /// after timing the first iterations) or a number of iterations [default: the recipe's
-    /// schedule].
+    /// Training length: wall time from when the footage is recorded (90s, 30m, 1h30m; the
+    /// recipe's phases are scaled to what fits after timing the first 20 iterations; the
+    /// report comes on top) or a number of iterations [default: the recipe's schedule].
     #[arg(long, value_parser = parse_budget)]
     pub budget: Option<BudgetArg>,
     /// Record this long from each video, URI or live source (10m, 90s) [default: a file to its
@@ -197,16 +197,15 @@ pub fn run(args: &CameraArgs) -> Result<()> {
         );
         new_run(args, &name, &run_dir)?
     };
-    // A resumed run continues the plan its budget set.
+    // A resumed run continues the plan its budget set. Wall time counts from here, once the
+    // footage is recorded: decoding, fitting stage 1 and the iterations.
     let budget = match camera.budget {
         Some(BudgetArg::Iterations(n)) => Some(Budget::Iterations(n)),
-        // The budget counts from the start of the command: footage checks and recording of a
-        // finite source are part of it (a live recording's length is --capture's).
-        Some(BudgetArg::WallTime(d)) => Some(Budget::Until(started + d)),
+        Some(BudgetArg::WallTime(d)) => Some(Budget::Until(Instant::now() + d)),
         None => None,
     };
     let outcome = train(
-        options.clone(),
+        options,
         &Control {
             resume: args.resume.then(|| "latest".to_string()),
             max_iterations: None,
@@ -250,9 +249,10 @@ pub fn run(args: &CameraArgs) -> Result<()> {
         )
     })?;
     println!(
-        "model: {} ({} iterations in {})\nreport: {}\nuse it: gst-launch-1.0 ... ! cyclesr model-location={} ! ...",
+        "model: {} (iteration {} of {}; this run took {})\nreport: {}\nuse it: gst-launch-1.0 ... ! cyclesr model-location={} ! ...",
         args.out.display(),
         outcome.iteration,
+        outcome.total,
         format_duration(started.elapsed()),
         report.display(),
         args.out.display()

@@ -9,10 +9,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{temp_dir, write_images};
+use common::{temp_dir, tiny_options, write_images};
 use cyclesr_train::camera::{self, ensure_free_space, parse_budget, BudgetArg, CameraArgs};
 use cyclesr_train::data::{record, CaptureLimits, StreamSource};
 use cyclesr_train::degrade::{self, DegradeArgs, Preset};
+use cyclesr_train::model::Plan;
+use cyclesr_train::options::Options;
 use cyclesr_train::trainer::CALIBRATION_ITERATIONS;
 use gst::prelude::*;
 use gstcyclesr::model::checkpoint::SrModel;
@@ -398,4 +400,28 @@ fn a_wall_time_budget_scales_the_plan_to_fit() {
         elapsed < budget * 3,
         "{elapsed:?} for a budget of {budget:?}"
     );
+}
+
+#[test]
+fn a_scaled_schedule_keeps_the_phase_ratios() {
+    let dir = temp_dir("camera-schedule");
+    // tiny_options: 2 translator and 2 SR pretraining iterations, then the main phase.
+    let options = Options::load(&tiny_options(&dir, "separate", 8)).unwrap();
+    let scaled = Plan::scaled_schedule(&options, 24);
+    assert_eq!(
+        (
+            scaled.pretrain_translator,
+            scaled.pretrain_sr,
+            scaled.iterations
+        ),
+        (4, 4, 16)
+    );
+    // Explicit mode has no translator pretraining: its plan is SR pretraining and the main phase.
+    let options = Options::load(&tiny_options(&dir, "explicit", 8)).unwrap();
+    let scaled = Plan::scaled_schedule(&options, 5);
+    let plan = Plan::new(&Options {
+        schedule: scaled,
+        ..options
+    });
+    assert_eq!(plan.total(), 5);
 }
