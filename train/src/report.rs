@@ -43,6 +43,8 @@ const ENLARGE: i64 = 4;
 /// Crops each statistic is averaged over: noise σ and high-band energy vary from crop to
 /// crop with the content.
 const STATISTIC_CROPS: usize = 64;
+/// Window of the running mean drawn over each loss curve, as a fraction of its points.
+const CURVE_SMOOTHING: f64 = 0.05;
 /// Frames of the footage shown before and after, and the crop of each (LR pixels).
 const BEFORE_AFTER_FRAMES: usize = 3;
 const BEFORE_AFTER_CROP: (usize, usize) = (160, 120);
@@ -382,8 +384,8 @@ fn curves_section(html: &mut String, losses: &Path) -> Result<()> {
     html.push_str("<h2>Training curves</h2>\n");
     html.push_str(&svg_curves(&series));
     html.push_str(
-        "<p class=\"caption\">Every loss term logged in <code>losses.jsonl</code>, on a log scale (sr_mse: the \
-         mean squared error of G_l2h on the pseudo pairs).</p>\n",
+        "<p class=\"caption\">Every loss term logged in <code>losses.jsonl</code>, on a log scale, faint, with \
+         their running mean (sr_mse: the mean squared error of G_l2h on the pseudo pairs).</p>\n",
     );
     Ok(())
 }
@@ -435,15 +437,31 @@ fn svg_curves(series: &std::collections::BTreeMap<String, Vec<(f64, f64)>>) -> S
     );
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let path: Vec<String> = values
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+        let line = |points: &[(f64, f64)]| -> String {
+            points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // Each batch's loss is noisy: the raw values faint, their running mean over
+        // CURVE_SMOOTHING of the run drawn over them.
+        let window = ((values.len() as f64 * CURVE_SMOOTHING) as usize).max(1);
+        let smooth: Vec<(f64, f64)> = (0..values.len())
+            .map(|i| {
+                let from = i.saturating_sub(window - 1);
+                let part = &values[from..=i];
+                let mean = part.iter().map(|(_, y)| y).sum::<f64>() / part.len() as f64;
+                (values[i].0, mean)
+            })
             .collect();
         let _ = writeln!(
             svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>
+            r#"<polyline fill="none" stroke="{colour}" stroke-opacity="0.25" stroke-width="1" points="{}"/>
+<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>
 <text x="{}" y="{}" font-size="12" fill="{colour}">{}</text>"#,
-            path.join(" "),
+            line(values),
+            line(&smooth),
             left + plot_w + 10.0,
             top + 14.0 + 16.0 * k as f64,
             escape(name)
