@@ -333,7 +333,15 @@ fn new_run(args: &CameraArgs, name: &str, run_dir: &Path) -> Result<(Options, Ca
     };
     for ((text, source), spec) in args.sources.iter().zip(&footage).zip(&options.data.real_lr) {
         match source {
-            Footage::Stills(path) => check_stills(text, path, &options)?,
+            Footage::Stills(path) => {
+                if args.capture.is_some() || args.frames.is_some() {
+                    eprintln!(
+                        "note: --capture and --frames apply to recorded sources; every image of \
+                         {text} is used"
+                    );
+                }
+                check_stills(text, path, &options)?
+            }
             Footage::Stream(stream) => record_stream(
                 text,
                 stream,
