@@ -44,7 +44,7 @@ pub struct CameraArgs {
     #[arg(long, default_value = "data/hr_train")]
     pub hr: PathBuf,
     /// Training length: wall time from when the footage is recorded (90s, 30m, 1h30m; the
-    /// recipe's phases are scaled to what fits after timing the first 20 iterations; the
+    /// recipe's phases are scaled to what fits, timing iterations 20, 40, 80, ...; the
     /// report comes on top) or a number of iterations [default: the recipe's schedule].
     #[arg(long, value_parser = parse_budget)]
     pub budget: Option<BudgetArg>,

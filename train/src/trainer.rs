@@ -157,11 +157,12 @@ fn fit_degradation(
 pub enum Budget {
     Iterations(u64),
     /// Train until this instant: the first [`CALIBRATION_ITERATIONS`] measure the time of an
-    /// iteration, then the plan is scaled to what fits.
+    /// iteration, then the plan is scaled to what fits; it is measured and scaled again after
+    /// twice as many iterations each time (a shared machine's speed changes).
     Until(Instant),
 }
 
-/// Iterations timed before a wall-time budget scales the plan: enough to pass the first
+/// Iterations timed before a wall-time budget first scales the plan: enough to pass the first
 /// iterations' one-off costs (kernel selection, allocator growth) on a CPU.
 pub const CALIBRATION_ITERATIONS: u64 = 20;
 
@@ -340,6 +341,11 @@ pub fn train(options: Options, control: &Control) -> Result<Outcome> {
     };
 
     let started = Instant::now();
+    let mut timing = Timing {
+        from: start,
+        since: started,
+        next: start + CALIBRATION_ITERATIONS,
+    };
     let mut i = start;
     while i < end {
         let batch = model.to_device(loader.next_batch()?);
@@ -363,9 +369,16 @@ pub fn train(options: Options, control: &Control) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(" ");
         bar.set_message(format!("{phase:?} | {losses}"));
-        if let Some(deadline) = deadline.filter(|_| i == start + CALIBRATION_ITERATIONS) {
-            let per_iteration = started.elapsed().as_secs_f64() / CALIBRATION_ITERATIONS as f64;
-            let left = deadline.saturating_duration_since(Instant::now());
+        if let Some(deadline) = deadline.filter(|_| i == timing.next) {
+            // The speed of the iterations since the last measurement.
+            let now = Instant::now();
+            let per_iteration = (now - timing.since).as_secs_f64() / (i - timing.from) as f64;
+            timing = Timing {
+                from: i,
+                since: now,
+                next: i + (i - start),
+            };
+            let left = deadline.saturating_duration_since(now);
             let fits = (left.as_secs_f64() / per_iteration) as u64;
             options.schedule = Plan::scaled_schedule(&options, i + fits);
             model.reschedule(options.schedule.clone());
@@ -424,6 +437,14 @@ pub fn train(options: Options, control: &Control) -> Result<Outcome> {
         seconds_per_iteration: per_iteration,
         state: checkpoints.join(LATEST),
     })
+}
+
+/// The measurement of a wall-time budget's iteration speed: iterations `from` (at `since`) to
+/// `next`.
+struct Timing {
+    from: u64,
+    since: Instant,
+    next: u64,
 }
 
 /// `1h02m`, `3m05s`, `42s`.
