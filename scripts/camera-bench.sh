@@ -44,7 +44,7 @@ eval_args=(--lr data/bench/wild/lr --hr data/bench/wild/hr --max-shift 8 --crop 
 "$train" eval --model "$default_model" "${eval_args[@]}" --json "$out/eval-default.json" >/dev/null
 
 python3 - "$out" "$budget" "$started" <<'EOF'
-import json, os, platform, struct, subprocess, sys
+import json, os, platform, struct, sys
 out, budget, started = sys.argv[1:4]
 def scores(name):
     with open(os.path.join(out, name)) as f:
@@ -57,7 +57,7 @@ camera, default = scores("eval-camera.json"), scores("eval-default.json")
 meta = provenance(os.path.join(out, "camera.safetensors"))
 with open(os.path.join(out, "run", "losses.jsonl")) as f:
     last = [json.loads(l) for l in f if l.strip()][-1]
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+commit = meta.get("commit", "unknown")  # the build of `train` that trained the model
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 rows = [("Bicubic", camera["bicubic"]), ("default model (embedded)", default["model"]),
         (f"train camera --budget {budget}", camera["model"])]
