@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  chromium  # renders `train camera`'s report.html headless in its test
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -7,10 +7,11 @@ use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
 use gstcyclesr::model::embedded_default_model;
-use gstcyclesr::model::upscaler::{Tiling, Upscaler};
+use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{decode_video, imresize, is_image_file, load_image, save_png, FrameRange};
+use crate::eval::DEFAULT_TILING;
 
 /// White columns between two panels.
 pub const GAP: i64 = 8;
@@ -58,7 +59,8 @@ fn parse_crop(text: &str) -> Result<[i64; 4]> {
     parse().with_context(|| format!("crop '{text}' is not WxH+X+Y"))
 }
 
-fn load_models(paths: &[PathBuf], device: Device) -> Result<Vec<(String, SrModel)>> {
+/// The models of `paths` (all of one scale), or the embedded default model when there is none.
+pub fn load_models(paths: &[PathBuf], device: Device) -> Result<Vec<(String, SrModel)>> {
     if paths.is_empty() {
         let bytes = embedded_default_model()
             .context("no --model given and this build embeds no default model")?;
@@ -96,6 +98,71 @@ fn load_hr(path: &Path, scale: i64, lr_size: (i64, i64), input: &Path) -> Result
         lh * scale
     );
     Ok(hr)
+}
+
+/// LR pixels of context upscaled around a crop and then discarded, as tiles keep
+/// ([`DEFAULT_TILING`]): the crop's pixels are then those of the whole frame upscaled.
+const CONTEXT: i64 = DEFAULT_TILING.overlap;
+
+/// The crop `[w, h, x, y]` (LR pixels, inside `frame`) of a `[3, H, W]` CPU frame side by
+/// side, white gaps between panels: [the LR upscaled by nearest neighbour |] bicubic | each
+/// upscaler's output [| the crop of `hr`, the HR frame].
+pub fn side_by_side(
+    frame: &Tensor,
+    [cw, ch, cx, cy]: [i64; 4],
+    upscalers: &[Upscaler],
+    nearest: bool,
+    hr: Option<&Tensor>,
+) -> Result<Tensor> {
+    let s = upscalers.first().map_or(4, Upscaler::scale);
+    let (h, w) = (frame.size()[1], frame.size()[2]);
+    ensure!(
+        cw >= 1 && ch >= 1 && cx >= 0 && cy >= 0 && cx + cw <= w && cy + ch <= h,
+        "crop {cw}x{ch}+{cx}+{cy} does not fit the {w}x{h} frame"
+    );
+    let crop = |t: &Tensor| t.narrow(1, cy * s, ch * s).narrow(2, cx * s, cw * s);
+    let mut panels = Vec::new();
+    if nearest {
+        let lr = frame.narrow(1, cy, ch).narrow(2, cx, cw);
+        panels.push(
+            lr.repeat_interleave_self_int(s, 1, None)
+                .repeat_interleave_self_int(s, 2, None),
+        );
+    }
+    panels.push(crop(&imresize(frame, s as f64).clamp(0.0, 1.0)));
+    // Each model upscales the crop with its context only.
+    let (x0, y0) = ((cx - CONTEXT).max(0), (cy - CONTEXT).max(0));
+    let (x1, y1) = ((cx + cw + CONTEXT).min(w), (cy + ch + CONTEXT).min(h));
+    let window = frame.narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0);
+    for upscaler in upscalers {
+        ensure!(
+            upscaler.scale() == s,
+            "the models upscale x{s} and x{}: one scale is needed",
+            upscaler.scale()
+        );
+        let sr = catch_torch(|| {
+            upscaler
+                .upscale(&window.unsqueeze(0).to_device(upscaler.device()))
+                .squeeze_dim(0)
+                .to_device(Device::Cpu)
+        })?;
+        panels.push(
+            sr.narrow(1, (cy - y0) * s, ch * s)
+                .narrow(2, (cx - x0) * s, cw * s),
+        );
+    }
+    if let Some(hr) = hr {
+        panels.push(crop(hr));
+    }
+    let gap = Tensor::ones([3, ch * s, GAP], (Kind::Float, Device::Cpu));
+    let mut row = Vec::with_capacity(2 * panels.len());
+    for (k, panel) in panels.into_iter().enumerate() {
+        if k > 0 {
+            row.push(gap.shallow_clone());
+        }
+        row.push(panel);
+    }
+    Ok(Tensor::cat(&row, 2))
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
@@ -143,50 +210,27 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         None => None,
     };
 
-    let crop = |t: &Tensor| t.narrow(1, cy * s, ch * s).narrow(2, cx * s, cw * s);
-    let mut panels = Vec::new();
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     if args.nearest {
-        let lr = frame.narrow(1, cy, ch).narrow(2, cx, cw);
-        panels.push(
-            lr.repeat_interleave_self_int(s, 1, None)
-                .repeat_interleave_self_int(s, 2, None),
-        );
         names.push("nearest".to_owned());
     }
-    panels.push(crop(&imresize(&frame, s as f64).clamp(0.0, 1.0)));
     names.push("bicubic".to_owned());
-    let input = frame.unsqueeze(0).to_device(device);
-    for (name, model) in models {
-        let upscaler = Upscaler::new(
-            model,
-            Precision::Fp32,
-            Tiling {
-                tile_size: 128,
-                overlap: 16,
-            },
-        )?;
-        let sr = upscaler
-            .upscale(&input)
-            .squeeze_dim(0)
-            .to_device(Device::Cpu);
-        panels.push(crop(&sr));
-        names.push(name);
-    }
-    if let (Some(hr), Some(path)) = (&hr, &args.hr) {
-        panels.push(crop(hr));
+    names.extend(models.iter().map(|(name, _)| name.clone()));
+    let upscalers = models
+        .into_iter()
+        .map(|(_, model)| Upscaler::new(model, Precision::Fp32, Tiling::default()))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &args.hr {
         names.push(format!("HR {}", path.display()));
     }
-
-    let gap = Tensor::ones([3, ch * s, GAP], (Kind::Float, Device::Cpu));
-    let mut row = Vec::with_capacity(2 * panels.len());
-    for (k, panel) in panels.into_iter().enumerate() {
-        if k > 0 {
-            row.push(gap.shallow_clone());
-        }
-        row.push(panel);
-    }
-    save_png(&Tensor::cat(&row, 2), &args.out)?;
+    let strip = side_by_side(
+        &frame,
+        [cw, ch, cx, cy],
+        &upscalers,
+        args.nearest,
+        hr.as_ref(),
+    )?;
+    save_png(&strip, &args.out)?;
     println!(
         "wrote {}: frame {} of {}, crop {cw}x{ch}+{cx}+{cy} ×{s}; left to right: {}",
         args.out.display(),

@@ -1,6 +1,7 @@
 //! `train export`: G_l2h alone, in the checkpoint format the element loads, with provenance.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gstcyclesr::model::checkpoint::{copy_into_varstore, SrModel};
@@ -19,8 +20,15 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let context = || format!("training state {}", args.state.display());
-    let mut state = SavedState::read(&args.state)?;
+    export(&args.state, &args.out, &BTreeMap::new())?;
+    Ok(())
+}
+
+/// Writes G_l2h of the training state `state_path` to `out` with its provenance (name, mode,
+/// options, data, iteration, commit) and the `extra` entries; returns the model written.
+pub fn export(state_path: &Path, out: &Path, extra: &BTreeMap<String, String>) -> Result<SrModel> {
+    let context = || format!("training state {}", state_path.display());
+    let mut state = SavedState::read(state_path)?;
     let g_l2h = state.take("g_l2h/");
     let SavedState {
         options, metadata, ..
@@ -28,7 +36,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     if !options.mode.trains_sr() {
         bail!(
             "{}: mode {:?} trains no G_l2h, nothing to export",
-            args.state.display(),
+            state_path.display(),
             options.mode
         );
     }
@@ -50,13 +58,14 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             model.provenance.insert(key.into(), v.clone());
         }
     }
-    model.save(&args.out)?;
+    model.provenance.extend(extra.clone());
+    model.save(out)?;
     eprintln!(
         "exported G_l2h ({:?}) of {} at iteration {} to {}",
         model.config,
         options.name,
         metadata.get("iteration").map_or("?", String::as_str),
-        args.out.display()
+        out.display()
     );
-    Ok(())
+    Ok(model)
 }

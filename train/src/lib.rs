@@ -4,6 +4,7 @@
 pub mod archs;
 pub mod bench;
 pub mod bench_step;
+pub mod camera;
 pub mod compare;
 pub mod data;
 pub mod degrade;
@@ -15,5 +16,6 @@ pub mod model;
 pub mod optim;
 pub mod options;
 pub mod pool;
+pub mod report;
 pub mod spectrum;
 pub mod trainer;

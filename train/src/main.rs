@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use cyclesr_train::{bench, bench_step, compare, degrade, eval, export, trainer};
+use cyclesr_train::{bench, bench_step, camera, compare, degrade, eval, export, trainer};
 
 /// Joint CycleGAN + SR training (CycleSR) of the network the `cyclesr` GStreamer element runs,
 /// on real degraded footage against unpaired HR stills.
@@ -18,6 +18,9 @@ enum Command {
     /// Train from an options file (modes: sr-syn, paired, cyclegan, separate, joint,
     /// joint-gan); resumable with --resume.
     Fit(trainer::FitArgs),
+    /// A model of one camera from its own footage (a video, frames, a URI or a live source)
+    /// with the best measured recipe, within a budget; writes the model and report.html.
+    Camera(camera::CameraArgs),
     /// PSNR/SSIM (RGB and Y, NTIRE protocol) of a model and of bicubic on LR/HR pairs.
     Eval(eval::EvalArgs),
     /// Make realistic LR/HR benchmark pairs from HR photos (blur, noise, shift, ×4, JPEG/H.264).
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     gstcyclesr::model::device::load_cuda_backend();
     match Cli::parse().command {
         Command::Fit(args) => trainer::fit(&args),
+        Command::Camera(args) => camera::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Degrade(args) => degrade::run(&args),
         Command::Export(args) => export::run(&args),

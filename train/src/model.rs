@@ -22,7 +22,7 @@ use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
 use crate::optim::Adam;
-use crate::options::{Mode, Options};
+use crate::options::{Mode, Options, Schedule};
 use crate::pool::ImagePool;
 
 /// Version tag of training-state checkpoints.
@@ -131,6 +131,29 @@ impl Plan {
 
     pub fn total(&self) -> u64 {
         self.phases.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The schedule of `options` (in iterations) with every phase scaled by one factor so that
+    /// the plan has `total` iterations in all (at least one in the main phase).
+    pub fn scaled_schedule(options: &Options, total: u64) -> Schedule {
+        let factor = total as f64 / Plan::new(options).total().max(1) as f64;
+        let scale = |n: u64| (n as f64 * factor).round() as u64;
+        let s = &options.schedule;
+        let mut scaled = Schedule {
+            pretrain_translator: scale(s.pretrain_translator),
+            pretrain_sr: scale(s.pretrain_sr),
+            iterations: 1,
+            ..s.clone()
+        };
+        // The pretraining phases the mode runs, as the plan counts them.
+        let pretraining = Plan::new(&Options {
+            schedule: scaled.clone(),
+            ..options.clone()
+        })
+        .total()
+            - 1;
+        scaled.iterations = total.saturating_sub(pretraining).max(1);
+        scaled
     }
 
     /// Phase of iteration `i` (0-based) and the learning-rate factor there: 1 until
@@ -289,6 +312,13 @@ impl CycleSrModel {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Replaces the schedule (and so the plan) of a run in progress; the iterations already
+    /// done keep their batches, and their learning rates where both plans agree.
+    pub fn reschedule(&mut self, schedule: Schedule) {
+        self.options.schedule = schedule;
+        self.plan = Plan::new(&self.options);
     }
 
     pub fn device(&self) -> Device {

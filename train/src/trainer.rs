@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use gstcyclesr::model::device::{resolve_device, DeviceRequest};
@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
-use crate::model::CycleSrModel;
+use crate::model::{CycleSrModel, Plan};
 use crate::options::Options;
 
 /// Name of the rolling checkpoint in `<output>/checkpoints/`.
@@ -151,8 +151,66 @@ fn fit_degradation(
     Ok(())
 }
 
+/// How long a run trains, overriding the options' schedule: the phases are scaled together so
+/// that the plan has this many iterations in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Iterations(u64),
+    /// Train until this instant: the first [`CALIBRATION_ITERATIONS`] measure the time of an
+    /// iteration, then the plan is scaled to what fits; it is measured and scaled again after
+    /// twice as many iterations each time (a shared machine's speed changes).
+    Until(Instant),
+}
+
+/// Iterations timed before a wall-time budget first scales the plan: enough to pass the first
+/// iterations' one-off costs (kernel selection, allocator growth) on a CPU.
+pub const CALIBRATION_ITERATIONS: u64 = 20;
+
+/// How a run is driven, beyond its options.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// A training state to continue from, or `latest` for the run's own.
+    pub resume: Option<String>,
+    /// Stop after this many iterations of this invocation.
+    pub max_iterations: Option<u64>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Replaces the schedule's length (ignored when resuming: the state's plan continues).
+    pub budget: Option<Budget>,
+}
+
+/// Where a run stopped.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Iterations done, and planned.
+    pub iteration: u64,
+    pub total: u64,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+    /// Wall time per iteration of this invocation.
+    pub seconds_per_iteration: f64,
+    /// The training state written last.
+    pub state: PathBuf,
+}
+
 pub fn fit(args: &FitArgs) -> Result<()> {
     let options = Options::load(&args.options)?.with_overrides(&args.overrides)?;
+    train(
+        options,
+        &Control {
+            resume: args.resume.clone(),
+            max_iterations: args.max_iterations,
+            quiet: args.quiet,
+            budget: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// Trains a run of `options` (see [`Control`]): decodes the data, fits an explicit stage 1,
+/// then iterates with progress, logs, validation, samples and checkpoints; Ctrl-C writes a
+/// checkpoint and returns.
+pub fn train(options: Options, control: &Control) -> Result<Outcome> {
     let out = options.output_dir();
     let checkpoints = out.join("checkpoints");
     let samples = out.join("samples");
@@ -166,7 +224,11 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     }
     let data = TrainingData::load(&options.data)?;
     let in_epochs = options.schedule.uses_epochs();
-    let options = options.with_epochs_in_iterations(data.hr_patches(), data.real_lr_patches())?;
+    let mut options =
+        options.with_epochs_in_iterations(data.hr_patches(), data.real_lr_patches())?;
+    if let (Some(Budget::Iterations(n)), None) = (control.budget, &control.resume) {
+        options.schedule = Plan::scaled_schedule(&options, n);
+    }
     if in_epochs {
         let s = &options.schedule;
         eprintln!(
@@ -182,11 +244,12 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         );
     }
     let mut model = CycleSrModel::new(&options, device)?;
-    let plan = model.plan().clone();
-    let total = plan.total();
+    let mut plan = model.plan().clone();
+    let mut total = plan.total();
+    let keep = options.checkpoints.keep;
 
     let mut start = 0;
-    if let Some(resume) = &args.resume {
+    if let Some(resume) = &control.resume {
         let path = if resume == "latest" {
             checkpoints.join(LATEST)
         } else {
@@ -226,11 +289,18 @@ pub fn fit(args: &FitArgs) -> Result<()> {
 
     let stop = interrupted();
 
-    let end = args
-        .max_iterations
-        .map_or(total, |m| (start + m).min(total));
+    let end_of = |total: u64| {
+        control
+            .max_iterations
+            .map_or(total, |m| (start + m).min(total))
+    };
+    let mut end = end_of(total);
+    let deadline = match (control.budget, &control.resume) {
+        (Some(Budget::Until(deadline)), None) => Some(deadline),
+        _ => None,
+    };
     let mut loader = Loader::start(data, &options.data, options.seed, start)?;
-    let bar = if args.quiet {
+    let bar = if control.quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total)
@@ -252,7 +322,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     };
     let save = |model: &CycleSrModel, iteration: u64| -> Result<()> {
         model.save_state(&checkpoints.join(LATEST), iteration, &provenance(iteration))?;
-        if options.checkpoints.keep > 0 {
+        if keep > 0 {
             let numbered = checkpoints.join(format!("state-{iteration:08}.safetensors"));
             std::fs::copy(checkpoints.join(LATEST), &numbered)?;
             let mut all: Vec<_> = std::fs::read_dir(&checkpoints)?
@@ -263,7 +333,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
                 })
                 .collect();
             all.sort();
-            for old in all.iter().rev().skip(options.checkpoints.keep) {
+            for old in all.iter().rev().skip(keep) {
                 std::fs::remove_file(old)?;
             }
         }
@@ -271,6 +341,11 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     };
 
     let started = Instant::now();
+    let mut timing = Timing {
+        from: start,
+        since: started,
+        next: start + CALIBRATION_ITERATIONS,
+    };
     let mut i = start;
     while i < end {
         let batch = model.to_device(loader.next_batch()?);
@@ -287,14 +362,36 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         i += 1;
         bar.set_position(i);
         let (phase, _) = plan.at(i - 1);
-        bar.set_message(
-            values
-                .iter()
-                .filter(|(k, _)| **k != "lr_factor")
-                .map(|(k, v)| format!("{k} {v:.4}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        let losses = values
+            .iter()
+            .filter(|(k, _)| **k != "lr_factor")
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        bar.set_message(format!("{phase:?} | {losses}"));
+        if let Some(deadline) = deadline.filter(|_| i == timing.next) {
+            // The speed of the iterations since the last measurement.
+            let now = Instant::now();
+            let per_iteration = (now - timing.since).as_secs_f64() / (i - timing.from) as f64;
+            timing = Timing {
+                from: i,
+                since: now,
+                next: i + (i - start),
+            };
+            let left = deadline.saturating_duration_since(now);
+            let fits = (left.as_secs_f64() / per_iteration) as u64;
+            options.schedule = Plan::scaled_schedule(&options, i + fits);
+            model.reschedule(options.schedule.clone());
+            plan = model.plan().clone();
+            total = plan.total();
+            end = end_of(total);
+            bar.set_length(total);
+            std::fs::write(out.join("options.toml"), options.to_toml())?;
+            bar.println(format!(
+                "{per_iteration:.3} s/iteration: {total} iterations fit the budget ({} left)",
+                format_duration(left)
+            ));
+        }
         if i % options.logging.every == 0 || i == end {
             let mut line = json!({"iteration": i, "phase": format!("{phase:?}"), "seconds": started.elapsed().as_secs_f64()});
             for (k, v) in &values {
@@ -333,5 +430,29 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         options.name,
         checkpoints.join(LATEST).display()
     );
-    Ok(())
+    Ok(Outcome {
+        iteration: i,
+        total,
+        interrupted: stop.load(Ordering::SeqCst),
+        seconds_per_iteration: per_iteration,
+        state: checkpoints.join(LATEST),
+    })
+}
+
+/// The measurement of a wall-time budget's iteration speed: iterations `from` (at `since`) to
+/// `next`.
+struct Timing {
+    from: u64,
+    since: Instant,
+    next: u64,
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }

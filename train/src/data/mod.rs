@@ -1,11 +1,13 @@
-//! Data: MATLAB-compatible resizing, image and video sources, the unpaired training loader,
-//! paired benchmark sets and blind synthetic degradations.
+//! Data: MATLAB-compatible resizing, image and video sources, recording footage from any
+//! GStreamer source, the unpaired training loader, paired benchmark sets and blind synthetic
+//! degradations.
 //!
 //! The two training domains are never paired: real LR patches (footage, degraded stills) and HR
 //! patches (clean photos) are drawn independently. The synthetic LR of an HR patch is its
 //! MATLAB-bicubic downscale, which is what G_s2r translates into the real domain.
 
 mod blind;
+mod capture;
 mod imresize;
 mod loader;
 mod paired;
@@ -19,13 +21,14 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub use blind::blind_degrade;
+pub use capture::{record, CaptureLimits, Recording, FIRST_FRAME_TIMEOUT, LIVE_FRAME_INTERVAL};
 pub use imresize::{imresize, imresize_to};
 pub use loader::{Loader, TrainingData, UnpairedBatch};
 pub(crate) use paired::shifted_overlap;
 pub use paired::{PairedItem, PairedSet};
 pub use source::{
     decode_video, is_image_file, is_jpeg, list_images, load_image, load_rgb8,
-    load_rgb8_for_training, named_images, save_png, FrameRange, Rgb8,
+    load_rgb8_for_training, named_images, save_png, FrameRange, Rgb8, StreamSource,
 };
 pub(crate) use source::{i420_planes, make_element, run_to_appsink};
 

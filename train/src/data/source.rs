@@ -267,22 +267,76 @@ pub fn decode_video(path: &Path, range: FrameRange) -> Result<Vec<Rgb8>> {
 }
 
 fn decode_video_inner(path: &Path, range: FrameRange) -> Result<Vec<Rgb8>> {
-    gst::init()?;
     ensure!(path.is_file(), "no such file");
-    let location = path
-        .to_str()
-        .ok_or_else(|| anyhow!("path is not valid UTF-8"))?;
+    let (pipeline, sink) = decoding_pipeline(&StreamSource::File(path.to_path_buf()))?;
+    let mut frames = Vec::new();
+    let mut index = 0u64;
+    run_to_appsink(&pipeline, &sink, |sample| {
+        if range.contains(index) {
+            frames.push(sample_to_rgb8(sample)?);
+        }
+        index += 1;
+        Ok(!range.is_past(index))
+    })?;
+    ensure!(index > 0, "the file holds no video frames");
+    Ok(frames)
+}
+
+/// Where a video stream comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamSource {
+    /// A file GStreamer can demux and decode.
+    File(PathBuf),
+    /// Any URI `uridecodebin` opens: `file://`, `rtsp://`, `http://`, ...
+    Uri(String),
+    /// A `gst-launch-1.0` description of a source, e.g. `v4l2src device=/dev/video0`; its
+    /// output is decoded if it is not raw video.
+    Description(String),
+}
+
+/// `SOURCE ! decodebin ! videoconvert ! appsink` (RGB or I420), the first video stream linked
+/// once the decoder has found it; `uridecodebin` for a URI.
+pub(crate) fn decoding_pipeline(
+    source: &StreamSource,
+) -> Result<(gst::Pipeline, gst_app::AppSink)> {
+    gst::init()?;
     let pipeline = gst::Pipeline::new();
-    let src = make_element("filesrc")?;
-    src.set_property("location", location);
-    let decode = make_element("decodebin")?;
+    let decode = match source {
+        StreamSource::File(path) => {
+            let location = path
+                .to_str()
+                .ok_or_else(|| anyhow!("path is not valid UTF-8"))?;
+            let src = make_element("filesrc")?;
+            src.set_property("location", location);
+            let decode = make_element("decodebin")?;
+            pipeline.add_many([&src, &decode])?;
+            src.link(&decode)?;
+            decode
+        }
+        StreamSource::Uri(uri) => {
+            let decode = make_element("uridecodebin")?;
+            decode.set_property("uri", uri);
+            pipeline.add(&decode)?;
+            decode
+        }
+        StreamSource::Description(description) => {
+            // The queue decouples a live source's thread from decoding, and lets the
+            // description end in caps (`v4l2src ! image/jpeg,width=1280`).
+            let src = gst::parse::bin_from_description(&format!("{description} ! queue"), true)
+                .with_context(|| format!("'{description}' is not a GStreamer source"))?;
+            let decode = make_element("decodebin")?;
+            pipeline.add_many([src.upcast_ref(), &decode])?;
+            src.link(&decode)
+                .with_context(|| format!("'{description}' has no output to decode"))?;
+            decode
+        }
+    };
     let convert = make_element("videoconvert")?;
     let sink = rgb_or_i420_appsink();
-    pipeline.add_many([&src, &decode, &convert, sink.upcast_ref()])?;
-    src.link(&decode)?;
+    pipeline.add_many([&convert, sink.upcast_ref()])?;
     gst::Element::link_many([&convert, sink.upcast_ref()])?;
     let convert_weak = convert.downgrade();
-    // decodebin exposes its pads once it has found the streams: link the first video one.
+    // The decoder exposes its pads once it has found the streams: link the first video one.
     decode.connect_pad_added(move |_, pad| {
         let Some(convert) = convert_weak.upgrade() else {
             return;
@@ -299,18 +353,7 @@ fn decode_video_inner(path: &Path, range: FrameRange) -> Result<Vec<Rgb8>> {
             let _ = pad.link(&sink_pad);
         }
     });
-
-    let mut frames = Vec::new();
-    let mut index = 0u64;
-    run_to_appsink(&pipeline, &sink, |sample| {
-        if range.contains(index) {
-            frames.push(sample_to_rgb8(sample)?);
-        }
-        index += 1;
-        Ok(!range.is_past(index))
-    })?;
-    ensure!(index > 0, "the file holds no video frames");
-    Ok(frames)
+    Ok((pipeline, sink))
 }
 
 pub(crate) fn make_element(factory: &str) -> Result<gst::Element> {
@@ -363,7 +406,7 @@ pub(crate) fn run_to_appsink(
     result
 }
 
-fn bus_error(pipeline: &gst::Pipeline) -> Option<anyhow::Error> {
+pub(crate) fn bus_error(pipeline: &gst::Pipeline) -> Option<anyhow::Error> {
     let message = pipeline.bus()?.pop_filtered(&[gst::MessageType::Error])?;
     match message.view() {
         gst::MessageView::Error(err) => {
@@ -379,7 +422,7 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<anyhow::Error> {
 }
 
 /// An RGB frame from a sample in RGB or I420 (see [`rgb_or_i420_appsink`]).
-fn sample_to_rgb8(sample: &gst::Sample) -> Result<Rgb8> {
+pub(crate) fn sample_to_rgb8(sample: &gst::Sample) -> Result<Rgb8> {
     let info = sample_info(sample)?;
     if info.format() == gst_video::VideoFormat::I420 {
         let [y, cb, cr] = i420_planes(sample)?;
