@@ -82,32 +82,15 @@ pub enum BudgetArg {
     Iterations(u64),
 }
 
-/// `30m`, `90s`, `1h30m`: numbers each followed by h, m or s.
+/// `30m`, `90s`, `1h30m` (humantime's syntax), positive.
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let mut total = 0.0;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => bail!("'{text}' is not a duration like 30m, 90s or 1h30m"),
-        };
-        let value: f64 = number
-            .parse()
-            .with_context(|| format!("'{text}' is not a duration like 30m, 90s or 1h30m"))?;
-        total += value * unit;
-        number.clear();
-    }
+    let duration = humantime::parse_duration(text.trim())
+        .with_context(|| format!("'{text}' is not a duration like 30m, 90s or 1h30m"))?;
     ensure!(
-        number.is_empty() && total > 0.0,
-        "'{text}' is not a positive duration like 30m, 90s or 1h30m (a unit is needed)"
+        !duration.is_zero(),
+        "'{text}' is not a positive duration like 30m, 90s or 1h30m"
     );
-    Ok(Duration::from_secs_f64(total))
+    Ok(duration)
 }
 
 /// `--budget`: a plain number is iterations, anything else a duration.

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{temp_dir, tiny_options, write_images};
+use common::{pull_video_infos, temp_dir, tiny_options, write_images};
 use cyclesr_train::camera::{self, ensure_free_space, parse_budget, BudgetArg, CameraArgs};
 use cyclesr_train::data::{record, CaptureLimits, StreamSource};
 use cyclesr_train::degrade::{self, DegradeArgs, Preset};
@@ -130,30 +130,16 @@ fn trains_on_a_clip_and_the_model_runs_in_the_element() {
     assert_eq!(recorded.count(), 10);
 
     // The clip itself, upscaled by the element with the new model.
-    gstcyclesr::plugin_register_static().unwrap();
-    let pipeline = gst::parse::launch(&format!(
+    let frames = pull_video_infos(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format=I420 \
          ! cyclesr model-location={} ! appsink name=out",
         dir.join("clip.avi").display(),
         args.out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = 0;
-    while let Ok(sample) = sink.pull_sample() {
-        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    ));
+    for info in &frames {
         assert_eq!((info.width(), info.height()), (192, 144));
-        frames += 1;
     }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(frames, 10);
+    assert_eq!(frames.len(), 10);
 
     let report = dir.join("run/report/report.html");
     let html = std::fs::read_to_string(&report).unwrap();

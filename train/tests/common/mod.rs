@@ -164,3 +164,27 @@ pub fn random_batch() -> UnpairedBatch {
         paired_lr: None,
     }
 }
+
+/// Runs `description` (a pipeline ending in `appsink name=out`, with the statically registered
+/// `cyclesr` available) to its end; the video info of every sample, in order.
+pub fn pull_video_infos(description: &str) -> Vec<gst_video::VideoInfo> {
+    use gst::prelude::*;
+    gst::init().unwrap();
+    gstcyclesr::plugin_register_static().unwrap();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut infos = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        infos.push(gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    infos
+}
