@@ -271,7 +271,7 @@ fn degradation_section(
     if let Stage1::Explicit(degradation) = &translator.stage1 {
         html.push_str(
             "<table>\n<tr><th>source</th><th>blur kernel</th><th>σ along its axes (LR px)</th><th>angle</th>\
-             <th>noise σ of the bank (Y, code values)</th></tr>\n",
+             <th>noise σ of the bank (Y, code values)</th><th>compression</th></tr>\n",
         );
         for camera in &degradation.cameras {
             let (major, minor, angle) = camera.kernel_spread();
@@ -279,7 +279,7 @@ fn degradation_section(
             save_png(&kernel_image(&camera.kernel)?, &dir.join(&name))?;
             let _ = writeln!(
                 html,
-                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{major:.2} × {minor:.2}</td><td>{angle:.0}°</td><td>{:.2}</td></tr>"#,
+                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{major:.2} × {minor:.2}</td><td>{angle:.0}°</td><td>{:.2}</td><td>{}</td></tr>"#,
                 escape(
                     inputs
                         .camera
@@ -287,13 +287,18 @@ fn degradation_section(
                         .get(camera.source)
                         .map_or("?", String::as_str)
                 ),
-                camera.noise_sigma()
+                camera.noise_sigma(),
+                match camera.jpeg_quality {
+                    Some([lo, hi]) => format!("JPEG, quality drawn from {lo}–{hi}"),
+                    None => "none".to_string(),
+                }
             );
         }
         html.push_str(
             "</table>\n<p class=\"caption\">Fitted before training (stage 1 explicit): the blur of the camera's optics \
              and processing as a kernel fitted to the footage's power spectrum, and a bank of its own noise cut from \
-             flat regions. Compression is not modelled by this recipe.</p>\n",
+             flat regions; then, unless the footage is marked lossless, JPEG at a quality drawn per patch (its level \
+             cannot be measured from unpaired footage, so it is drawn from a range).</p>\n",
         );
         let fit = inputs.run_dir.join("degradation-fit.json");
         if let Ok(text) = std::fs::read_to_string(&fit) {
