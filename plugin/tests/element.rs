@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use common::{init, noise_bytes, temp_dir, write_model, SMALL_SRRESNET};
 use gst::prelude::*;
@@ -625,6 +626,48 @@ fn auto_device_and_fp16_fall_back_with_warnings() {
     assert!(all.contains("fp16 needs CUDA"), "{all}");
 }
 
+#[test]
+fn reduced_precision_loads_the_model_once() {
+    let dir = temp_dir("load-once");
+    let model = write_model(&dir, SMALL_SRRESNET);
+    init();
+    // The element's "loading ..." lines, per element name.
+    let loads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorded = loads.clone();
+    let log = gst::log::add_log_function(move |category, _, _, _, _, object, message| {
+        let text = message.get().map(|m| m.to_string()).unwrap_or_default();
+        if category.name() == "cyclesr" && text.starts_with("loading ") {
+            let object = object.map(|o| o.to_string()).unwrap_or_default();
+            recorded.lock().unwrap().push(object);
+        }
+    });
+    gst::log::set_threshold_for_name("cyclesr", gst::DebugLevel::Info);
+    for precision in ["fp32", "fp16", "bf16"] {
+        let (error, warnings) = run_pipeline(&format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,width=8,height=8 ! cyclesr name=once-{precision} model-location={} precision={precision} ! fakesink",
+            model.display()
+        ));
+        assert_eq!(error, None, "{precision}");
+        let loads = loads.lock().unwrap();
+        let count = loads
+            .iter()
+            .filter(|o| o.contains(&format!("once-{precision}")))
+            .count();
+        // Only a device that cannot run the precision loads the model again, for fp32.
+        let fell_back = warnings.iter().any(|w| w.contains("falling back to fp32"));
+        assert_eq!(
+            count,
+            1 + usize::from(fell_back),
+            "{precision}: {loads:?} {warnings:?}"
+        );
+        if tch::Cuda::device_count() == 0 && precision == "bf16" {
+            assert!(!fell_back, "bf16 runs on the CPU: {warnings:?}");
+        }
+    }
+    gst::log::remove_log_function(log);
+    gst::log::unset_threshold_for_name("cyclesr");
+}
+
 /// A harness with `batch` and `overlap` set.
 fn queued_harness(model: &Path, info: &VideoInfo, batch: u32, overlap: bool) -> Harness {
     init();
@@ -1083,8 +1126,8 @@ fn bounded_downstream_pool_does_not_stall_batches() {
 }
 
 /// What left the element's source pad, in order: "buffer" or the event's type name.
-fn record_output(h: &Harness) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+fn record_output(h: &Harness) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let src = h.element().unwrap().static_pad("src").unwrap();
     let record = seen.clone();
     src.add_probe(
@@ -1299,7 +1342,7 @@ fn properties_set_while_running_warn() {
     let dir = temp_dir("running-props");
     let model = write_model(&dir, SMALL_SRRESNET);
     init();
-    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let warnings = Arc::new(Mutex::new(Vec::new()));
     let record = warnings.clone();
     let log = gst::log::add_log_function(move |category, level, _, _, _, _, message| {
         if category.name() == "cyclesr" && level == gst::DebugLevel::Warning {

@@ -101,25 +101,36 @@ pub fn run(upscaler: &Mutex<Upscaler>, batch: Batch) -> Done {
     }
 }
 
-/// A thread that runs batches in the order they are submitted, one at a time.
-pub struct Worker {
-    jobs: Option<SyncSender<Batch>>,
-    done: Receiver<Done>,
+/// A thread that runs jobs (batches, in the element) in the order they are submitted, one at a
+/// time.
+pub struct Worker<Job, Output> {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Output>,
     thread: Option<JoinHandle<()>>,
     in_flight: usize,
 }
 
-impl Worker {
-    pub fn spawn(upscaler: Arc<Mutex<Upscaler>>) -> std::io::Result<Worker> {
-        // One batch queued behind the running one at most: the streaming thread then waits
+/// The element's worker: batches in, processed batches out.
+pub type BatchWorker = Worker<Batch, Done>;
+
+impl BatchWorker {
+    /// A worker running [`run`] with `upscaler`.
+    pub fn upscaling(upscaler: Arc<Mutex<Upscaler>>) -> std::io::Result<BatchWorker> {
+        Worker::spawn(move |batch| run(&upscaler, batch))
+    }
+}
+
+impl<Job: Send + 'static, Output: Send + 'static> Worker<Job, Output> {
+    pub fn spawn(mut process: impl FnMut(Job) -> Output + Send + 'static) -> std::io::Result<Self> {
+        // One job queued behind the running one at most: the streaming thread then waits
         // instead of buffering frames without bound.
-        let (jobs, job_receiver) = sync_channel::<Batch>(1);
-        let (done_sender, done) = sync_channel::<Done>(2);
+        let (jobs, job_receiver) = sync_channel::<Job>(1);
+        let (done_sender, done) = sync_channel::<Output>(2);
         let thread = std::thread::Builder::new()
             .name("cyclesr-worker".into())
             .spawn(move || {
-                for batch in job_receiver {
-                    if done_sender.send(run(&upscaler, batch)).is_err() {
+                for job in job_receiver {
+                    if done_sender.send(process(job)).is_err() {
                         break;
                     }
                 }
@@ -132,23 +143,23 @@ impl Worker {
         })
     }
 
-    /// Queues a batch; fails if the worker thread has ended (it panicked).
-    pub fn submit(&mut self, batch: Batch) -> anyhow::Result<()> {
+    /// Queues a job; fails if the worker thread has ended (it panicked).
+    pub fn submit(&mut self, job: Job) -> anyhow::Result<()> {
         let stopped = || anyhow::anyhow!("the inference thread has ended");
         let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
-        jobs.send(batch).map_err(|_| stopped())?;
+        jobs.send(job).map_err(|_| stopped())?;
         self.in_flight += 1;
         Ok(())
     }
 
-    /// Batches submitted and not yet returned by [`Worker::wait`].
+    /// Jobs submitted and not yet returned by [`Worker::wait`].
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    /// The oldest batch in flight, once done; `None` if none is in flight. Fails if the
-    /// worker thread ended without answering.
-    pub fn wait(&mut self) -> anyhow::Result<Option<Done>> {
+    /// The oldest job in flight, once done; `None` if none is in flight. Fails if the worker
+    /// thread ended without answering.
+    pub fn wait(&mut self) -> anyhow::Result<Option<Output>> {
         if self.in_flight == 0 {
             return Ok(None);
         }
@@ -164,13 +175,70 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl<Job, Output> Drop for Worker<Job, Output> {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread's loop once its current batch is done.
+        // Closing the job channel ends the thread's loop once its current job is done.
         drop(self.jobs.take());
-        while let Ok(Some(_)) = self.wait() {}
+        while self.in_flight > 0 {
+            self.in_flight -= 1;
+            if self.done.recv().is_err() {
+                break;
+            }
+        }
         if let Some(thread) = self.thread.take() {
+            // A panic of the thread was already reported by `submit` or `wait`.
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Worker;
+
+    /// A worker whose thread panics on its second job.
+    fn dying_worker() -> Worker<u32, u32> {
+        Worker::spawn(|job: u32| {
+            assert!(job < 2, "job {job} kills the worker");
+            job * 10
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn jobs_come_back_in_order() {
+        let mut worker = dying_worker();
+        worker.submit(0).unwrap();
+        worker.submit(1).unwrap();
+        assert_eq!(worker.in_flight(), 2);
+        assert_eq!(worker.wait().unwrap(), Some(0));
+        assert_eq!(worker.wait().unwrap(), Some(10));
+        assert_eq!(worker.wait().unwrap(), None);
+    }
+
+    #[test]
+    fn a_dead_thread_is_an_error_not_a_panic() {
+        let mut worker = dying_worker();
+        worker.submit(1).unwrap();
+        worker.submit(5).unwrap();
+        assert_eq!(worker.wait().unwrap(), Some(10));
+        let e = worker.wait().unwrap_err();
+        assert!(
+            e.to_string().contains("ended with a batch in flight"),
+            "{e}"
+        );
+        assert_eq!(worker.in_flight(), 0);
+        // The thread is gone: a new job is refused, and dropping the worker joins it quietly.
+        let e = worker.submit(0).unwrap_err();
+        assert!(e.to_string().contains("has ended"), "{e}");
+        drop(worker);
+    }
+
+    #[test]
+    fn dropping_with_jobs_in_flight_after_a_panic_does_not_panic() {
+        let mut worker = dying_worker();
+        worker.submit(7).unwrap();
+        // Dropped (as in the element's stop()) while the dead thread's answer is awaited.
+        drop(worker);
     }
 }

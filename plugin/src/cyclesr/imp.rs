@@ -15,7 +15,7 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 use gst_video::{VideoFrameRef, VideoInfo};
 
-use super::batch::{self, upscale_frames, Batch, Done, Formats, Worker};
+use super::batch::{self, upscale_frames, Batch, BatchWorker, Done, Formats};
 use super::frame::{Layout, FORMATS};
 use super::PrecisionSetting;
 use crate::model::checkpoint::{config_from_bytes, read_config, SrModel};
@@ -131,7 +131,7 @@ struct State {
     /// Frames per forward pass (the `batch` property).
     batch: usize,
     /// Runs the batches with `overlap`.
-    worker: Option<Worker>,
+    worker: Option<BatchWorker>,
     /// Input frames waiting for a full batch.
     pending: Vec<gst::Buffer>,
     /// Upscaled frames not yet pushed.
@@ -228,6 +228,10 @@ impl CycleSr {
         settings: &Settings,
         device: tch::Device,
     ) -> Result<SrModel, gst::ErrorMessage> {
+        match &settings.model_location {
+            Some(path) => gst::info!(CAT, imp = self, "loading {} on {device:?}", path.display()),
+            None => gst::info!(CAT, imp = self, "loading the embedded model on {device:?}"),
+        }
         match (&settings.model_location, embedded_default_model()) {
             (Some(path), _) => catch_torch(|| SrModel::load(path, device))
                 .and_then(|r| r)
@@ -681,7 +685,7 @@ impl BaseTransformImpl for CycleSr {
         let scale = upscaler.scale();
         let upscaler = Arc::new(Mutex::new(upscaler));
         let worker = if settings.overlap {
-            let worker = Worker::spawn(upscaler.clone()).map_err(|e| {
+            let worker = BatchWorker::upscaling(upscaler.clone()).map_err(|e| {
                 gst::error_msg!(
                     gst::CoreError::Thread,
                     ("Cannot start the worker thread"),
