@@ -9,14 +9,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{pull_video_infos, temp_dir, tiny_options, write_images};
+use common::{pull_video_infos, run_to_eos, temp_dir, tiny_options, write_images};
 use cyclesr_train::camera::{self, ensure_free_space, parse_budget, BudgetArg, CameraArgs};
 use cyclesr_train::data::{record, CaptureLimits, StreamSource};
 use cyclesr_train::degrade::{self, DegradeArgs, Preset};
 use cyclesr_train::model::Plan;
 use cyclesr_train::options::Options;
 use cyclesr_train::trainer::CALIBRATION_ITERATIONS;
-use gst::prelude::*;
 use gstcyclesr::model::checkpoint::SrModel;
 
 /// Tiny networks and data sizes: a run of a few iterations takes seconds on 2 CPU cores.
@@ -48,28 +47,16 @@ fn make_clip(dir: &Path, frames: u32) -> PathBuf {
     })
     .unwrap();
     let clip = dir.join("clip.avi");
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "multifilesrc location={}/img%02d.png index=0 caps=image/png,framerate=5/1 ! pngdec \
-         ! videoconvert ! video/x-raw,format=I420 ! jpegenc quality=95 ! avimux \
-         ! filesink location={}",
-        dir.join("degraded/lr").display(),
-        clip.display()
-    ))
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
-    assert!(
-        matches!(message.view(), gst::MessageView::Eos(_)),
-        "{message:?}"
+    run_to_eos(
+        &format!(
+            "multifilesrc location={}/img%02d.png index=0 caps=image/png,framerate=5/1 ! pngdec \
+             ! videoconvert ! video/x-raw,format=I420 ! jpegenc quality=95 ! avimux \
+             ! filesink location={}",
+            dir.join("degraded/lr").display(),
+            clip.display()
+        ),
+        60,
     );
-    pipeline.set_state(gst::State::Null).unwrap();
     clip
 }
 

@@ -1,5 +1,7 @@
 //! Data pipeline: MATLAB-compatible resizing, sources, the unpaired loader, paired sets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -462,27 +464,15 @@ fn test_video(dir: &Path) -> Option<PathBuf> {
             return None;
         }
     }
-    use gst::prelude::*;
     let path = dir.join("ball.mp4");
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,width=64,height=48,framerate=10/1 \
-         ! x264enc ! mp4mux ! filesink location={}",
-        path.display()
-    ))
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the encoding pipeline finished");
-    assert!(
-        matches!(message.view(), gst::MessageView::Eos(_)),
-        "{message:?}"
+    common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,width=64,height=48,framerate=10/1 \
+             ! x264enc ! mp4mux ! filesink location={}",
+            path.display()
+        ),
+        30,
     );
-    pipeline.set_state(gst::State::Null).unwrap();
     Some(path)
 }
 

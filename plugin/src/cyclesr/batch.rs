@@ -103,7 +103,7 @@ pub fn run(upscaler: &Mutex<Upscaler>, batch: Batch) -> Done {
 
 /// A thread that runs jobs (batches, in the element) in the order they are submitted, one at a
 /// time.
-pub struct Worker<Job, Output> {
+pub struct Worker<Job: Send + 'static, Output: Send + 'static> {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Output>,
     thread: Option<JoinHandle<()>>,
@@ -175,16 +175,11 @@ impl<Job: Send + 'static, Output: Send + 'static> Worker<Job, Output> {
     }
 }
 
-impl<Job, Output> Drop for Worker<Job, Output> {
+impl<Job: Send + 'static, Output: Send + 'static> Drop for Worker<Job, Output> {
     fn drop(&mut self) {
         // Closing the job channel ends the thread's loop once its current job is done.
         drop(self.jobs.take());
-        while self.in_flight > 0 {
-            self.in_flight -= 1;
-            if self.done.recv().is_err() {
-                break;
-            }
-        }
+        while let Ok(Some(_)) = self.wait() {}
         if let Some(thread) = self.thread.take() {
             // A panic of the thread was already reported by `submit` or `wait`.
             let _ = thread.join();

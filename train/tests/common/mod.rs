@@ -188,3 +188,24 @@ pub fn pull_video_infos(description: &str) -> Vec<gst_video::VideoInfo> {
     pipeline.set_state(gst::State::Null).unwrap();
     infos
 }
+
+/// Runs a GStreamer pipeline `description` (e.g. one that encodes a test clip) to its end
+/// within `timeout_seconds`; panics with the bus message if it fails.
+pub fn run_to_eos(description: &str, timeout_seconds: u64) {
+    use gst::prelude::*;
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(timeout_seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the pipeline finished in time");
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
