@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
-use crate::data::{blind_degrade, UnpairedBatch};
+use crate::data::{blind_degrade, PatchGroup, SourcePatches, UnpairedBatch};
 use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
@@ -335,12 +335,22 @@ impl CycleSrModel {
     /// `synthetic` shared (any device).
     pub fn fit_degradation(
         &mut self,
-        real: &[(usize, Tensor)],
+        real: &[SourcePatches],
         synthetic: &Tensor,
     ) -> Result<Vec<FitSummary>> {
-        let real: Vec<(usize, Tensor)> = real
+        let real: Vec<SourcePatches> = real
             .iter()
-            .map(|(source, t)| (*source, t.to_device(self.device)))
+            .map(|source| SourcePatches {
+                source: source.source,
+                groups: source
+                    .groups
+                    .iter()
+                    .map(|g| PatchGroup {
+                        name: g.name.clone(),
+                        patches: g.patches.to_device(self.device),
+                    })
+                    .collect(),
+            })
             .collect();
         let (degradation, summaries) = ExplicitDegradation::fit(
             &real,
