@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
-use crate::data::{blind_degrade, PatchGroup, SourcePatches, UnpairedBatch};
+use crate::data::{blind_degrade, UnpairedBatch};
 use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
@@ -335,22 +335,12 @@ impl CycleSrModel {
     /// `synthetic` shared (any device).
     pub fn fit_degradation(
         &mut self,
-        real: &[SourcePatches],
+        real: &[(usize, Tensor)],
         synthetic: &Tensor,
     ) -> Result<Vec<FitSummary>> {
-        let real: Vec<SourcePatches> = real
+        let real: Vec<(usize, Tensor)> = real
             .iter()
-            .map(|source| SourcePatches {
-                source: source.source,
-                groups: source
-                    .groups
-                    .iter()
-                    .map(|g| PatchGroup {
-                        name: g.name.clone(),
-                        patches: g.patches.to_device(self.device),
-                    })
-                    .collect(),
-            })
+            .map(|(source, t)| (*source, t.to_device(self.device)))
             .collect();
         let (degradation, summaries) = ExplicitDegradation::fit(
             &real,

@@ -271,23 +271,15 @@ fn degradation_section(
     if let Stage1::Explicit(degradation) = &translator.stage1 {
         html.push_str(
             "<table>\n<tr><th>source</th><th>blur kernel</th><th>σ along its axes (LR px)</th><th>angle</th>\
-             <th>noise σ of the banks (Y, code values)</th><th>compression</th></tr>\n",
+             <th>noise σ of the bank (Y, code values)</th><th>compression</th></tr>\n",
         );
         for camera in &degradation.cameras {
+            let (major, minor, angle) = camera.kernel_spread();
             let name = format!("kernel-{}.png", camera.source);
-            save_png(&kernel_image(&camera.kernels)?, &dir.join(&name))?;
-            let (spread, angle) = match camera.kernel_spreads()[..] {
-                [(major, minor, angle)] => {
-                    (format!("{major:.2} × {minor:.2}"), format!("{angle:.0}°"))
-                }
-                _ => (
-                    escape(&camera.describe_blur()),
-                    "one per kernel".to_string(),
-                ),
-            };
+            save_png(&kernel_image(&camera.kernel)?, &dir.join(&name))?;
             let _ = writeln!(
                 html,
-                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{spread}</td><td>{angle}</td><td>{:.2}</td><td>{}</td></tr>"#,
+                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{major:.2} × {minor:.2}</td><td>{angle:.0}°</td><td>{:.2}</td><td>{}</td></tr>"#,
                 escape(
                     inputs
                         .camera
@@ -366,24 +358,11 @@ show different content, so these are a guide, not a measurement (on a benchmark 
 
 /// A `[k, k]` kernel as a grey image (white = its largest weight), each weight a 16-pixel
 /// square.
-/// The kernels `[n, k, k]` side by side, 16× enlarged, each scaled to its own peak (at most
-/// the first 16 of a pool).
-fn kernel_image(kernels: &Tensor) -> Result<Tensor> {
-    let k =
-        kernels
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .narrow(0, 0, kernels.size()[0].min(16));
-    let peaks = k.amax([1, 2], true).clamp_min(f64::MIN_POSITIVE);
-    let (n, side) = (k.size()[0], k.size()[1]);
-    // A one-pixel black gap between kernels.
-    let row = (k / peaks)
-        .pad([0, 1, 0, 0], "constant", Some(0.0))
-        .permute([1, 0, 2])
-        .reshape([side, n * (side + 1)]);
-    Ok(row
-        .unsqueeze(0)
-        .repeat([3, 1, 1])
+fn kernel_image(kernel: &Tensor) -> Result<Tensor> {
+    let k = kernel.to_device(Device::Cpu).to_kind(Kind::Float);
+    let max = k.max().double_value(&[]).max(f64::MIN_POSITIVE);
+    let grey = (k / max).unsqueeze(0).repeat([3, 1, 1]);
+    Ok(grey
         .repeat_interleave_self_int(16, 1, None)
         .repeat_interleave_self_int(16, 2, None))
 }

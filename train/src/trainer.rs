@@ -114,9 +114,7 @@ fn fit_degradation(
 ) -> Result<()> {
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
-    let per_file = |source: usize| options.data.real_lr[source].per_file;
-    let (real, synthetic) =
-        data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH, &per_file)?;
+    let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
     let summaries = model
         .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
@@ -125,46 +123,23 @@ fn fit_degradation(
         .cameras
         .iter()
         .zip(&summaries)
-        .zip(&real)
-        .map(|((camera, summary), patches)| {
-            let fits: Vec<serde_json::Value> = camera
-                .kernel_spreads()
-                .iter()
-                .zip(camera.noise_sigmas())
-                .zip(&summary.kernels)
-                .zip(&patches.groups)
-                .map(|((((major, minor, angle), noise_sigma), fit), group)| {
-                    json!({
-                        "fitted_on": group.name,
-                        "patches": group.patches.size()[0],
-                        "noise_sigma_y": noise_sigma,
-                        "sigma_major_lr_px": major,
-                        "sigma_minor_lr_px": minor,
-                        "angle_degrees": angle,
-                        "content_gain": fit.content_gain,
-                        "log_spectrum_error_identity": fit.log_spectrum_error_identity,
-                        "log_spectrum_error_fitted": fit.log_spectrum_error_fitted,
-                    })
-                })
-                .collect();
+        .map(|(camera, summary)| {
+            let (major, minor, angle) = camera.kernel_spread();
             json!({
                 "source": options.data.real_lr[camera.source].path,
                 "candidate_noise_tiles": summary.candidate_tiles,
                 "noise_sigma_y": summary.noise_sigma,
-                "blur": camera.describe_blur(),
-                "noise": camera.describe_noise(),
-                "fits": fits,
+                "kernel_sigma_major_lr_px": major,
+                "kernel_sigma_minor_lr_px": minor,
+                "kernel_angle_degrees": angle,
+                "content_gain": summary.content_gain,
+                "log_spectrum_error_identity": summary.log_spectrum_error_identity,
+                "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
             })
         })
         .collect();
-    for (camera, summary) in degradation.cameras.iter().zip(&summaries) {
-        eprintln!(
-            "stage 1 (explicit degradation) fitted for {}: {}, noise σ {:.2} (Y, code values) from {} candidate tiles",
-            options.data.real_lr[camera.source].path.display(),
-            camera.describe_blur(),
-            summary.noise_sigma,
-            summary.candidate_tiles,
-        );
+    for camera in &cameras {
+        eprintln!("stage 1 (explicit degradation) fitted: {camera}");
     }
     let report = json!({
         "patches_per_source": count,

@@ -519,7 +519,6 @@ fn video_frames_honour_range_and_step() {
             end_frame: Some(9),
             step: 4,
             lossless: false,
-            per_file: false,
         },
         SourceSpec::from(fake),
     ];
@@ -564,69 +563,36 @@ fn augment_degraded_off_keeps_real_lr_orientation() {
 }
 
 /// Stage 1's fitting patches come per real LR source (one camera each), skipping a source
-/// with no usable image, in one group per file for a `per_file` source, and are
-/// reproducible from the seed.
+/// with no usable image, and are reproducible from the seed.
 #[test]
-fn fitting_patches_come_per_source_and_per_file() {
+fn fitting_patches_come_per_source() {
     let (hr, real) = unpaired_folders("fitting-per-source", 3);
     let root = hr.parent().unwrap().to_path_buf();
     let bright = root.join("bright");
     let tiny = root.join("tiny");
-    let stills = root.join("stills");
     save_png(&constant_image(24, 24, 0.9), &bright.join("b.png")).unwrap();
     save_png(&constant_image(4, 4, 0.5), &tiny.join("t.png")).unwrap();
-    save_png(&constant_image(24, 24, 0.2), &stills.join("dark.png")).unwrap();
-    save_png(&constant_image(24, 24, 0.7), &stills.join("light.png")).unwrap();
     let options = DataOptions {
         real_lr: vec![
             SourceSpec::from(real),
             SourceSpec::from(tiny),
             SourceSpec::from(bright),
-            SourceSpec {
-                per_file: true,
-                ..SourceSpec::from(stills.clone())
-            },
         ],
         ..small_options(&hr, &root.join("unused"), 1)
     };
     let data = TrainingData::load(&options).unwrap();
-    let per_file = |source: usize| options.real_lr[source].per_file;
-    let (per_source, synthetic) = data.fitting_patches(7, 5, 32, &per_file).unwrap();
+    let (per_source, synthetic) = data.fitting_patches(7, 5, 32).unwrap();
     // The tiny source is smaller than a patch: skipped, and the indices stay those of
     // data.real_lr.
-    let sources: Vec<usize> = per_source.iter().map(|s| s.source).collect();
-    assert_eq!(sources, [0, 2, 3]);
-    // One group per source, one per file of a per-file source (each with the count when it
-    // is this small); patches are at most the training LR patch (8 here).
-    let shapes: Vec<Vec<Vec<i64>>> = per_source
-        .iter()
-        .map(|s| s.groups.iter().map(|g| g.patches.size()).collect())
-        .collect();
-    assert_eq!(
-        shapes,
-        [
-            vec![vec![5, 3, 8, 8]],
-            vec![vec![5, 3, 8, 8]],
-            vec![vec![5, 3, 8, 8], vec![5, 3, 8, 8]]
-        ]
-    );
+    let sources: Vec<usize> = per_source.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sources, [0, 2]);
+    // Patches are at most the training LR patch (8 here).
+    for (_, patches) in &per_source {
+        assert_eq!(patches.size(), [5, 3, 8, 8]);
+    }
     assert_eq!(synthetic.size(), [5, 3, 8, 8]);
-    let mean = |t: &Tensor| t.mean(Kind::Double).double_value(&[]);
-    assert!((mean(&per_source[1].groups[0].patches) - 0.9).abs() < 0.01);
-    // Each file's group holds that file's patches only, named by its path.
-    let stills_groups = &per_source[2].groups;
-    assert!((mean(&stills_groups[0].patches) - 0.2).abs() < 0.01);
-    assert!((mean(&stills_groups[1].patches) - 0.7).abs() < 0.01);
-    assert_eq!(
-        stills_groups[1].name,
-        stills.join("light.png").display().to_string()
-    );
-    assert_eq!(per_source[0].groups[0].name, "source 0");
-    let (again, synthetic_again) = data.fitting_patches(7, 5, 32, &per_file).unwrap();
-    assert!(
-        same(
-            &per_source[0].groups[0].patches,
-            &again[0].groups[0].patches
-        ) && same(&synthetic, &synthetic_again)
-    );
+    let bright_mean = per_source[1].1.mean(Kind::Double).double_value(&[]);
+    assert!((bright_mean - 0.9).abs() < 0.01, "{bright_mean}");
+    let (again, synthetic_again) = data.fitting_patches(7, 5, 32).unwrap();
+    assert!(same(&per_source[0].1, &again[0].1) && same(&synthetic, &synthetic_again));
 }

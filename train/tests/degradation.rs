@@ -8,7 +8,7 @@ use common::{
 use cyclesr_train::archs::degradation::{
     near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
-use cyclesr_train::data::{PatchGroup, Rgb8, SourcePatches};
+use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
@@ -148,13 +148,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) = CameraDegradation::fit(
-        0,
-        &one_group(0, real.shallow_clone()).groups,
-        &synthetic,
-        &config,
-    )
-    .unwrap();
+    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -164,14 +158,11 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         degradation.noise_sigma()
     );
     assert!((summary.noise_sigma - degradation.noise_sigma()).abs() < 1e-9);
-    let fit = summary.kernels[0];
     assert!(
-        fit.log_spectrum_error_fitted < fit.log_spectrum_error_identity / 5.0,
+        summary.log_spectrum_error_fitted < summary.log_spectrum_error_identity / 5.0,
         "{summary:?}"
     );
-    let [(major, minor, _)] = degradation.kernel_spreads()[..] else {
-        panic!("one kernel expected");
-    };
+    let (major, minor, _) = degradation.kernel_spread();
     assert!(
         (0.75..=1.25).contains(&minor) && (0.75..=1.25).contains(&major),
         "kernel σ {major} x {minor}"
@@ -179,7 +170,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
 
     // G_s2r(synthetic) has the real patches' high-band energy and noise.
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let kernel = degradation.kernels.get(0);
+    let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
     };
@@ -205,127 +196,11 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     );
 }
 
-/// A source's fitting patches in one group: one kernel.
-fn one_group(source: usize, patches: Tensor) -> SourcePatches {
-    SourcePatches {
-        source,
-        groups: vec![PatchGroup {
-            name: format!("source {source}"),
-            patches,
-        }],
-    }
-}
-
-/// `patches` blurred by an isotropic Gaussian of `sigma` px, same size (replicated borders).
-fn blurred(patches: &Tensor, sigma: f64) -> Tensor {
-    let kernel = gaussian_kernel(sigma, sigma, 0.0);
-    let k = kernel.size()[0];
-    patches
-        .pad([k / 2, k / 2, k / 2, k / 2], "replicate", None)
-        .conv2d(
-            &kernel.view([1, 1, k, k]).repeat([3, 1, 1, 1]),
-            None::<Tensor>,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            3,
-        )
-}
-
-/// A `per_file` source of two files blurred and noisy differently gets a kernel and a noise
-/// bank for each, where one kernel for both fits neither; G_s2r draws from the pool per image,
-/// and the pool survives the state's round trip, as does a state's single `[k, k]` kernel and
-/// `[T, 3, t, t]` bank.
-#[test]
-fn a_source_with_blur_per_file_gets_a_pool_of_degradations() {
-    let noise = |seed, sigma: f64| gaussian(&[512, 3, 32, 32], seed) * (sigma / 255.0);
-    let sharp = blurred(&natural_patches(512, 21), 0.5) + noise(22, 2.0);
-    let soft = blurred(&natural_patches(512, 23), 1.2) + noise(24, 6.0);
-    let synthetic = natural_patches(1024, 25);
-    let config = DegradationConfig {
-        noise_tiles: 256,
-        ..DegradationConfig::default()
-    };
-    let files = SourcePatches {
-        source: 1,
-        groups: vec![
-            PatchGroup {
-                name: "sharp.png".into(),
-                patches: sharp.shallow_clone(),
-            },
-            PatchGroup {
-                name: "soft.png".into(),
-                patches: soft.shallow_clone(),
-            },
-        ],
-    };
-    let (pool, summaries) =
-        ExplicitDegradation::fit(&[files], &synthetic, &config, &|_| None).unwrap();
-    assert_eq!(pool.cameras[0].kernels.size(), [2, 9, 9]);
-    assert_eq!(pool.cameras[0].noise.size(), [2, 128, 3, 16, 16]);
-    assert_eq!(summaries[0].kernels.len(), 2);
-    let sigmas = pool.cameras[0].noise_sigmas();
-    assert!(
-        (2.5..3.5).contains(&(sigmas[1] / sigmas[0])),
-        "noise σ {sigmas:?}"
-    );
-    let majors: Vec<f64> = pool.cameras[0]
-        .kernel_spreads()
-        .iter()
-        .map(|s| s.0)
-        .collect();
-    let whole = Tensor::cat(&[sharp, soft], 0);
-    let (one, _) =
-        ExplicitDegradation::fit(&[one_group(1, whole)], &synthetic, &config, &|_| None).unwrap();
-    let [(average, _, _)] = one.cameras[0].kernel_spreads()[..] else {
-        panic!("one kernel expected");
-    };
-    // Blurs of σ 0.5 and 1.2 px, found as 0.47 and 1.05; one kernel for both: 0.71.
-    assert!(
-        (0.35..0.65).contains(&majors[0]) && (0.95..1.35).contains(&majors[1]),
-        "pool σ {majors:?}"
-    );
-    assert!(
-        majors[0] + 0.2 < average && average + 0.2 < majors[1],
-        "one kernel σ {average} against the pool's {majors:?}"
-    );
-    assert!(pool.cameras[0]
-        .describe_blur()
-        .starts_with("2 9x9 kernels (one per file)"));
-
-    // Per image, one kernel or the other: a sharp and a soft output among 16 draws.
-    let x = natural_patches(16, 26);
-    let out = pool
-        .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(2))
-        .unwrap();
-    let kept: Vec<f64> = (0..16)
-        .map(|i| high_band_energy(&out.get(i)).unwrap() / high_band_energy(&x.get(i)).unwrap())
-        .collect();
-    assert!(
-        kept.iter().any(|&r| r > 0.5) && kept.iter().any(|&r| r < 0.2),
-        "high band kept per image {kept:?}"
-    );
-
-    let back = ExplicitDegradation::from_tensors(
-        pool.tensors().into_iter().collect(),
-        &|_| None,
-        Device::Cpu,
-    )
-    .unwrap();
-    assert!(back.cameras[0].kernels.equal(&pool.cameras[0].kernels));
-    let mut single: std::collections::HashMap<String, Tensor> = one.tensors().into_iter().collect();
-    single.insert("1.kernel".into(), one.cameras[0].kernels.get(0));
-    single.insert("1.noise".into(), one.cameras[0].noise.get(0));
-    let back = ExplicitDegradation::from_tensors(single, &|_| None, Device::Cpu).unwrap();
-    assert_eq!(back.cameras[0].kernels.size(), [1, 9, 9]);
-    assert_eq!(back.cameras[0].noise.size(), [1, 256, 3, 16, 16]);
-}
-
 #[test]
 fn fit_names_footage_it_cannot_measure() {
     let dark = Tensor::zeros([16, 3, 32, 32], CPU);
     let e = ExplicitDegradation::fit(
-        &[one_group(2, dark)],
+        &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
         &|_| None,
@@ -361,8 +236,8 @@ fn compression_follows_blur_and_noise() {
     let silent = Tensor::zeros([1, 3, 16, 16], CPU);
     let camera = |jpeg_quality| CameraDegradation {
         source: 0,
-        kernels: identity.unsqueeze(0),
-        noise: silent.unsqueeze(0),
+        kernel: identity.shallow_clone(),
+        noise: silent.shallow_clone(),
         jpeg_quality,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
@@ -481,7 +356,7 @@ fn each_source_is_fitted_as_its_own_camera() {
         ..DegradationConfig::default()
     };
     let (explicit, summaries) = ExplicitDegradation::fit(
-        &[one_group(0, quiet), one_group(3, loud)],
+        &[(0, quiet), (3, loud)],
         &natural_patches(256, 10),
         &config,
         &|source| (source == 3).then_some([50, 90]),

@@ -48,10 +48,6 @@ struct Dataset {
     real_lr: Vec<Rgb8>,
     /// The `data.real_lr` entry each real LR image comes from (one camera each).
     real_lr_source: Vec<usize>,
-    /// The file (video or still) each real LR image comes from, an index into
-    /// `real_lr_files`.
-    real_lr_file: Vec<usize>,
-    real_lr_files: Vec<PathBuf>,
     lr_patch: usize,
     scale: usize,
     batch: usize,
@@ -107,19 +103,12 @@ impl TrainingData {
                 (hr, Some(lr))
             }
         };
-        let RealLr {
-            images: real_lr,
-            sources: real_lr_source,
-            files: real_lr_file,
-            paths: real_lr_files,
-        } = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
+        let (real_lr, real_lr_source) = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
         let dataset = Arc::new(Dataset {
             hr,
             paired_lr,
             real_lr,
             real_lr_source,
-            real_lr_file,
-            real_lr_files,
             lr_patch,
             scale,
             batch: opts.batch as usize,
@@ -154,67 +143,38 @@ impl TrainingData {
             .sum()
     }
 
-    /// Real LR patches `[n, 3, side, side]` of each `data.real_lr` source that has usable
-    /// images (by source index): `count` in one group, or, for the sources `per_file` names,
-    /// a group per file sharing them (at least [`MIN_FILE_PATCHES`] each); and `count` synthetic ones (bicubic↓ of HR crops), drawn
-    /// from `seed` apart from the training batches: what stage 1 is fitted on.
+    /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
+    /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
+    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
         count: usize,
         side: usize,
-        per_file: &dyn Fn(usize) -> bool,
-    ) -> Result<(Vec<SourcePatches>, Tensor)> {
+    ) -> Result<(Vec<(usize, Tensor)>, Tensor)> {
         let ds = &self.dataset;
         let side = side.min(ds.lr_patch);
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX));
         catch_torch(|| {
-            // Images are stored source by source, and file by file within a source: dedup
-            // leaves each once, in order.
+            // Images are stored source by source: dedup leaves each source once, in order.
             let mut sources: Vec<usize> = ds.real_lr_source.clone();
             sources.dedup();
             let real = sources
                 .iter()
                 .map(|&source| {
-                    let in_source = |i: &usize| ds.real_lr_source[*i] == source;
-                    let groups: Vec<(String, Vec<usize>)> = if per_file(source) {
-                        let mut files: Vec<usize> = (0..ds.real_lr.len())
-                            .filter(in_source)
-                            .map(|i| ds.real_lr_file[i])
-                            .collect();
-                        files.dedup();
-                        files
-                            .into_iter()
-                            .map(|file| {
-                                let images = (0..ds.real_lr.len())
-                                    .filter(|&i| ds.real_lr_file[i] == file)
-                                    .collect();
-                                (ds.real_lr_files[file].display().to_string(), images)
-                            })
-                            .collect()
-                    } else {
-                        let images = (0..ds.real_lr.len()).filter(in_source).collect();
-                        vec![(format!("source {source}"), images)]
-                    };
-                    let per_group = count
-                        .div_ceil(groups.len())
-                        .max(MIN_FILE_PATCHES.min(count));
-                    let groups = groups
-                        .into_iter()
-                        .map(|(name, images)| {
-                            let patches: Vec<Tensor> = (0..per_group)
-                                .map(|_| {
-                                    let image = images[rng.random_range(0..images.len())];
-                                    random_crop(&ds.real_lr[image], side, &mut rng)
-                                })
-                                .collect();
-                            PatchGroup {
-                                name,
-                                patches: Tensor::stack(&patches, 0),
-                            }
+                    let images: Vec<&Rgb8> = ds
+                        .real_lr
+                        .iter()
+                        .zip(&ds.real_lr_source)
+                        .filter(|(_, &s)| s == source)
+                        .map(|(image, _)| image)
+                        .collect();
+                    let patches: Vec<Tensor> = (0..count)
+                        .map(|_| {
+                            random_crop(images[rng.random_range(0..images.len())], side, &mut rng)
                         })
                         .collect();
-                    SourcePatches { source, groups }
+                    (source, Tensor::stack(&patches, 0))
                 })
                 .collect();
             let hr_side = side * ds.scale;
@@ -225,24 +185,6 @@ impl TrainingData {
             (real, synthetic)
         })
     }
-}
-
-/// Fitting patches of one file of a `per_file` source, at least (unless fewer are asked for
-/// in all): its noise bank keeps the flattest few percent of their tiles, which on a textured
-/// photo are flat only when there are many to choose from.
-const MIN_FILE_PATCHES: usize = 256;
-
-/// One real LR source's patches for fitting stage 1, in groups that each get a blur kernel.
-pub struct SourcePatches {
-    /// Index in `data.real_lr`.
-    pub source: usize,
-    pub groups: Vec<PatchGroup>,
-}
-
-/// Patches `[n, 3, p, p]` of one file, or of a whole source; `name` says which.
-pub struct PatchGroup {
-    pub name: String,
-    pub patches: Tensor,
 }
 
 /// A random `side × side` crop `[3, side, side]` of `image` (at least that large).
@@ -582,22 +524,13 @@ enum Job {
     Video(PathBuf, FrameRange),
 }
 
-/// The real LR images, each with the index of its `data.real_lr` source and of its file.
-struct RealLr {
-    images: Vec<Rgb8>,
-    sources: Vec<usize>,
-    files: Vec<usize>,
-    /// Each file's path, by file index.
-    paths: Vec<PathBuf>,
-}
-
-/// The real LR images of `data.real_lr`.
+/// The real LR images, each with the index of its `data.real_lr` source.
 fn load_real_lr(
     opts: &DataOptions,
     patch: usize,
     threads: usize,
     warnings: &mut Vec<String>,
-) -> Result<RealLr> {
+) -> Result<(Vec<Rgb8>, Vec<usize>)> {
     if opts.real_lr.is_empty() {
         bail!("data.real_lr lists no real LR sources");
     }
@@ -638,8 +571,7 @@ fn load_real_lr(
         Job::Image(path) => load_rgb8_for_training(path, false).map(|img| vec![img]),
         Job::Video(path, range) => decode_video(path, *range),
     });
-    let (mut images, mut image_sources, mut image_files) = (Vec::new(), Vec::new(), Vec::new());
-    let mut paths = Vec::new();
+    let (mut images, mut image_sources) = (Vec::new(), Vec::new());
     for ((source, job), frames) in jobs.iter().zip(loaded) {
         let (path, kind) = match job {
             Job::Image(p) => (p, "image"),
@@ -672,8 +604,6 @@ fn load_real_lr(
                     );
                 }
                 image_sources.extend(std::iter::repeat_n(*source, usable.len()));
-                image_files.extend(std::iter::repeat_n(paths.len(), usable.len()));
-                paths.push(path.clone());
                 images.extend(usable);
             }
         }
@@ -684,12 +614,7 @@ fn load_real_lr(
             sources()
         );
     }
-    Ok(RealLr {
-        images,
-        sources: image_sources,
-        files: image_files,
-        paths,
-    })
+    Ok((images, image_sources))
 }
 
 /// Paired mode: HR images and their LR counterparts, matched by name, index for index.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use blind::blind_degrade;
 pub use capture::{record, CaptureLimits, Recording, FIRST_FRAME_TIMEOUT, LIVE_FRAME_INTERVAL};
 pub use imresize::{imresize, imresize_to};
-pub use loader::{Loader, PatchGroup, SourcePatches, TrainingData, UnpairedBatch};
+pub use loader::{Loader, TrainingData, UnpairedBatch};
 pub(crate) use paired::shifted_overlap;
 pub use paired::{PairedItem, PairedSet};
 pub use source::{
@@ -144,8 +144,7 @@ impl DataOptions {
 
 /// A real-LR source: a video, an image folder or an image file, with the frames to use.
 /// In a TOML file either a plain path string or a table
-/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2, lossless = false,
-/// per_file = false }`.
+/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2, lossless = false }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceSpec {
     pub path: PathBuf,
@@ -161,11 +160,6 @@ pub struct SourceSpec {
     /// are compressed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
-    /// The degradation changes from file to file (stills from many cameras, clips of
-    /// different shots), so the explicit G_s2r fits a blur kernel and a noise bank per file
-    /// and draws among them. Default false: one of each for the source.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub per_file: bool,
 }
 
 impl SourceSpec {
@@ -187,7 +181,6 @@ impl From<PathBuf> for SourceSpec {
             end_frame: None,
             step: 1,
             lossless: false,
-            per_file: false,
         }
     }
 }
@@ -205,8 +198,6 @@ struct SourceTable {
     step: u64,
     #[serde(default)]
     lossless: bool,
-    #[serde(default)]
-    per_file: bool,
 }
 
 fn default_step() -> u64 {
@@ -221,9 +212,7 @@ impl<'de> Deserialize<'de> for SourceSpec {
         impl<'de> Visitor<'de> for SpecVisitor {
             type Value = SourceSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(
-                    "a path or a table { path, start_frame, end_frame, step, lossless, per_file }",
-                )
+                f.write_str("a path or a table { path, start_frame, end_frame, step, lossless }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SourceSpec, E> {
                 Ok(SourceSpec::from(PathBuf::from(v)))
@@ -236,7 +225,6 @@ impl<'de> Deserialize<'de> for SourceSpec {
                     end_frame: t.end_frame,
                     step: t.step,
                     lossless: t.lossless,
-                    per_file: t.per_file,
                 })
             }
         }
