@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The embedded default model's recipe in one command, in the order that makes it (the same
-# recipe with compression from the first iteration scores 0.14-0.16 dB lower on mild and wild:
+# recipe with compression from the first iteration scores about 0.1 dB lower on mild and wild:
 # plugin/models/README.md):
 #
 #   1. pretrain: configs/default-model.toml with no compression in stage 1, 7,000 iterations;
