@@ -6,7 +6,8 @@
 #   1. pretrain: configs/default-model.toml with no compression in stage 1, 7,000 iterations;
 #   2. finetune: configs/default-model.toml (JPEG [30, 95] for compressed footage), 2,100
 #      iterations from the pretrained G_l2h (networks.sr_init);
-#   3. the fine-tuned G_l2h exported to RUNS/model.safetensors, its provenance naming both runs.
+#   3. the fine-tuned G_l2h exported to RUNS/finetune/model.safetensors, its provenance naming
+#      the pretrained file.
 #
 # Needs `make data && scripts/table1-data.sh` first. Each phase resumes from its own state
 # after an interruption and is kept once exported; delete RUNS/<phase> to train it again. On
@@ -21,7 +22,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "default-model.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,17 +34,7 @@ for folder in data/table1/hr_domain data/table1/lr_domain_codec data/real_lr; do
 done
 
 # The iteration a training state reached (0 when there is none).
-state_iteration() {
-  python3 -c '
-import json, struct, sys
-try:
-    with open(sys.argv[1], "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        print(json.loads(f.read(n))["__metadata__"]["iteration"])
-except FileNotFoundError:
-    print(0)
-' "$1"
-}
+state_iteration() { python3 scripts/state-iteration.py "$1"; }
 
 # One phase of ITERATIONS: fit (resuming its own state if one exists), then export its G_l2h;
 # an interrupted fit (Ctrl-C writes a checkpoint) stops the script, to be resumed by rerunning.
@@ -78,5 +69,4 @@ print("{ " + ", ".join(f"{k} = {v}" for k, v in degradation.items()) + " }")
 ')
 phase pretrain 7000 -s "networks.degradation=$uncompressed"
 phase finetune 2100 -s "networks.sr_init=\"$runs/pretrain/model.safetensors\""
-cp "$runs/finetune/model.safetensors" "$runs/model.safetensors"
-echo "default-model.sh: $runs/model.safetensors (copy it to plugin/models/default.safetensors to embed it)"
+echo "default-model.sh: $runs/finetune/model.safetensors (copy it to plugin/models/default.safetensors to embed it)"

@@ -108,17 +108,7 @@ column_overrides() {
 run_dir() { if [[ $1 == sr-syn || $1 == sr-blind ]]; then echo "$runs/$1"; else echo "$runs/$2/$1"; fi; }
 
 # Iteration recorded in a training state ("0" when there is none).
-state_iteration() {
-  "$python" - "$1" <<'EOF'
-import json, struct, sys
-try:
-    with open(sys.argv[1], "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        print(json.loads(f.read(n))["__metadata__"]["iteration"])
-except FileNotFoundError:
-    print(0)
-EOF
-}
+state_iteration() { "$python" scripts/state-iteration.py "$1"; }
 
 # The training jobs: "column preset" (sr-syn once; cyclegan needs cycle-sr's translator).
 train_jobs=()
