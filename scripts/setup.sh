@@ -31,8 +31,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c "import torch, safetensors.torch, numpy; assert torch.__version__.startswith('2.11.0')" 2>/dev/null; then
+  # The wheels take about 5 GiB once installed; pip's download of them needs room on top.
+  need_kib=$((7 * 1024 * 1024))
+  for dir in "$VENV" "${TMPDIR:-/tmp}"; do
+    free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+    if [ "$free_kib" -lt "$need_kib" ]; then
+      echo "setup: $dir has $((free_kib / 1024)) MiB free; installing PyTorch needs about 7 GiB there" >&2
+      exit 1
+    fi
+  done
   echo "setup: installing PyTorch 2.11.0 and friends into $VENV (about 3 minutes when fresh)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+  # No pip cache: it would keep a second copy of every wheel.
+  "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check -r scripts/requirements.txt
 fi
 # A stable path to libtorch for tch (.cargo/config.toml), whatever the Python version.
 torch_dir=$("$VENV/bin/python" -c "import os, torch; print(os.path.dirname(torch.__file__))")
