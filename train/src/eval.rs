@@ -431,8 +431,8 @@ impl Translator {
                             k = camera.kernel.size()[0],
                             tiles = camera.noise.size()[0],
                             sigma = camera.noise_sigma(),
-                            compression = match &camera.compression {
-                                Some(codec) => codec.to_string(),
+                            compression = match camera.jpeg_quality {
+                                Some([lo, hi]) => format!("JPEG quality {lo}–{hi}"),
                                 None => "no compression".to_string(),
                             }
                         )

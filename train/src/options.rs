@@ -8,7 +8,7 @@ use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
-use crate::archs::degradation::{Compression, DegradationConfig};
+use crate::archs::degradation::DegradationConfig;
 use crate::archs::vgg::VggDiscriminatorConfig;
 use crate::data::DataOptions;
 
@@ -289,13 +289,12 @@ fn default_device() -> String {
 }
 
 impl Options {
-    /// The codec the explicit G_s2r compresses source `source` of `data.real_lr` with:
-    /// `networks.degradation`'s `jpeg_quality` and `h264_quantizer`, unless that source is
-    /// `lossless`.
-    pub fn compression_of(&self, source: usize) -> Option<Compression> {
+    /// The JPEG quality range the explicit G_s2r compresses source `source` of `data.real_lr`
+    /// at: `networks.degradation.jpeg_quality`, unless that source is `lossless`.
+    pub fn compression_of(&self, source: usize) -> Option<[u8; 2]> {
         match self.data.real_lr.get(source) {
             Some(spec) if spec.lossless => None,
-            _ => self.networks.degradation.compression(),
+            _ => self.networks.degradation.jpeg_quality,
         }
     }
 

@@ -288,8 +288,8 @@ fn degradation_section(
                         .map_or("?", String::as_str)
                 ),
                 camera.noise_sigma(),
-                match &camera.compression {
-                    Some(codec) => format!("{codec}, drawn per patch"),
+                match camera.jpeg_quality {
+                    Some([lo, hi]) => format!("JPEG, quality drawn from {lo}–{hi}"),
                     None => "none".to_string(),
                 }
             );
@@ -297,8 +297,8 @@ fn degradation_section(
         html.push_str(
             "</table>\n<p class=\"caption\">Fitted before training (stage 1 explicit): the blur of the camera's optics \
              and processing as a kernel fitted to the footage's power spectrum, and a bank of its own noise cut from \
-             flat regions; then, unless the footage is marked lossless, a codec (JPEG, H.264 or either) at a level drawn \
-             per patch (its level cannot be measured from unpaired footage, so it is drawn from a range).</p>\n",
+             flat regions; then, unless the footage is marked lossless, JPEG at a quality drawn per patch (its level \
+             cannot be measured from unpaired footage, so it is drawn from a range).</p>\n",
         );
         let fit = inputs.run_dir.join("degradation-fit.json");
         if let Ok(text) = std::fs::read_to_string(&fit) {

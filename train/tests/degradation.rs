@@ -6,11 +6,10 @@ use common::{
     args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
 };
 use cyclesr_train::archs::degradation::{
-    near_identity, symmetric_kernel, CameraDegradation, Compression, DegradationConfig,
-    ExplicitDegradation,
+    near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
 use cyclesr_train::data::Rgb8;
-use cyclesr_train::degrade::{gaussian_kernel, h264_roundtrip, jpeg_roundtrip};
+use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
@@ -227,20 +226,6 @@ fn fit_names_footage_it_cannot_measure() {
     .validate()
     .unwrap_err();
     assert!(e.to_string().contains("jpeg_quality [90, 30]"), "{e}");
-    let e = DegradationConfig {
-        h264_quantizer: Some([30, 51]),
-        ..DegradationConfig::default()
-    }
-    .validate()
-    .unwrap_err();
-    assert!(e.to_string().contains("h264_quantizer [30, 51]"), "{e}");
-}
-
-fn jpeg(range: [u8; 2]) -> Option<Compression> {
-    Some(Compression {
-        jpeg_quality: Some(range),
-        h264_quantizer: None,
-    })
 }
 
 /// With `jpeg_quality`, G_s2r's output is the JPEG round trip of its uncompressed output at a
@@ -249,18 +234,18 @@ fn jpeg(range: [u8; 2]) -> Option<Compression> {
 fn compression_follows_blur_and_noise() {
     let identity = Tensor::ones([1, 1], CPU);
     let silent = Tensor::zeros([1, 3, 16, 16], CPU);
-    let camera = |compression| CameraDegradation {
+    let camera = |jpeg_quality| CameraDegradation {
         source: 0,
         kernel: identity.shallow_clone(),
         noise: silent.shallow_clone(),
-        compression,
+        jpeg_quality,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
         cameras: vec![camera(None)],
     };
     let compressed = ExplicitDegradation {
-        cameras: vec![camera(jpeg([20, 20]))],
+        cameras: vec![camera(Some([20, 20]))],
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -278,51 +263,6 @@ fn compression_follows_blur_and_noise() {
     assert!(energy(&out) < 0.8 * energy(&uncompressed));
 }
 
-/// With `h264_quantizer` too, each compressed image is the JPEG or the H.264 round trip of its
-/// uncompressed output, both codecs occur, and the report names both.
-#[test]
-fn compression_draws_jpeg_or_h264_per_image() {
-    let both = Compression {
-        jpeg_quality: Some([20, 20]),
-        h264_quantizer: Some([36, 36]),
-    };
-    assert_eq!(
-        both.to_string(),
-        "JPEG quality 20–20 or H.264 intra quantizer 36–36"
-    );
-    let camera = |compression| CameraDegradation {
-        source: 0,
-        kernel: Tensor::ones([1, 1], CPU),
-        noise: Tensor::zeros([1, 3, 16, 16], CPU),
-        compression,
-    };
-    let x = natural_patches(8, 12).narrow(2, 0, 24);
-    let out = ExplicitDegradation {
-        cameras: vec![camera(Some(both))],
-    }
-    .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(4))
-    .unwrap();
-    let uncompressed = ExplicitDegradation {
-        cameras: vec![camera(None)],
-    }
-    .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(4))
-    .unwrap();
-    let (mut jpegs, mut h264s) = (0, 0);
-    for i in 0..8 {
-        let plain = Rgb8::from_tensor(&uncompressed.get(i)).unwrap();
-        let by_jpeg = jpeg_roundtrip(&plain, 20).unwrap().to_tensor();
-        let by_h264 = h264_roundtrip(&plain, 36).unwrap().to_tensor();
-        assert!(!by_jpeg.equal(&by_h264), "image {i}: the codecs agree");
-        if out.get(i).equal(&by_jpeg) {
-            jpegs += 1;
-        } else {
-            assert!(out.get(i).equal(&by_h264), "image {i} is neither codec's");
-            h264s += 1;
-        }
-    }
-    assert!(jpegs > 0 && h264s > 0, "{jpegs} JPEG, {h264s} H.264");
-}
-
 fn explicit_overrides() -> Vec<String> {
     [
         "networks.degradation.noise_tile=4",
@@ -331,14 +271,13 @@ fn explicit_overrides() -> Vec<String> {
         "networks.degradation.fit_steps=20",
         "networks.degradation.kernel=5",
         "networks.degradation.jpeg_quality=[30, 95]",
-        "networks.degradation.h264_quantizer=[24, 38]",
     ]
     .map(String::from)
     .to_vec()
 }
 
-/// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit; the codecs
-/// and levels drawn resume too) and `eval --translator` reports it.
+/// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit; the JPEG
+/// qualities drawn resume too) and `eval --translator` reports it.
 #[test]
 fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
     let straight = temp_dir("explicit-straight");
@@ -390,7 +329,7 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         d["stage1"]
             .as_str()
             .unwrap()
-            .ends_with("JPEG quality 30–95 or H.264 intra quantizer 24–38"),
+            .ends_with("JPEG quality 30–95"),
         "{d}"
     );
     for key in [
@@ -420,11 +359,11 @@ fn each_source_is_fitted_as_its_own_camera() {
         &[(0, quiet), (3, loud)],
         &natural_patches(256, 10),
         &config,
-        &|source| if source == 3 { jpeg([50, 90]) } else { None },
+        &|source| (source == 3).then_some([50, 90]),
     )
     .unwrap();
-    assert_eq!(explicit.cameras[0].compression, None);
-    assert_eq!(explicit.cameras[1].compression, jpeg([50, 90]));
+    assert_eq!(explicit.cameras[0].jpeg_quality, None);
+    assert_eq!(explicit.cameras[1].jpeg_quality, Some([50, 90]));
     assert_eq!(summaries.len(), 2);
     let sources: Vec<usize> = explicit.cameras.iter().map(|c| c.source).collect();
     assert_eq!(sources, [0, 3]);
@@ -445,10 +384,10 @@ fn each_source_is_fitted_as_its_own_camera() {
 
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
-    let lossless_first = |source: usize| if source != 0 { jpeg([40, 60]) } else { None };
+    let lossless_first = |source: usize| (source != 0).then_some([40, 60]);
     let back = ExplicitDegradation::from_tensors(tensors, &lossless_first, Device::Cpu).unwrap();
-    assert_eq!(back.cameras[0].compression, None);
-    assert_eq!(back.cameras[1].compression, jpeg([40, 60]));
+    assert_eq!(back.cameras[0].jpeg_quality, None);
+    assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
 }

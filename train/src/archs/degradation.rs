@@ -19,12 +19,10 @@
 //!
 //! Compression is drawn, not fitted: with `jpeg_quality = [lo, hi]`, G_s2r's output for a
 //! camera whose footage is compressed (every source not marked `lossless`) is JPEG-compressed at
-//! a quality drawn uniformly from that range, as Real-ESRGAN does; with `h264_quantizer` it is
-//! H.264 intra-coded by x264 instead (block sizes up to 16 px and an in-loop deblocking filter,
-//! which JPEG's 8-px blocks do not teach), and with both, each image gets one of the two codecs
-//! at even odds. Its level is not identifiable from unpaired spectra: the two domains' content
-//! moves them more than a codec does, and a fitted quality picked 95 everywhere
-//! (docs/RESULTS.md). Not modelled: noise that depends on brightness.
+//! a quality drawn uniformly from that range, as Real-ESRGAN does. Its level is not
+//! identifiable from unpaired spectra: the two domains' content moves them more than a codec
+//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Not modelled: noise that
+//! depends on brightness.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -34,7 +32,7 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Rgb8;
-use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
+use crate::degrade::jpeg_roundtrip;
 use crate::metrics::rgb_to_y;
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
@@ -56,10 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// x264 constant-quantizer range `[lo, hi]` (0–50) of H.264 intra coding, the other codec
-    /// drawn for the same sources; none: JPEG only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub h264_quantizer: Option<[u8; 2]>,
 }
 
 impl Default for DegradationConfig {
@@ -71,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            h264_quantizer: None,
         }
     }
 }
@@ -101,81 +94,19 @@ impl DegradationConfig {
                 "networks.degradation.jpeg_quality [{lo}, {hi}] must be a range within 1..=100"
             );
         }
-        if let Some([lo, hi]) = self.h264_quantizer {
-            ensure!(
-                lo <= hi && hi <= 50,
-                "networks.degradation.h264_quantizer [{lo}, {hi}] must be a range within 0..=50"
-            );
-        }
         Ok(())
-    }
-
-    /// The compression of the sources not marked `lossless`; none without a codec.
-    pub fn compression(&self) -> Option<Compression> {
-        (self.jpeg_quality.is_some() || self.h264_quantizer.is_some()).then_some(Compression {
-            jpeg_quality: self.jpeg_quality,
-            h264_quantizer: self.h264_quantizer,
-        })
-    }
-}
-
-/// A camera's codec: JPEG at a quality, or H.264 intra at a quantizer, each level drawn per
-/// image from its range; with both codecs, the codec too is drawn per image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Compression {
-    pub jpeg_quality: Option<[u8; 2]>,
-    pub h264_quantizer: Option<[u8; 2]>,
-}
-
-impl Compression {
-    /// `image` `[3, h, w]` in [0, 1] through the codec drawn from `rng`, as 8-bit RGB.
-    pub fn apply(&self, image: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
-        let rgb = Rgb8::from_tensor(image)?;
-        let use_h264 = match (self.jpeg_quality, self.h264_quantizer) {
-            (Some(_), Some(_)) => rng.random_bool(0.5),
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        let decoded = match (use_h264, self.jpeg_quality, self.h264_quantizer) {
-            (true, _, Some([lo, hi])) => {
-                let qp = rng.random_range(lo..=hi);
-                h264_roundtrip(&rgb, u32::from(qp))
-                    .with_context(|| format!("G_s2r's H.264 at quantizer {qp}"))?
-            }
-            (false, Some([lo, hi]), _) => {
-                let quality = rng.random_range(lo..=hi);
-                jpeg_roundtrip(&rgb, quality)
-                    .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
-            }
-            _ => return Ok(image.shallow_clone()),
-        };
-        Ok(decoded.to_tensor().to_device(image.device()))
-    }
-}
-
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let codecs: Vec<String> = [
-            self.jpeg_quality
-                .map(|[lo, hi]| format!("JPEG quality {lo}–{hi}")),
-            self.h264_quantizer
-                .map(|[lo, hi]| format!("H.264 intra quantizer {lo}–{hi}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        f.write_str(&codecs.join(" or "))
     }
 }
 
 /// One camera's fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and
-/// `noise` `[T, 3, t, t]` (zero-mean tiles), and its codec, if its footage is compressed.
+/// `noise` `[T, 3, t, t]` (zero-mean tiles), and the JPEG quality range its output is
+/// compressed at, if its footage is compressed.
 pub struct CameraDegradation {
     /// Index of its source in `data.real_lr`.
     pub source: usize,
     pub kernel: Tensor,
     pub noise: Tensor,
-    pub compression: Option<Compression>,
+    pub jpeg_quality: Option<[u8; 2]>,
 }
 
 /// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
@@ -208,12 +139,12 @@ pub struct FitSummary {
 
 impl ExplicitDegradation {
     /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
-    /// `compression` gives each source's codec.
+    /// `compression` gives each source's JPEG quality range.
     pub fn fit(
         real: &[(usize, Tensor)],
         synthetic: &Tensor,
         config: &DegradationConfig,
-        compression: &dyn Fn(usize) -> Option<Compression>,
+        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
         ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
         let mut cameras = Vec::new();
@@ -221,7 +152,7 @@ impl ExplicitDegradation {
         for (source, patches) in real {
             let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
                 .with_context(|| format!("data.real_lr source {source}"))?;
-            camera.compression = compression(*source);
+            camera.jpeg_quality = compression(*source);
             cameras.push(camera);
             summaries.push(summary);
         }
@@ -230,7 +161,7 @@ impl ExplicitDegradation {
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
     /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
-    /// compressed if that camera compresses.
+    /// JPEG-compressed if that camera compresses.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
@@ -267,7 +198,7 @@ impl ExplicitDegradation {
             .narrow(3, 0, w)
             .to_device(x.device());
         let degraded = (blurred + noise).clamp(0.0, 1.0);
-        if picks.iter().all(|cam| cam.compression.is_none()) {
+        if picks.iter().all(|cam| cam.jpeg_quality.is_none()) {
             return Ok(degraded);
         }
         let images = picks
@@ -275,10 +206,14 @@ impl ExplicitDegradation {
             .enumerate()
             .map(|(i, cam)| {
                 let image = degraded.get(i as i64);
-                match &cam.compression {
-                    Some(codec) => codec.apply(&image, rng),
-                    None => Ok(image),
-                }
+                let Some([lo, hi]) = cam.jpeg_quality else {
+                    return Ok(image);
+                };
+                let quality = rng.random_range(lo..=hi);
+                Ok(jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
+                    .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
+                    .to_tensor()
+                    .to_device(x.device()))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&images, 0))
@@ -301,7 +236,7 @@ impl ExplicitDegradation {
     /// compression from `compression` (the state's options).
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
-        compression: &dyn Fn(usize) -> Option<Compression>,
+        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -331,7 +266,7 @@ impl ExplicitDegradation {
                 source,
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
-                compression: compression(source),
+                jpeg_quality: compression(source),
             });
         }
         let kernel_sizes: Vec<i64> = cameras.iter().map(|c| c.kernel.size()[0]).collect();
@@ -412,7 +347,7 @@ impl CameraDegradation {
                 source,
                 kernel,
                 noise,
-                compression: None,
+                jpeg_quality: None,
             },
             FitSummary {
                 candidate_tiles,
