@@ -421,7 +421,7 @@ impl CycleSrModel {
         Ok(tch::no_grad(|| t.g_s2r.forward_t(synthetic, false)))
     }
 
-    /// L2 on `sr` against `hr`: λ_mse·MSE (and the optional L1 term), plus λ_percep·perceptual and λ_advsr·RaGAN in
+    /// L2 on `sr` against `hr`: λ_mse·MSE, plus λ_percep·perceptual and λ_advsr·RaGAN in
     /// CycleSRGAN's main phase. D_h must be frozen by the caller.
     fn sr_loss(
         &self,
@@ -434,11 +434,6 @@ impl CycleSrModel {
         let pixel = mse(sr, hr);
         values.insert("sr_mse", scalar(&pixel));
         let mut total = pixel * losses.sr_mse.weight;
-        if losses.sr_l1.weight != 0.0 {
-            let absolute = l1(sr, hr);
-            values.insert("sr_l1", scalar(&absolute));
-            total += absolute * losses.sr_l1.weight;
-        }
         if let (true, Some(g)) = (with_gan_terms, &self.sr_gan) {
             if let Some(perceptual) = &g.perceptual {
                 let p = perceptual.forward(sr, hr);

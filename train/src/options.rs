@@ -90,11 +90,6 @@ pub struct Losses {
     pub identity: IdentityLoss,
     /// λ_mse: MSE of G_l2h(G_s2r(I_syn)) against the HR patch.
     pub sr_mse: LossTerm,
-    /// Not in the paper: mean absolute error of G_l2h's output against the HR patch, beside or
-    /// instead of λ_mse (BasicSR trains MSRResNet on L1, and EDSR found L1 trains better than
-    /// L2). 0 when absent.
-    #[serde(default = "LossTerm::off")]
-    pub sr_l1: LossTerm,
     /// λ_percep: VGG19 conv5_4 L1 (needs `networks.vgg19`; off without it).
     pub perceptual: LossTerm,
     /// λ_advsr: relativistic average GAN with D_h (joint-gan only).
