@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Stage 1's report (`train eval --translator`) of one training state against several draws of a
+# benchmark, and the verdict on their mean. wild, codec and camera draw their degradation per
+# image, so one draw's real high band moves by up to ±20% from seed to seed (docs/RESULTS.md):
+# a verdict on one draw says as much about the draw as about stage 1.
+#
+# Usage: scripts/stage1-draws.sh STATE PRESET [DRAWS]
+#   STATE   a training state of `train fit` in a mode with a stage 1
+#   PRESET  mild, wild, codec or camera
+#   DRAWS   how many draws (default 5): seed 1 is data/bench/PRESET itself; seeds 2..DRAWS are
+#           made once from data/eval_hr by `train degrade` under data/bench-draws/PRESET/
+# Prints each draw's noise σ and high-band energy (G_s2r(synthetic) and real), their ratios, and
+# the verdict on the mean ratios (each within ±15%, as `train eval --translator` judges one draw).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  sed -n '7,13p' "$0" >&2
+  exit 2
+fi
+state=$1 preset=$2 draws=${3:-5}
+train=${TRAIN:-target/release/train}
+[[ -f $state ]] || { echo "stage1-draws.sh: no training state $state" >&2; exit 1; }
+[[ -x $train ]] || { echo "stage1-draws.sh: no $train (cargo build --release)" >&2; exit 1; }
+[[ $draws =~ ^[1-9][0-9]*$ ]] || { echo "stage1-draws.sh: DRAWS must be a positive integer, got $draws" >&2; exit 1; }
+bench=data/bench/$preset
+[[ -d $bench/lr && -d $bench/hr ]] || { echo "stage1-draws.sh: no $bench (scripts/table1-data.sh makes it)" >&2; exit 1; }
+
+reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT
+for seed in $(seq 1 "$draws"); do
+  lr=$bench/lr
+  if [[ $seed -gt 1 ]]; then
+    dest=data/bench-draws/$preset/seed-$seed
+    if [[ ! -f $dest/degradation.json ]]; then
+      echo "making $dest" >&2
+      rm -rf "$dest.partial"
+      "$train" degrade data/eval_hr --out "$dest.partial" --preset "$preset" --seed "$seed" \
+        2>"$reports/degrade.log" || { cat "$reports/degrade.log" >&2; exit 1; }
+      # The HR crops do not depend on the seed: data/bench/PRESET/hr serves every draw.
+      rm -rf "$dest.partial/hr"
+      mv "$dest.partial" "$dest"
+    fi
+    lr=$dest/lr
+  fi
+  "$train" eval --translator "$state" --lr "$lr" --hr "$bench/hr" --max-shift 8 --crop 256 \
+    --json "$reports/seed-$seed.json" >"$reports/eval.log" 2>&1 \
+    || { cat "$reports/eval.log" >&2; exit 1; }
+done
+
+python3 - "$reports" "$draws" "$preset" <<'EOF'
+import json, os, sys
+reports, draws, preset = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print(f"stage 1 on {draws} draws of {preset} (noise σ on Y in code values; high band: energy at f ≥ 0.25 cycles/px)")
+print(f"{'seed':>4} {'noise G_s2r':>12} {'noise real':>11} {'ratio':>6} {'high G_s2r':>11} {'high real':>10} {'ratio':>6}")
+noise_ratios, high_ratios = [], []
+for seed in range(1, draws + 1):
+    d = json.load(open(os.path.join(reports, f"seed-{seed}.json")))["degradation"]
+    n, h = d["noise_translated"] / d["noise_real"], d["high_band_translated"] / d["high_band_real"]
+    noise_ratios.append(n)
+    high_ratios.append(h)
+    print(f"{seed:>4} {d['noise_translated']:>12.2f} {d['noise_real']:>11.2f} {n:>6.2f} "
+          f"{d['high_band_translated']:>11.1f} {d['high_band_real']:>10.1f} {h:>6.2f}")
+noise, high = sum(noise_ratios) / draws, sum(high_ratios) / draws
+within = all(0.85 <= r <= 1.15 for r in (noise, high))
+print(f"mean G_s2r(synthetic) / real over {draws} draws: noise σ {noise:.3f} "
+      f"({min(noise_ratios):.2f}–{max(noise_ratios):.2f}), high-band energy {high:.3f} "
+      f"({min(high_ratios):.2f}–{max(high_ratios):.2f}) "
+      f"({'both' if within else 'not both'} within ±15%)")
+EOF
