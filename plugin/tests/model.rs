@@ -34,6 +34,22 @@ fn parameter_counts_match_reference_architectures() {
     }
 }
 
+/// The larger model documented beside the embedded one (plugin/models/README.md) is the
+/// paper's G_l2h, MSRResNet 16×64 ×4, and records how it was trained.
+#[test]
+fn larger_shipped_model_is_the_paper_size_network() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/srresnet-16x64.safetensors");
+    let model = SrModel::load(&path, Device::Cpu).unwrap();
+    assert_eq!(model.config, SrConfig::SRRESNET_16X64);
+    assert_eq!(trainable_parameters(&model.vs), 1_517_571);
+    assert_eq!(model.provenance["mode"], "explicit");
+    assert_eq!(model.provenance["iteration"], "2100");
+    let y = model.upscale(&Tensor::full([1, 3, 8, 8], 0.5, (Kind::Float, Device::Cpu)));
+    assert_eq!(y.size(), [1, 3, 32, 32]);
+    // A flat grey frame stays flat grey.
+    assert!(max_abs_diff(&y, &Tensor::full_like(&y, 0.5)) < 0.02);
+}
+
 #[test]
 fn output_shapes_follow_scale() {
     for arch in [SrArch::Srresnet, SrArch::Vdsr] {
