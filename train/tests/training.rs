@@ -261,3 +261,74 @@ fn sr_init_starts_g_l2h_from_a_model_file() {
         "{error}"
     );
 }
+
+/// `losses.sr_distill`: the step's logged term is the MSE between G_l2h's output and the
+/// teacher's clamped output on the same input, computed here by hand; a teacher of another
+/// scale, or a weight without a teacher, is an error that names what is wrong.
+#[test]
+fn sr_distill_matches_the_teachers_output() {
+    let dir = temp_dir("sr-distill");
+    let options = Options::load(&tiny_options(&dir, "sr-syn", 2)).unwrap();
+    tch::manual_seed(5);
+    let teacher = SrModel::new(
+        gstcyclesr::model::arch::SrConfig {
+            blocks: 2,
+            features: 8,
+            ..options.sr_config()
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    let file = dir.join("teacher.safetensors");
+    teacher.save(&file).unwrap();
+    let distilled = options
+        .with_overrides(&[
+            format!("networks.sr_teacher=\"{}\"", file.display()),
+            "losses.sr_distill.weight=500".into(),
+        ])
+        .unwrap();
+    let mut model = CycleSrModel::new(&distilled, Device::Cpu).unwrap();
+    let batch = random_batch();
+    let student = model.sr_model().unwrap().upscale(&batch.syn_lr);
+    let target = teacher.upscale(&batch.syn_lr).clamp(0.0, 1.0);
+    let by_hand = (&student - &target)
+        .square()
+        .mean(Kind::Double)
+        .double_value(&[]);
+    let values = model.train_step(&batch, 0).unwrap();
+    assert!(by_hand > 0.0);
+    assert!(
+        (values["sr_distill"] - by_hand).abs() <= 1e-4 * by_hand,
+        "logged {} against {by_hand} by hand",
+        values["sr_distill"]
+    );
+
+    let x2 = SrModel::new(
+        gstcyclesr::model::arch::SrConfig {
+            scale: 2,
+            ..options.sr_config()
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    let x2_file = dir.join("x2.safetensors");
+    x2.save(&x2_file).unwrap();
+    let wrong_scale = distilled
+        .with_overrides(&[format!("networks.sr_teacher=\"{}\"", x2_file.display())])
+        .unwrap();
+    let error = format!(
+        "{:#}",
+        CycleSrModel::new(&wrong_scale, Device::Cpu).err().unwrap()
+    );
+    assert!(
+        error.contains("networks.sr_teacher") && error.contains("x2.safetensors"),
+        "{error}"
+    );
+    let error = format!(
+        "{:#}",
+        options
+            .with_overrides(&["losses.sr_distill.weight=1".into()])
+            .unwrap_err()
+    );
+    assert!(error.contains("networks.sr_teacher"), "{error}");
+}
