@@ -228,8 +228,6 @@ pub struct CycleSrModel {
     /// The explicit G_s2r (mode `explicit`), once fitted or loaded.
     degradation: Option<ExplicitDegradation>,
     sr: Option<(SrModel, Adam)>,
-    /// The frozen G_l2h that `losses.sr_distill` distils (`networks.sr_teacher`).
-    teacher: Option<SrModel>,
     sr_gan: Option<SrGan>,
 }
 
@@ -283,20 +281,6 @@ impl CycleSrModel {
         } else {
             None
         };
-        let teacher = match (&options.networks.sr_teacher, &sr) {
-            (Some(path), Some((student, _))) => {
-                let teacher = SrModel::load(path, device).context("networks.sr_teacher")?;
-                ensure!(
-                    teacher.config.scale == student.config.scale,
-                    "networks.sr_teacher: model file {} upscales x{}, but networks.sr is x{}",
-                    path.display(),
-                    teacher.config.scale,
-                    student.config.scale
-                );
-                Some(teacher)
-            }
-            _ => None,
-        };
         let sr_gan = if options.mode.uses_sr_gan() {
             let vs = nn::VarStore::new(device);
             let d_h = vgg_discriminator(&(vs.root() / "d_h"), &options.networks.sr_discriminator);
@@ -322,7 +306,6 @@ impl CycleSrModel {
             translators,
             degradation: None,
             sr,
-            teacher,
             sr_gan,
         })
     }
@@ -438,12 +421,10 @@ impl CycleSrModel {
         Ok(tch::no_grad(|| t.g_s2r.forward_t(synthetic, false)))
     }
 
-    /// L2 on `sr` = G_l2h(`lr`) against `hr`: λ_mse·MSE, the distillation term when a teacher
-    /// is set, plus λ_percep·perceptual and λ_advsr·RaGAN in CycleSRGAN's main phase. D_h must
-    /// be frozen by the caller.
+    /// L2 on `sr` against `hr`: λ_mse·MSE, plus λ_percep·perceptual and λ_advsr·RaGAN in
+    /// CycleSRGAN's main phase. D_h must be frozen by the caller.
     fn sr_loss(
         &self,
-        lr: &Tensor,
         sr: &Tensor,
         hr: &Tensor,
         with_gan_terms: bool,
@@ -453,13 +434,6 @@ impl CycleSrModel {
         let pixel = mse(sr, hr);
         values.insert("sr_mse", scalar(&pixel));
         let mut total = pixel * losses.sr_mse.weight;
-        if let Some(teacher) = &self.teacher {
-            // Clamped as the element clamps: the student learns the teacher's pictures.
-            let target = teacher.upscale(&lr.detach()).clamp(0.0, 1.0);
-            let distill = mse(sr, &target);
-            values.insert("sr_distill", scalar(&distill));
-            total += distill * losses.sr_distill.weight;
-        }
         if let (true, Some(g)) = (with_gan_terms, &self.sr_gan) {
             if let Some(perceptual) = &g.perceptual {
                 let p = perceptual.forward(sr, hr);
@@ -486,7 +460,7 @@ impl CycleSrModel {
     ) -> Result<()> {
         let (model, _) = self.sr.as_ref().expect("SR phases have G_l2h");
         let sr = model.net.forward_t(lr, true);
-        let loss = self.sr_loss(lr, &sr, hr, gan, values);
+        let loss = self.sr_loss(&sr, hr, gan, values);
         let (_, opt) = self.sr.as_mut().expect("checked above");
         opt.zero_grad();
         loss.backward();
@@ -543,7 +517,7 @@ impl CycleSrModel {
         let (total, sr_out) = if joint {
             let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
             let sr = model.net.forward_t(&fake_r, true);
-            let l2 = self.sr_loss(&fake_r, &sr, &batch.hr, gan_terms, values);
+            let l2 = self.sr_loss(&sr, &batch.hr, gan_terms, values);
             (l1_total + l2, Some(sr))
         } else {
             (l1_total, None)

@@ -90,11 +90,6 @@ pub struct Losses {
     pub identity: IdentityLoss,
     /// λ_mse: MSE of G_l2h(G_s2r(I_syn)) against the HR patch.
     pub sr_mse: LossTerm,
-    /// Not in the paper: MSE of G_l2h's output against a larger trained G_l2h's
-    /// (`networks.sr_teacher`) on the same input, beside λ_mse: knowledge distillation, so
-    /// that a small network for the CPU learns what the larger one reached. 0 when absent.
-    #[serde(default = "LossTerm::off")]
-    pub sr_distill: LossTerm,
     /// λ_percep: VGG19 conv5_4 L1 (needs `networks.vgg19`; off without it).
     pub perceptual: LossTerm,
     /// λ_advsr: relativistic average GAN with D_h (joint-gan only).
@@ -144,10 +139,6 @@ pub struct Networks {
     /// stage 1. Its network must be `sr`'s. Resuming a run reads its state instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sr_init: Option<PathBuf>,
-    /// The model file (any G_l2h of the same scale) whose outputs `losses.sr_distill` teaches;
-    /// frozen, read again on resume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sr_teacher: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -420,17 +411,6 @@ impl Options {
         }
         if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
             bail!("mode 'paired' needs data.paired_lr (LR files named like the HR files)");
-        }
-        let distill = self.losses.sr_distill.weight;
-        match (&self.networks.sr_teacher, distill != 0.0) {
-            (None, true) => bail!(
-                "losses.sr_distill.weight is {distill} but networks.sr_teacher (the model file to distil) is not set"
-            ),
-            (Some(path), false) => bail!(
-                "networks.sr_teacher is {} but losses.sr_distill.weight is 0: give the term a weight or drop the teacher",
-                path.display()
-            ),
-            _ => {}
         }
         if self.schedule.iterations == 0 && self.schedule.epochs.is_none() {
             bail!("schedule.iterations (or schedule.epochs) must be positive");
