@@ -261,3 +261,48 @@ fn sr_init_starts_g_l2h_from_a_model_file() {
         "{error}"
     );
 }
+
+/// `networks.sr_init` from a shallower srresnet: the deeper G_l2h starts with the trained
+/// blocks and computes exactly the trained network's output; another width is an error.
+#[test]
+fn sr_init_grows_a_shallower_srresnet_without_changing_its_output() {
+    let dir = temp_dir("sr-grow");
+    let options = Options::load(&tiny_options(&dir, "sr-syn", 2)).unwrap();
+    tch::manual_seed(78);
+    let trained = SrModel::new(options.sr_config(), Device::Cpu).unwrap();
+    // Trained-looking weights: PyTorch's fresh ones are 0.1-scaled and nearly bilinear.
+    tch::no_grad(|| {
+        for (_, mut w) in trained.vs.variables() {
+            let _ = w.normal_(0.0, 0.2);
+        }
+    });
+    let file = dir.join("shallow.safetensors");
+    trained.save(&file).unwrap();
+
+    let deeper = options
+        .with_overrides(&[
+            "networks.sr.blocks=3".into(),
+            format!("networks.sr_init=\"{}\"", file.display()),
+        ])
+        .unwrap();
+    let model = CycleSrModel::new(&deeper, Device::Cpu).unwrap();
+    let grown = model.sr_model().unwrap();
+    assert_eq!(grown.config.blocks, 3);
+    let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let (want, got) = (trained.upscale(&x), grown.upscale(&x));
+    let diff = (&want - &got).abs().max().double_value(&[]);
+    assert!(diff <= 1e-6, "the grown network's output differs by {diff}");
+    assert!(want.abs().max().double_value(&[]) > 0.0);
+
+    let wider = deeper
+        .with_overrides(&["networks.sr.features=8".into()])
+        .unwrap();
+    let error = format!(
+        "{:#}",
+        CycleSrModel::new(&wider, Device::Cpu).err().unwrap()
+    );
+    assert!(
+        error.contains("networks.sr_init") && error.contains("shallow.safetensors"),
+        "{error}"
+    );
+}
