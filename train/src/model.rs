@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use gstcyclesr::model::arch::{SrArch, SrConfig};
 use gstcyclesr::model::checkpoint::{
     copy_into_varstore, read_safetensors, varstore_tensors, write_safetensors, SrModel,
 };
@@ -218,46 +217,6 @@ struct SrGan {
     perceptual: Option<PerceptualLoss>,
 }
 
-/// Copies a trained G_l2h into `model`. The same network, or a shallower SRResNet of the same
-/// width and scale: its blocks become the first ones and each extra block starts with its
-/// second convolution at zero, so the deeper network computes exactly what the trained one
-/// did and fine-tuning starts from its quality (function-preserving growth, as Net2Net).
-fn warm_start(model: &mut SrModel, init: &SrModel) -> Result<()> {
-    let (from, to) = (init.config, model.config);
-    if from == to {
-        return Ok(model.vs.copy(&init.vs)?);
-    }
-    ensure!(
-        from.arch == SrArch::Srresnet
-            && SrConfig {
-                blocks: to.blocks,
-                ..from
-            } == to
-            && from.blocks < to.blocks,
-        "it holds {from:?}, but networks.sr is {to:?} (a different network can start only from \
-         a shallower srresnet of the same features and scale)"
-    );
-    let mut variables = model.vs.variables();
-    tch::no_grad(|| -> Result<()> {
-        for (name, trained) in init.vs.variables() {
-            let target = variables
-                .get_mut(&name)
-                .with_context(|| format!("networks.sr has no variable '{name}'"))?;
-            target.copy_(&trained);
-        }
-        for block in from.blocks..to.blocks {
-            for part in ["weight", "bias"] {
-                let name = format!("body.{block}.conv2.{part}");
-                let _ = variables
-                    .get_mut(&name)
-                    .with_context(|| format!("networks.sr has no variable '{name}'"))?
-                    .zero_();
-            }
-        }
-        Ok(())
-    })
-}
-
 /// Loss values of one iteration, by name (logged as they are).
 pub type LossValues = BTreeMap<&'static str, f64>;
 
@@ -304,8 +263,17 @@ impl CycleSrModel {
             let mut model = SrModel::new(options.sr_config(), device)?;
             if let Some(path) = &options.networks.sr_init {
                 let init = SrModel::load(path, device).context("networks.sr_init")?;
-                warm_start(&mut model, &init)
-                    .with_context(|| format!("networks.sr_init: model file {}", path.display()))?;
+                ensure!(
+                    init.config == model.config,
+                    "networks.sr_init: model file {} holds {:?}, but networks.sr is {:?}",
+                    path.display(),
+                    init.config,
+                    model.config
+                );
+                model
+                    .vs
+                    .copy(&init.vs)
+                    .with_context(|| format!("networks.sr_init: copying {}", path.display()))?;
             }
             let o = &options.optimizer;
             let opt = Adam::new(&model.vs, o.beta1, o.beta2);

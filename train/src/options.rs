@@ -136,9 +136,7 @@ pub struct Networks {
     pub vgg19: Option<PathBuf>,
     /// A model file (`train export`'s, or plugin/models/default.safetensors) G_l2h starts from
     /// instead of random weights: fine-tuning a trained network to other footage or a new
-    /// stage 1. Its network must be `sr`'s, or a shallower srresnet of the same features and
-    /// scale, whose blocks the deeper network starts from (the extra ones computing nothing
-    /// yet). Resuming a run reads its state instead.
+    /// stage 1. Its network must be `sr`'s. Resuming a run reads its state instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sr_init: Option<PathBuf>,
 }
