@@ -135,10 +135,6 @@ fn fit_degradation(
                 "content_gain": summary.content_gain,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
-                "edge_sharpness_real": summary.edge_sharpness_real,
-                "edge_sharpness_spectral": summary.edge_sharpness_spectral,
-                "edge_sharpness_fitted": summary.edge_sharpness_fitted,
-                "edge_calibration_sigma_lr_px": summary.edge_calibration_sigma,
             })
         })
         .collect();

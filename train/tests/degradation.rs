@@ -148,8 +148,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) =
-        CameraDegradation::fit(0, &real, &synthetic, &config, None).unwrap();
+    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();

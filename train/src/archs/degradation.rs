@@ -54,12 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// After the spectral fit, widen the kernel by a Gaussian until the sharpest edges of
-    /// G_s2r(synthetic) are as steep, for their contrast, as the real patches'
-    /// ([`edge_sharpness`]): a statistic of edges rather than of texture, which the two
-    /// domains' content moves less than a spectrum.
-    #[serde(default)]
-    pub edge_calibration: bool,
 }
 
 impl Default for DegradationConfig {
@@ -71,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            edge_calibration: false,
         }
     }
 }
@@ -142,13 +135,6 @@ pub struct FitSummary {
     /// How much more texture the real patches' content has than the synthetic ones': the
     /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
-    /// [`edge_sharpness`] of the real patches, and of the simulated ones (synthetic blurred by
-    /// the kernel, plus noise) after the spectral fit and after the edge calibration.
-    pub edge_sharpness_real: f64,
-    pub edge_sharpness_spectral: f64,
-    pub edge_sharpness_fitted: f64,
-    /// σ (LR px) of the Gaussian the edge calibration widened the kernel by (0: none).
-    pub edge_calibration_sigma: f64,
 }
 
 impl ExplicitDegradation {
@@ -164,9 +150,9 @@ impl ExplicitDegradation {
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
-            let (camera, summary) =
-                CameraDegradation::fit(*source, patches, synthetic, config, compression(*source))
-                    .with_context(|| format!("data.real_lr source {source}"))?;
+            let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
+                .with_context(|| format!("data.real_lr source {source}"))?;
+            camera.jpeg_quality = compression(*source);
             cameras.push(camera);
             summaries.push(summary);
         }
@@ -294,14 +280,12 @@ impl ExplicitDegradation {
 
 impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile); `jpeg_quality` is the
-    /// compression its output gets (the edge calibration simulates it).
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile).
     pub fn fit(
         source: usize,
         real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
-        jpeg_quality: Option<[u8; 2]>,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
@@ -356,55 +340,14 @@ impl CameraDegradation {
         for _ in 0..config.fit_steps {
             opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
         }
-        let spectral = tch::no_grad(|| symmetric_kernel(&free)).detach();
-        let edges_real = edge_sharpness(&real)?;
-        let (count, side) = (
-            synthetic.size()[0],
-            synthetic.size()[2].max(synthetic.size()[3]),
-        );
-        let synthetic_noise = mosaic(&noise, count, side, &mut seeded(1))?
-            .narrow(2, 0, synthetic.size()[2])
-            .narrow(3, 0, synthetic.size()[3]);
-        // One quality per patch, the same at every step of the calibration.
-        let qualities: Vec<u8> = match jpeg_quality {
-            Some([lo, hi]) => {
-                let mut rng = seeded(2);
-                (0..count).map(|_| rng.random_range(lo..=hi)).collect()
-            }
-            None => Vec::new(),
-        };
-        let simulated_edges = |kernel: &Tensor| -> Result<f64> {
-            let blurred = tch::no_grad(|| blur(&synthetic, kernel));
-            let degraded = (blurred + &synthetic_noise).clamp(0.0, 1.0);
-            if qualities.is_empty() {
-                return edge_sharpness(&degraded);
-            }
-            let compressed = qualities
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| {
-                    Ok(
-                        jpeg_roundtrip(&Rgb8::from_tensor(&degraded.get(i as i64))?, q)?
-                            .to_tensor(),
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            edge_sharpness(&Tensor::stack(&compressed, 0))
-        };
-        let edges_spectral = simulated_edges(&spectral)?;
-        let (kernel, calibration_sigma, edges_fitted) =
-            if config.edge_calibration && edges_spectral > edges_real {
-                calibrate_to_edges(&spectral, edges_real, &simulated_edges)?
-            } else {
-                (spectral, 0.0, edges_spectral)
-            };
+        let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
         Ok((
             CameraDegradation {
                 source,
                 kernel,
                 noise,
-                jpeg_quality,
+                jpeg_quality: None,
             },
             FitSummary {
                 candidate_tiles,
@@ -412,10 +355,6 @@ impl CameraDegradation {
                 log_spectrum_error_identity: identity_error,
                 log_spectrum_error_fitted: fitted_error,
                 content_gain: f64::try_from(log_gain.exp())?,
-                edge_sharpness_real: edges_real,
-                edge_sharpness_spectral: edges_spectral,
-                edge_sharpness_fitted: edges_fitted,
-                edge_calibration_sigma: calibration_sigma,
             },
         ))
     }
@@ -449,101 +388,6 @@ impl CameraDegradation {
     pub fn noise_sigma(&self) -> f64 {
         f64::try_from(rgb_to_y(&self.noise).std(true)).unwrap_or(f64::NAN) * 255.0
     }
-}
-
-/// Minimum local contrast (Y, 5×5 window) of the pixels [`edge_sharpness`] counts: 40 code
-/// values, well above what the footage's noise spans in a window.
-const EDGE_MIN_CONTRAST: f64 = 40.0 / 255.0;
-
-/// Quantile of the per-pixel steepness that [`edge_sharpness`] reports: the sharpest edges,
-/// which in a photo are close to ideal steps whatever else it shows.
-const EDGE_QUANTILE: f64 = 0.9;
-
-/// How steep the sharpest edges of `[N, 3, h, w]` images are: the 90th percentile, over the
-/// pixels whose 5×5 neighbourhood spans at least [`EDGE_MIN_CONTRAST`] on Y, of the gradient
-/// magnitude (central differences) divided by that span. A step blurred by a Gaussian of σ
-/// LR px peaks at 1 / (σ√(2π)) of its contrast, so the figure falls as blur grows; as a ratio
-/// to the contrast of edges, it depends less than a power spectrum on how much texture the
-/// scenes hold (docs/RESULTS.md).
-pub fn edge_sharpness(images: &Tensor) -> Result<f64> {
-    let y = rgb_to_y(&images.to_kind(Kind::Float));
-    let (h, w) = (y.size()[2], y.size()[3]);
-    ensure!(
-        h >= 5 && w >= 5,
-        "images of {w}x{h} are too small to measure edges"
-    );
-    let shifted = |dy: i64, dx: i64| y.narrow(2, 1 + dy, h - 2).narrow(3, 1 + dx, w - 2);
-    let gx = (shifted(0, 1) - shifted(0, -1)) * 0.5;
-    let gy = (shifted(1, 0) - shifted(-1, 0)) * 0.5;
-    // The gradient at the centres of the 5×5 windows.
-    let gradient = (gx.square() + gy.square())
-        .sqrt()
-        .narrow(2, 1, h - 4)
-        .narrow(3, 1, w - 4);
-    let pool = |t: &Tensor| t.max_pool2d([5, 5], [1, 1], [0, 0], [1, 1], false);
-    let contrast = pool(&y) + pool(&-&y);
-    let edges = contrast.ge(EDGE_MIN_CONTRAST);
-    let steepness = (gradient / contrast.clamp_min(1e-6)).masked_select(&edges);
-    let count = steepness.size()[0];
-    ensure!(
-        count >= 100,
-        "only {count} pixels have a local contrast of {:.0} code values: too few edges to measure",
-        EDGE_MIN_CONTRAST * 255.0
-    );
-    // Sorting rather than `quantile`, which refuses more than 2²⁴ values.
-    let (sorted, _) = steepness.sort(0, false);
-    let at = ((count - 1) as f64 * EDGE_QUANTILE).round() as i64;
-    Ok(f64::try_from(sorted.get(at))?)
-}
-
-/// `kernel` widened by the isotropic Gaussian whose σ (bisection on [0, 2] LR px) brings
-/// `simulated_edges` down to `target`, with that σ and the sharpness reached.
-fn calibrate_to_edges(
-    kernel: &Tensor,
-    target: f64,
-    simulated_edges: &dyn Fn(&Tensor) -> Result<f64>,
-) -> Result<(Tensor, f64, f64)> {
-    let (mut sharper, mut blurrier) = (0.0, 2.0);
-    if simulated_edges(&widened(kernel, blurrier))? > target {
-        sharper = blurrier;
-    }
-    while blurrier - sharper > 1e-3 {
-        let mid = (sharper + blurrier) / 2.0;
-        if simulated_edges(&widened(kernel, mid))? > target {
-            sharper = mid;
-        } else {
-            blurrier = mid;
-        }
-    }
-    let kernel = widened(kernel, blurrier);
-    let reached = simulated_edges(&kernel)?;
-    Ok((kernel, blurrier, reached))
-}
-
-/// `kernel` convolved with an isotropic Gaussian of `sigma` LR px, cut to its size and
-/// normalised: still a non-negative, point-symmetric blur.
-fn widened(kernel: &Tensor, sigma: f64) -> Tensor {
-    let k = kernel.size()[0];
-    let c = Tensor::arange(k, (Kind::Float, kernel.device())) - (k / 2) as f64;
-    let g = (c.square() / (-2.0 * sigma * sigma)).exp();
-    let g = (g.unsqueeze(0) * g.unsqueeze(1)).view([1, 1, k, k]);
-    let out = kernel
-        .view([1, 1, k, k])
-        .pad([k / 2, k / 2, k / 2, k / 2], "constant", Some(0.0))
-        .conv2d(&g, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
-        .view([k, k]);
-    &out / out.sum(Kind::Float)
-}
-
-/// `[N, C, h, w]` images each blurred by one `[k, k]` kernel (borders replicated).
-fn blur(images: &Tensor, kernel: &Tensor) -> Tensor {
-    let (n, c, h, w) = images.size4().expect("4-d images");
-    let k = kernel.size()[0];
-    let weight = kernel.view([1, 1, k, k]).repeat([c, 1, 1, 1]);
-    images
-        .pad([k / 2, k / 2, k / 2, k / 2], "replicate", None)
-        .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], c)
-        .view([n, c, h, w])
 }
 
 fn seeded(seed: u64) -> StdRng {
