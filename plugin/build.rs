@@ -13,10 +13,15 @@ fn main() {
     println!("cargo:rustc-env=CYCLESR_LIBTORCH_LIB={libtorch_lib}");
     println!("cargo:libtorch_lib={libtorch_lib}");
 
-    // The default model is embedded when present (see models/README.md).
-    println!("cargo::rustc-check-cfg=cfg(cyclesr_default_model)");
-    println!("cargo:rerun-if-changed=models/default.safetensors");
-    if std::path::Path::new("models/default.safetensors").exists() {
-        println!("cargo:rustc-cfg=cyclesr_default_model");
+    // The shipped models are embedded when present (see models/README.md).
+    for (cfg, file) in [
+        ("cyclesr_model_quality", "models/srresnet-16x64.safetensors"),
+        ("cyclesr_model_fast", "models/srresnet-6x32.safetensors"),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo:rerun-if-changed={file}");
+        if std::path::Path::new(file).exists() {
+            println!("cargo:rustc-cfg={cfg}");
+        }
     }
 }

@@ -2,9 +2,10 @@
 # What `train camera --budget B` achieves on the wild benchmark of docs/RESULTS.md, its
 # training LR (data/table1/lr_domain_wild, 34 degraded photos) used as a camera's "footage"
 # and data/table1/hr_domain (the other half of the photos) as the HR domain, against the
-# embedded default model and bicubic on data/bench/wild (`train eval --max-shift 8 --crop 256`,
-# PSNR-Y / SSIM-Y, as scripts/table1.sh scores). The default model trained on lr_domain_wild
-# among its nine sources, for 7,000 iterations; `train camera` sees this one source only.
+# embedded fast model (SRResNet 6x32, the network `train camera` trains) and bicubic on
+# data/bench/wild (`train eval --max-shift 8 --crop 256`, PSNR-Y / SSIM-Y, as
+# scripts/table1.sh scores). The fast model trained on lr_domain_wild
+# among its nine sources, for 9,100 iterations; `train camera` sees this one source only.
 #
 # Usage: scripts/camera-bench.sh [--budget 30m] [--out DIR] [-s KEY=VALUE ...]
 #   --budget   `train camera --budget` (wall time or iterations; default 30m)
@@ -27,7 +28,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 train=target/release/train
-default_model=plugin/models/default.safetensors
+default_model=plugin/models/srresnet-6x32.safetensors
 [[ -x $train ]] || { echo "camera-bench.sh: $train is missing: cargo build --release -p cyclesr-train" >&2; exit 1; }
 [[ -f $default_model ]] || { echo "camera-bench.sh: $default_model is missing" >&2; exit 1; }
 for dir in data/table1/lr_domain_wild data/table1/hr_domain data/bench/wild/lr data/bench/wild/hr; do
@@ -59,7 +60,7 @@ with open(os.path.join(out, "run", "losses.jsonl")) as f:
     last = [json.loads(l) for l in f if l.strip()][-1]
 commit = meta.get("commit", "unknown")  # the build of `train` that trained the model
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-rows = [("Bicubic", camera["bicubic"]), ("default model (embedded)", default["model"]),
+rows = [("Bicubic", camera["bicubic"]), ("fast model (embedded, 6x32)", default["model"]),
         (f"train camera --budget {budget}", camera["model"])]
 bicubic = camera["bicubic"]["psnr_y"]
 summary = {"started": started, "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "budget": budget,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The embedded default model's recipe in one command, in the order that makes it (the same
+# The embedded fast model's recipe (plugin/models/srresnet-6x32.safetensors) in one command, in the order that makes it (the same
 # recipe with compression from the first iteration scores about 0.1 dB lower on mild and wild:
 # plugin/models/README.md):
 #
@@ -69,4 +69,4 @@ print("{ " + ", ".join(f"{k} = {v}" for k, v in degradation.items()) + " }")
 ')
 phase pretrain 7000 -s "networks.degradation=$uncompressed"
 phase finetune 2100 -s "networks.sr_init=\"$runs/pretrain/model.safetensors\""
-echo "default-model.sh: $runs/finetune/model.safetensors (copy it to plugin/models/default.safetensors to embed it)"
+echo "default-model.sh: $runs/finetune/model.safetensors (copy it to plugin/models/srresnet-6x32.safetensors to embed it as the fast model)"

@@ -9,7 +9,7 @@ use gst::glib;
 mod cyclesr;
 pub mod model;
 
-pub use cyclesr::{PrecisionSetting, FORMATS};
+pub use cyclesr::{EmbeddedModelSetting, PrecisionSetting, FORMATS};
 
 /// Registration only: libtorch's CUDA backend is loaded when an element resolves its device,
 /// not on every registry scan.

@@ -11,6 +11,7 @@ use gst_video::{VideoFormat, VideoInfo};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::{load_cuda_backend, Precision};
 use gstcyclesr::model::upscaler::{Tiling, Upscaler};
+use gstcyclesr::model::EmbeddedModel;
 use tch::{Device, Kind, Tensor};
 
 /// cuDNN may run fp32 convolutions on TF32 tensor cores (libtorch's default), which round
@@ -47,16 +48,21 @@ fn upscale_on(model: SrModel, precision: Precision, x: &Tensor) -> Tensor {
         .to_device(Device::Cpu)
 }
 
-/// A randomly initialised small network and, when this build embeds one, the trained default
-/// model: random deep networks amplify their input by orders of magnitude, so only trained
-/// weights show the error a user sees.
+/// A randomly initialised small network and the trained models this build embeds: random
+/// deep networks amplify their input by orders of magnitude, so only trained weights show
+/// the error a user sees.
 fn models(dir: &std::path::Path, device: Device) -> Vec<(&'static str, SrModel)> {
     let mut models = vec![(
         "random 2x8",
         SrModel::load(&write_model(dir, SMALL_SRRESNET), device).unwrap(),
     )];
-    if let Some(bytes) = gstcyclesr::model::embedded_default_model() {
-        models.push(("default", SrModel::from_bytes(bytes, device).unwrap()));
+    for embedded in EmbeddedModel::ALL {
+        if let Some(bytes) = embedded.bytes() {
+            models.push((
+                embedded.file_name(),
+                SrModel::from_bytes(bytes, device).unwrap(),
+            ));
+        }
     }
     models
 }
@@ -85,8 +91,8 @@ fn cuda_fp32_matches_cpu() {
 #[test]
 fn cuda_half_precisions_stay_close_to_fp32() {
     let Some(gpu) = cuda() else { return };
-    let Some(bytes) = gstcyclesr::model::embedded_default_model() else {
-        eprintln!("skipped: this build embeds no default model");
+    let Some(bytes) = EmbeddedModel::default().bytes() else {
+        eprintln!("skipped: this build does not embed the default model");
         return;
     };
     let x = random_image(40, 56);

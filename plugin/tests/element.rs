@@ -11,6 +11,8 @@ use gst_check::Harness;
 use gst_video::{VideoFormat, VideoInfo};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, ChromaSiting, YuvEncoding};
+use gstcyclesr::model::EmbeddedModel;
+use gstcyclesr::EmbeddedModelSetting;
 use tch::{Device, Kind, Tensor};
 
 fn harness(model: &Path, format: VideoFormat, width: u32, height: u32) -> (Harness, VideoInfo) {
@@ -556,9 +558,17 @@ fn pipeline_error(element: &str) -> String {
 #[test]
 fn bad_models_and_devices_are_clear_bus_errors() {
     let dir = temp_dir("bus-errors");
-    if gstcyclesr::model::embedded_default_model().is_none() {
-        let e = pipeline_error("cyclesr");
-        assert!(e.contains("set model-location"), "{e}");
+    for (embedded, nick) in [
+        (EmbeddedModel::Quality, "quality"),
+        (EmbeddedModel::Fast, "fast"),
+    ] {
+        if embedded.bytes().is_none() {
+            let e = pipeline_error(&format!("cyclesr embedded-model={nick}"));
+            assert!(
+                e.contains(embedded.file_name()) && e.contains("set model-location"),
+                "{e}"
+            );
+        }
     }
 
     let missing = dir.join("nope.safetensors");
@@ -899,32 +909,70 @@ fn registry_scan_does_not_load_the_cuda_backend() {
     );
 }
 
-/// Without `model-location` the element runs the model embedded at build time, when there is one.
+/// Without `model-location` the element runs the embedded model `embedded-model` names
+/// (`quality` by default), pixel for pixel as a direct forward pass of that file.
 #[test]
-fn embedded_default_model_runs_without_model_location() {
-    let Some(bytes) = gstcyclesr::model::embedded_default_model() else {
-        return; // this build embeds none (plugin/models/default.safetensors absent)
-    };
-    let scale = SrModel::from_bytes(bytes, Device::Cpu)
-        .unwrap()
-        .config
-        .scale as u32;
+fn embedded_models_run_without_model_location() {
     init();
-    let element = gst::ElementFactory::make("cyclesr").build().unwrap();
-    assert_eq!(element.property::<i32>("scale") as u32, scale);
-    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
-    let info = VideoInfo::builder(VideoFormat::I420, 16, 12)
-        .fps(gst::Fraction::new(25, 1))
-        .build()
-        .unwrap();
-    h.set_src_caps(info.to_caps().unwrap());
-    let out = push_frame(&mut h, &info, noise_bytes(info.size(), 4), 0);
-    let out_info = output_info(&h);
+    let default = gst::ElementFactory::make("cyclesr").build().unwrap();
     assert_eq!(
-        (out_info.width(), out_info.height()),
-        (16 * scale, 12 * scale)
+        default.property::<EmbeddedModelSetting>("embedded-model"),
+        EmbeddedModelSetting::Quality
     );
-    assert!(out.size() >= out_info.size());
+    let (w, h) = (11i64, 9i64);
+    let rgb_bytes = noise_bytes((w * h * 3) as usize, 4);
+    let rgb = Tensor::from_slice(&rgb_bytes)
+        .view([h, w, 3])
+        .permute([2, 0, 1])
+        .unsqueeze(0)
+        .to_kind(Kind::Float)
+        / 255.0;
+    for (embedded, setting) in [
+        (EmbeddedModel::Quality, EmbeddedModelSetting::Quality),
+        (EmbeddedModel::Fast, EmbeddedModelSetting::Fast),
+    ] {
+        let Some(bytes) = embedded.bytes() else {
+            continue; // this build does not embed it (plugin/models/ lacks the file)
+        };
+        let model = SrModel::from_bytes(bytes, Device::Cpu).unwrap();
+        let scale = model.config.scale;
+        let expected = (model.upscale(&rgb).clamp(0.0, 1.0) * 255.0)
+            .round()
+            .squeeze_dim(0)
+            .permute([1, 2, 0]);
+
+        let element = gst::ElementFactory::make("cyclesr")
+            .property("embedded-model", setting)
+            .build()
+            .unwrap();
+        assert_eq!(element.property::<i32>("scale") as i64, scale);
+        let mut harness = Harness::with_element(&element, Some("sink"), Some("src"));
+        let info = VideoInfo::builder(VideoFormat::Rgb, w as u32, h as u32)
+            .fps(gst::Fraction::new(25, 1))
+            .build()
+            .unwrap();
+        harness.set_src_caps(info.to_caps().unwrap());
+        let mut data = vec![0u8; info.size()];
+        for y in 0..h as usize {
+            let row = y * info.stride()[0] as usize;
+            let src = y * w as usize * 3;
+            data[row..row + w as usize * 3].copy_from_slice(&rgb_bytes[src..src + w as usize * 3]);
+        }
+        let out = push_frame(&mut harness, &info, data, 0);
+        let out_info = output_info(&harness);
+        assert_eq!(
+            (out_info.width() as i64, out_info.height() as i64),
+            (w * scale, h * scale)
+        );
+        let got = plane_rows(
+            &out,
+            &out_info,
+            0,
+            (h * scale) as usize,
+            (w * scale * 3) as usize,
+        );
+        assert_within_one(&got, &expected, embedded.file_name());
+    }
 }
 
 /// A harness with `batch` and `overlap` set whose caps are not set yet.

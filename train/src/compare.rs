@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::{resolve_device, DeviceRequest, Precision};
-use gstcyclesr::model::embedded_default_model;
 use gstcyclesr::model::upscaler::{catch_torch, Tiling, Upscaler};
+use gstcyclesr::model::EmbeddedModel;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{decode_video, imresize, is_image_file, load_image, save_png, FrameRange};
@@ -59,13 +59,18 @@ fn parse_crop(text: &str) -> Result<[i64; 4]> {
     parse().with_context(|| format!("crop '{text}' is not WxH+X+Y"))
 }
 
-/// The models of `paths` (all of one scale), or the embedded default model when there is none.
+/// The models of `paths` (all of one scale), or the element's default (the embedded
+/// [`EmbeddedModel::Quality`]) when there is none.
 pub fn load_models(paths: &[PathBuf], device: Device) -> Result<Vec<(String, SrModel)>> {
     if paths.is_empty() {
-        let bytes = embedded_default_model()
-            .context("no --model given and this build embeds no default model")?;
-        let model = SrModel::from_bytes(bytes, device).context("embedded default model")?;
-        return Ok(vec![("embedded default model".to_owned(), model)]);
+        let embedded = EmbeddedModel::default();
+        let name = embedded.file_name();
+        let bytes = embedded
+            .bytes()
+            .with_context(|| format!("no --model given and this build does not embed {name}"))?;
+        let model =
+            SrModel::from_bytes(bytes, device).with_context(|| format!("embedded model {name}"))?;
+        return Ok(vec![(format!("embedded {name}"), model)]);
     }
     let mut models: Vec<(String, SrModel)> = Vec::with_capacity(paths.len());
     for path in paths {

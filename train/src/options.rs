@@ -134,7 +134,7 @@ pub struct Networks {
     /// scripts/convert_vgg19.py). Nothing can be downloaded, so without it the term is off.
     #[serde(default)]
     pub vgg19: Option<PathBuf>,
-    /// A model file (`train export`'s, or plugin/models/default.safetensors) G_l2h starts from
+    /// A model file (`train export`'s, or one under plugin/models/) G_l2h starts from
     /// instead of random weights: fine-tuning a trained network to other footage or a new
     /// stage 1. Its network must be `sr`'s. Resuming a run reads its state instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]

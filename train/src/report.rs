@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use gstcyclesr::model::checkpoint::{write_atomically, SrModel};
 use gstcyclesr::model::device::Precision;
-use gstcyclesr::model::embedded_default_model;
 use gstcyclesr::model::upscaler::{Tiling, Upscaler};
+use gstcyclesr::model::EmbeddedModel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -485,7 +485,8 @@ fn before_after_section(
     let mut names = vec!["bicubic".to_string()];
     let mut upscalers = Vec::new();
     let whole = Tiling::default();
-    if let Some(bytes) = embedded_default_model() {
+    // What the element runs without model-location.
+    if let Some(bytes) = EmbeddedModel::default().bytes() {
         let default = SrModel::from_bytes(bytes, Device::Cpu).context("embedded default model")?;
         upscalers.push(Upscaler::new(default, Precision::Fp32, whole)?);
         names.push("the embedded default model".to_string());

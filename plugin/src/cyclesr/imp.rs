@@ -17,11 +17,11 @@ use gst_video::{VideoFrameRef, VideoInfo};
 
 use super::batch::{self, upscale_frames, Batch, BatchWorker, Done, Formats};
 use super::frame::{Layout, FORMATS};
-use super::PrecisionSetting;
+use super::{EmbeddedModelSetting, PrecisionSetting};
 use crate::model::checkpoint::{config_from_bytes, read_config, SrModel};
 use crate::model::device::{resolve_device, DeviceRequest, Precision};
-use crate::model::embedded_default_model;
 use crate::model::upscaler::{catch_torch, Tiling, Upscaler};
+use crate::model::EmbeddedModel;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -31,13 +31,26 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Scale of the embedded default model, read once from its header: caps queries ask for it
-/// often, and building the network for it would run libtorch inside a query.
-static EMBEDDED_SCALE: LazyLock<Option<i64>> = LazyLock::new(|| {
-    embedded_default_model()
-        .and_then(|bytes| config_from_bytes(bytes).ok())
-        .map(|config| config.scale)
+/// Scales of the embedded models, read once from their headers: caps queries ask for them
+/// often, and building the network for one would run libtorch inside a query.
+static EMBEDDED_SCALES: LazyLock<Vec<(EmbeddedModel, Option<i64>)>> = LazyLock::new(|| {
+    EmbeddedModel::ALL
+        .iter()
+        .map(|&model| {
+            let scale = model
+                .bytes()
+                .and_then(|bytes| config_from_bytes(bytes).ok())
+                .map(|config| config.scale);
+            (model, scale)
+        })
+        .collect()
 });
+
+fn embedded_scale(model: EmbeddedModel) -> Option<i64> {
+    EMBEDDED_SCALES
+        .iter()
+        .find_map(|&(m, scale)| (m == model).then_some(scale).flatten())
+}
 
 const DEFAULT_DEVICE: &str = "auto";
 const DEFAULT_TILE_OVERLAP: u32 = 16;
@@ -52,6 +65,7 @@ struct Settings {
     /// Scale read from the model file's header when `model-location` is set, so caps can be
     /// answered before the model is loaded.
     model_scale: Option<i64>,
+    embedded_model: EmbeddedModelSetting,
     device: String,
     precision: PrecisionSetting,
     tile_size: u32,
@@ -66,6 +80,7 @@ impl Default for Settings {
         Settings {
             model_location: None,
             model_scale: None,
+            embedded_model: EmbeddedModelSetting::default(),
             device: DEFAULT_DEVICE.to_string(),
             precision: PrecisionSetting::Fp32,
             tile_size: 0,
@@ -166,7 +181,7 @@ impl CycleSr {
                 settings
                     .model_location
                     .is_none()
-                    .then_some(*EMBEDDED_SCALE)
+                    .then(|| embedded_scale(settings.embedded_model.into()))
                     .flatten()
             })
             .unwrap_or(DEFAULT_SCALE)
@@ -179,7 +194,12 @@ impl CycleSr {
             .map_err(|e: anyhow::Error| gst::error_msg!(gst::LibraryError::Settings, ("{e}")))?;
         let (device, warning) = resolve_device(request)
             .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
-        if let Some(warning) = warning {
+        if let Some(mut warning) = warning {
+            if settings.model_location.is_none()
+                && settings.embedded_model == EmbeddedModelSetting::Quality
+            {
+                warning.push_str(" (embedded-model=fast is about 4x faster there)");
+            }
             self.warn(&warning);
         }
         if settings.threads > 0 {
@@ -221,19 +241,16 @@ impl CycleSr {
         }
     }
 
-    /// The model of `model-location`, or the embedded default model when it is not set.
-    /// The message names the file; the debug part holds the whole chain of causes.
+    /// The model of `model-location`, or the embedded model `embedded-model` names when it is
+    /// not set. The message names the file; the debug part holds the whole chain of causes.
     fn load_model(
         &self,
         settings: &Settings,
         device: tch::Device,
     ) -> Result<SrModel, gst::ErrorMessage> {
-        match &settings.model_location {
-            Some(path) => gst::info!(CAT, imp = self, "loading {} on {device:?}", path.display()),
-            None => gst::info!(CAT, imp = self, "loading the embedded model on {device:?}"),
-        }
-        match (&settings.model_location, embedded_default_model()) {
-            (Some(path), _) => catch_torch(|| SrModel::load(path, device))
+        if let Some(path) = &settings.model_location {
+            gst::info!(CAT, imp = self, "loading {} on {device:?}", path.display());
+            return catch_torch(|| SrModel::load(path, device))
                 .and_then(|r| r)
                 .map_err(|e| {
                     gst::error_msg!(
@@ -241,21 +258,26 @@ impl CycleSr {
                         ("Cannot load model {}: {}", path.display(), e.root_cause()),
                         ["{e:#}"]
                     )
-                }),
-            (None, Some(bytes)) => catch_torch(|| SrModel::from_bytes(bytes, device))
-                .and_then(|r| r)
-                .map_err(|e| {
-                    gst::error_msg!(
-                        gst::LibraryError::Init,
-                        ("Cannot load the embedded default model"),
-                        ["{e:#}"]
-                    )
-                }),
-            (None, None) => Err(gst::error_msg!(
-                gst::ResourceError::NotFound,
-                ("No model: set model-location to a cyclesr checkpoint (.safetensors); this build has no embedded default model")
-            )),
+                });
         }
+        let embedded = EmbeddedModel::from(settings.embedded_model);
+        let name = embedded.file_name();
+        gst::info!(CAT, imp = self, "loading the embedded {name} on {device:?}");
+        let Some(bytes) = embedded.bytes() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("No model: this build does not embed {name}; set model-location to a cyclesr checkpoint (.safetensors) or choose another embedded-model")
+            ));
+        };
+        catch_torch(|| SrModel::from_bytes(bytes, device))
+            .and_then(|r| r)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Init,
+                    ("Cannot load the embedded model {name}"),
+                    ["{e:#}"]
+                )
+            })
     }
 
     /// A warning on the bus: the element runs, but not as configured.
@@ -506,7 +528,12 @@ impl ObjectImpl for CycleSr {
             vec![
                 glib::ParamSpecString::builder("model-location")
                     .nick("Model location")
-                    .blurb("G_l2h checkpoint (.safetensors) written by `train export`; unset = the model embedded in this build, if any")
+                    .blurb("G_l2h checkpoint (.safetensors) written by `train export` or `train camera`; unset = the embedded model that embedded-model names")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("embedded-model", EmbeddedModelSetting::Quality)
+                    .nick("Embedded model")
+                    .blurb("Which model built into the plugin runs when model-location is unset")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("device")
@@ -555,7 +582,7 @@ impl ObjectImpl for CycleSr {
                     .build(),
                 glib::ParamSpecInt::builder("scale")
                     .nick("Scale")
-                    .blurb("Upscaling factor of the model (read from model-location)")
+                    .blurb("Upscaling factor of the model (read from its header: model-location's file or the embedded model)")
                     .minimum(1)
                     .maximum(8)
                     .default_value(DEFAULT_SCALE as i32)
@@ -587,6 +614,9 @@ impl ObjectImpl for CycleSr {
                         .map(|c| c.scale)
                 });
             }
+            "embedded-model" => {
+                settings.embedded_model = value.get().expect("type checked upstream")
+            }
             "device" => {
                 let device: Option<String> = value.get().expect("type checked upstream");
                 settings.device = device.unwrap_or_else(|| DEFAULT_DEVICE.to_string());
@@ -612,6 +642,7 @@ impl ObjectImpl for CycleSr {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .to_value(),
+            "embedded-model" => settings.embedded_model.to_value(),
             "device" => settings.device.to_value(),
             "precision" => settings.precision.to_value(),
             "tile-size" => settings.tile_size.to_value(),

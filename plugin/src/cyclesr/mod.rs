@@ -29,6 +29,31 @@ pub enum PrecisionSetting {
     Bf16 = 2,
 }
 
+/// The `embedded-model` property's values: which model compiled into the plugin runs when
+/// `model-location` is not set.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstCycleSrEmbeddedModel")]
+pub enum EmbeddedModelSetting {
+    #[default]
+    #[enum_value(
+        name = "SRResNet 16x64: the better model on every benchmark (about 4x the compute of fast)",
+        nick = "quality"
+    )]
+    Quality = 0,
+    #[enum_value(name = "SRResNet 6x32: about 4x faster, for CPUs", nick = "fast")]
+    Fast = 1,
+}
+
+impl From<EmbeddedModelSetting> for crate::model::EmbeddedModel {
+    fn from(setting: EmbeddedModelSetting) -> Self {
+        match setting {
+            EmbeddedModelSetting::Quality => crate::model::EmbeddedModel::Quality,
+            EmbeddedModelSetting::Fast => crate::model::EmbeddedModel::Fast,
+        }
+    }
+}
+
 glib::wrapper! {
     pub struct CycleSr(ObjectSubclass<imp::CycleSr>)
         @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
