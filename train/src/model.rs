@@ -696,7 +696,6 @@ impl CycleSrModel {
                     ExplicitDegradation::from_tensors(
                         take("degradation"),
                         &|source| self.options.compression_of(source),
-                        &self.options.networks.degradation,
                         self.device,
                     )
                     .context("degradation")?,

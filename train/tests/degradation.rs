@@ -11,7 +11,6 @@ use cyclesr_train::archs::degradation::{
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
-use cyclesr_train::metrics::noise_sigma;
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use rand::SeedableRng;
@@ -174,7 +173,6 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
-        noise_after_compression: false,
     };
     let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
@@ -245,11 +243,9 @@ fn compression_follows_blur_and_noise() {
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
         cameras: vec![camera(None)],
-        noise_after_compression: false,
     };
     let compressed = ExplicitDegradation {
         cameras: vec![camera(Some([20, 20]))],
-        noise_after_compression: false,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -265,57 +261,6 @@ fn compression_follows_blur_and_noise() {
     }
     let energy = |t: &Tensor| -> f64 { (0..4).map(|i| high_band_energy(&t.get(i)).unwrap()).sum() };
     assert!(energy(&out) < 0.8 * energy(&uncompressed));
-}
-
-/// With `noise_after_compression`, G_s2r's output is the JPEG round trip of the blurred image
-/// plus the noise mosaic, clamped: the noise drawn is the same as before compression's.
-#[test]
-fn noise_after_compression_adds_the_noise_to_the_compressed_image() {
-    tch::manual_seed(0);
-    let noise = Tensor::randn([8, 3, 8, 8], (Kind::Float, Device::Cpu)) * 0.02;
-    let camera = |jpeg_quality| CameraDegradation {
-        source: 0,
-        kernel: Tensor::ones([1, 1], CPU),
-        noise: noise.shallow_clone(),
-        jpeg_quality,
-    };
-    let x = natural_patches(3, 12).narrow(2, 0, 24);
-    let explicit = |jpeg_quality, noise_after_compression| ExplicitDegradation {
-        cameras: vec![camera(jpeg_quality)],
-        noise_after_compression,
-    };
-    let seeded = || rand::rngs::StdRng::seed_from_u64(4);
-    let after = explicit(Some([25, 25]), true)
-        .forward(&x, &mut seeded())
-        .unwrap();
-    let noisy = explicit(None, false).forward(&x, &mut seeded()).unwrap();
-    // The identity kernel and no compression: the noise mosaic alone is `noisy - x` where
-    // nothing clips.
-    let mosaic = &noisy - &x;
-    let unclipped = noisy.gt(0.0).logical_and(&noisy.lt(1.0));
-    for i in 0..3 {
-        let compressed = jpeg_roundtrip(&Rgb8::from_tensor(&x.get(i)).unwrap(), 25)
-            .unwrap()
-            .to_tensor();
-        let expected = (compressed + mosaic.get(i)).clamp(0.0, 1.0);
-        let error = (after.get(i) - expected)
-            .abs()
-            .masked_select(&unclipped.get(i))
-            .max()
-            .double_value(&[]);
-        assert!(error < 1e-5, "image {i}: {error}");
-    }
-    // The noise survives: before compression, JPEG at 25 removes most of it.
-    let before = explicit(Some([25, 25]), false)
-        .forward(&x, &mut seeded())
-        .unwrap();
-    let sigma = |t: &Tensor| noise_sigma(&t.get(0));
-    assert!(
-        sigma(&after) > 1.3 * sigma(&before),
-        "{} vs {}",
-        sigma(&after),
-        sigma(&before)
-    );
 }
 
 fn explicit_overrides() -> Vec<String> {
@@ -440,13 +385,7 @@ fn each_source_is_fitted_as_its_own_camera() {
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
     let lossless_first = |source: usize| (source != 0).then_some([40, 60]);
-    let config = DegradationConfig {
-        noise_after_compression: true,
-        ..DegradationConfig::default()
-    };
-    let back =
-        ExplicitDegradation::from_tensors(tensors, &lossless_first, &config, Device::Cpu).unwrap();
-    assert!(back.noise_after_compression);
+    let back = ExplicitDegradation::from_tensors(tensors, &lossless_first, Device::Cpu).unwrap();
     assert_eq!(back.cameras[0].jpeg_quality, None);
     assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);

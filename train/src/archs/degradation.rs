@@ -54,11 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// Add the noise after the JPEG step instead of before it: the bank's tiles are cut from
-    /// the compressed footage, so they already carry the codec's effect on noise, and a
-    /// second compression removes most of them.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub noise_after_compression: bool,
 }
 
 impl Default for DegradationConfig {
@@ -70,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            noise_after_compression: false,
         }
     }
 }
@@ -119,8 +113,6 @@ pub struct CameraDegradation {
 /// noise and compression); each synthetic patch is degraded by a camera drawn uniformly.
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
-    /// `networks.degradation.noise_after_compression`.
-    pub noise_after_compression: bool,
 }
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
@@ -164,19 +156,12 @@ impl ExplicitDegradation {
             cameras.push(camera);
             summaries.push(summary);
         }
-        Ok((
-            ExplicitDegradation {
-                cameras,
-                noise_after_compression: config.noise_after_compression,
-            },
-            summaries,
-        ))
+        Ok((ExplicitDegradation { cameras }, summaries))
     }
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
     /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
-    /// JPEG-compressed if that camera compresses (with `noise_after_compression`: blurred,
-    /// compressed, then the noise added and the sum clamped).
+    /// JPEG-compressed if that camera compresses.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
@@ -212,23 +197,15 @@ impl ExplicitDegradation {
             .narrow(2, 0, h)
             .narrow(3, 0, w)
             .to_device(x.device());
-        let (before, after) = if self.noise_after_compression {
-            (blurred.clamp(0.0, 1.0), Some(noise))
-        } else {
-            ((blurred + noise).clamp(0.0, 1.0), None)
-        };
-        let add_after = |images: Tensor| match &after {
-            Some(noise) => (images + noise).clamp(0.0, 1.0),
-            None => images,
-        };
+        let degraded = (blurred + noise).clamp(0.0, 1.0);
         if picks.iter().all(|cam| cam.jpeg_quality.is_none()) {
-            return Ok(add_after(before));
+            return Ok(degraded);
         }
         let images = picks
             .iter()
             .enumerate()
             .map(|(i, cam)| {
-                let image = before.get(i as i64);
+                let image = degraded.get(i as i64);
                 let Some([lo, hi]) = cam.jpeg_quality else {
                     return Ok(image);
                 };
@@ -239,7 +216,7 @@ impl ExplicitDegradation {
                     .to_device(x.device()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(add_after(Tensor::stack(&images, 0)))
+        Ok(Tensor::stack(&images, 0))
     }
 
     /// Tensors for a training state: `<source>.kernel` and `<source>.noise` of each camera.
@@ -256,12 +233,10 @@ impl ExplicitDegradation {
     }
 
     /// From the tensors of [`ExplicitDegradation::tensors`], checked, with each source's
-    /// compression from `compression` and the order of noise and compression from `config`
-    /// (the state's options).
+    /// compression from `compression` (the state's options).
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
         compression: &dyn Fn(usize) -> Option<[u8; 2]>,
-        config: &DegradationConfig,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -299,10 +274,7 @@ impl ExplicitDegradation {
             kernel_sizes.windows(2).all(|w| w[0] == w[1]),
             "degradation kernels of different sizes {kernel_sizes:?}"
         );
-        Ok(ExplicitDegradation {
-            cameras,
-            noise_after_compression: config.noise_after_compression,
-        })
+        Ok(ExplicitDegradation { cameras })
     }
 }
 
