@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::archs::cyclegan::{patch_discriminator, resnet_generator, GaussianLowPass};
+use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::{blind_degrade, UnpairedBatch};
@@ -22,7 +22,7 @@ use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
 use crate::optim::Adam;
-use crate::options::{Mode, Options, Schedule, SrGradient};
+use crate::options::{Mode, Options, Schedule};
 use crate::pool::ImagePool;
 
 /// Version tag of training-state checkpoints.
@@ -209,8 +209,6 @@ struct Translators {
     d_s: nn::FuncT<'static>,
     pool_r: ImagePool,
     pool_s: ImagePool,
-    /// The split of `losses.sr_gradient_into_translator = "low-band"`.
-    low_pass: GaussianLowPass,
 }
 
 struct SrGan {
@@ -259,7 +257,6 @@ impl CycleSrModel {
                 d_s,
                 pool_r: ImagePool::new(options.schedule.pool_size),
                 pool_s: ImagePool::new(options.schedule.pool_size),
-                low_pass: GaussianLowPass::new(3, device),
             }
         });
         let sr = if options.mode.trains_sr() {
@@ -519,11 +516,7 @@ impl CycleSrModel {
         }
         let (total, sr_out) = if joint {
             let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
-            let input = match losses.sr_gradient_into_translator {
-                SrGradient::Full => fake_r.shallow_clone(),
-                SrGradient::LowBand => t.low_pass.gradient_through_low_band(&fake_r),
-            };
-            let sr = model.net.forward_t(&input, true);
+            let sr = model.net.forward_t(&fake_r, true);
             let l2 = self.sr_loss(&sr, &batch.hr, gan_terms, values);
             (l1_total + l2, Some(sr))
         } else {

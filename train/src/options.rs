@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
@@ -101,28 +100,6 @@ pub struct Losses {
     /// Super-Resolution"). 0 (the paper) when absent.
     #[serde(default = "LossTerm::off")]
     pub low_frequency: LossTerm,
-    /// Which part of G_s2r's output L2's gradient reaches in the joint modes.
-    #[serde(default, skip_serializing_if = "SrGradient::is_full")]
-    pub sr_gradient_into_translator: SrGradient,
-}
-
-/// `losses.sr_gradient_into_translator`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SrGradient {
-    /// All of it (the paper).
-    #[default]
-    Full,
-    /// Not in the paper: only its Gaussian low-pass (σ = 1 LR px, the one the high-pass
-    /// discriminator removes), so that L2 can keep content aligned with the HR patch but
-    /// cannot take back the noise and detail that D_r judges.
-    LowBand,
-}
-
-impl SrGradient {
-    fn is_full(&self) -> bool {
-        *self == SrGradient::Full
-    }
 }
 
 impl LossTerm {
@@ -430,14 +407,6 @@ impl Options {
             bail!(
                 "schedule.decay_start {} is not in [0, 1]",
                 self.schedule.decay_start
-            );
-        }
-        if !self.losses.sr_gradient_into_translator.is_full()
-            && !matches!(self.mode, Mode::Joint | Mode::JointGan)
-        {
-            bail!(
-                "losses.sr_gradient_into_translator applies to the joint modes only, not to mode '{}'",
-                self.mode.to_possible_value().expect("no skipped variants").get_name()
             );
         }
         if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
