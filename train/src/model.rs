@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::archs::cyclegan::{patch_discriminator, resnet_generator, GaussianLowPass};
+use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::{blind_degrade, UnpairedBatch};
@@ -22,7 +22,7 @@ use crate::losses::{
     l1, lsgan, mse, relativistic_gan_discriminator, relativistic_gan_generator, PerceptualLoss,
 };
 use crate::optim::Adam;
-use crate::options::{Mode, Options, Schedule, SrGradient};
+use crate::options::{Mode, Options, Schedule};
 use crate::pool::ImagePool;
 
 /// Version tag of training-state checkpoints.
@@ -97,7 +97,6 @@ pub enum Phase {
 pub struct Plan {
     pub phases: Vec<(Phase, u64)>,
     pub decay_start: f64,
-    pub decay_translator: bool,
 }
 
 impl Plan {
@@ -127,7 +126,6 @@ impl Plan {
         Plan {
             phases: phases.into_iter().filter(|(_, n)| *n > 0).collect(),
             decay_start: s.decay_start,
-            decay_translator: s.decay_translator,
         }
     }
 
@@ -181,16 +179,6 @@ impl Plan {
         }
         unreachable!("a plan has at least one phase")
     }
-
-    /// The translators' learning-rate factor at iteration `i`: [`Plan::at`]'s, or 1 throughout
-    /// when `schedule.decay_translator` is false.
-    pub fn translator_factor(&self, i: u64) -> f64 {
-        if self.decay_translator {
-            self.at(i).1
-        } else {
-            1.0
-        }
-    }
 }
 
 /// A network with its own VarStore and optimiser.
@@ -221,8 +209,6 @@ struct Translators {
     d_s: nn::FuncT<'static>,
     pool_r: ImagePool,
     pool_s: ImagePool,
-    /// The split of `losses.sr_gradient_into_translator = "low-band"`.
-    low_pass: GaussianLowPass,
 }
 
 struct SrGan {
@@ -271,7 +257,6 @@ impl CycleSrModel {
                 d_s,
                 pool_r: ImagePool::new(options.schedule.pool_size),
                 pool_s: ImagePool::new(options.schedule.pool_size),
-                low_pass: GaussianLowPass::new(3, device),
             }
         });
         let sr = if options.mode.trains_sr() {
@@ -381,10 +366,7 @@ impl CycleSrModel {
     pub fn train_step(&mut self, batch: &UnpairedBatch, i: u64) -> Result<LossValues> {
         let (phase, factor) = self.plan.at(i);
         let o = &self.options.optimizer;
-        let (lr_g, lr_sr) = (
-            o.lr_translator * self.plan.translator_factor(i),
-            o.lr_sr * factor,
-        );
+        let (lr_g, lr_sr) = (o.lr_translator * factor, o.lr_sr * factor);
         let clip = o.grad_clip;
         let mut rng = StdRng::seed_from_u64(
             self.options.seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9001,
@@ -534,11 +516,7 @@ impl CycleSrModel {
         }
         let (total, sr_out) = if joint {
             let (model, _) = self.sr.as_ref().expect("joint modes have G_l2h");
-            let input = match losses.sr_gradient_into_translator {
-                SrGradient::Full => fake_r.shallow_clone(),
-                SrGradient::LowBand => t.low_pass.gradient_through_low_band(&fake_r),
-            };
-            let sr = model.net.forward_t(&input, true);
+            let sr = model.net.forward_t(&fake_r, true);
             let l2 = self.sr_loss(&sr, &batch.hr, gan_terms, values);
             (l1_total + l2, Some(sr))
         } else {

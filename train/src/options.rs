@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
@@ -101,28 +100,6 @@ pub struct Losses {
     /// Super-Resolution"). 0 (the paper) when absent.
     #[serde(default = "LossTerm::off")]
     pub low_frequency: LossTerm,
-    /// Which part of G_s2r's output L2's gradient reaches in the joint modes.
-    #[serde(default, skip_serializing_if = "SrGradient::is_full")]
-    pub sr_gradient_into_translator: SrGradient,
-}
-
-/// `losses.sr_gradient_into_translator`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SrGradient {
-    /// All of it (the paper).
-    #[default]
-    Full,
-    /// Not in the paper: only its Gaussian low-pass (σ = 1 LR px, the one the high-pass
-    /// discriminator removes), so that L2 can keep content aligned with the HR patch but
-    /// cannot take back the noise and detail that D_r judges.
-    LowBand,
-}
-
-impl SrGradient {
-    fn is_full(&self) -> bool {
-        *self == SrGradient::Full
-    }
 }
 
 impl LossTerm {
@@ -203,17 +180,8 @@ pub struct Schedule {
     pub epochs: Option<f64>,
     /// Fraction of the main phase after which learning rates decay linearly to zero.
     pub decay_start: f64,
-    /// Whether stage 1's learning rate decays with G_l2h's in the main phase (the paper: yes).
-    /// False keeps the translators at a constant rate while G_l2h's decays: CycleSR's joint
-    /// phase otherwise loses the noise stage 1 learnt (docs/RESULTS.md).
-    #[serde(default = "decays")]
-    pub decay_translator: bool,
     /// Image pool size of D_r and D_s.
     pub pool_size: usize,
-}
-
-fn decays() -> bool {
-    true
 }
 
 impl Schedule {
@@ -439,14 +407,6 @@ impl Options {
             bail!(
                 "schedule.decay_start {} is not in [0, 1]",
                 self.schedule.decay_start
-            );
-        }
-        if !self.losses.sr_gradient_into_translator.is_full()
-            && !matches!(self.mode, Mode::Joint | Mode::JointGan)
-        {
-            bail!(
-                "losses.sr_gradient_into_translator applies to the joint modes only, not to mode '{}'",
-                self.mode.to_possible_value().expect("no skipped variants").get_name()
             );
         }
         if self.mode == Mode::Paired && self.data.paired_lr.is_none() {

@@ -244,11 +244,4 @@ impl GaussianLowPass {
             channels,
         )
     }
-
-    /// `x` itself, through which a gradient flows back only by way of its low band: the
-    /// high band (`x` minus its low-pass) is a constant to whatever uses the result.
-    pub fn gradient_through_low_band(&self, x: &Tensor) -> Tensor {
-        let low = self.forward(x);
-        &low + (x - &low).detach()
-    }
 }
