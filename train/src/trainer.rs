@@ -114,9 +114,7 @@ fn fit_degradation(
 ) -> Result<()> {
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
-    let by_area = options.networks.degradation.fit_by_area;
-    let (real, synthetic) =
-        data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH, by_area)?;
+    let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
     let summaries = model
         .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;

@@ -54,10 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// Draw the fitting patches' images in proportion to their area (every pixel alike)
-    /// instead of uniformly.
-    #[serde(default)]
-    pub fit_by_area: bool,
 }
 
 impl Default for DegradationConfig {
@@ -69,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            fit_by_area: false,
         }
     }
 }

@@ -145,14 +145,12 @@ impl TrainingData {
 
     /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
     /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
-    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on. Each
-    /// patch's image is drawn uniformly, or with `by_area` in proportion to its crop positions.
+    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
         count: usize,
         side: usize,
-        by_area: bool,
     ) -> Result<(Vec<(usize, Tensor)>, Tensor)> {
         let ds = &self.dataset;
         let side = side.min(ds.lr_patch);
@@ -173,45 +171,20 @@ impl TrainingData {
                         .collect();
                     let patches: Vec<Tensor> = (0..count)
                         .map(|_| {
-                            let i = pick_image(&images, side, by_area, &mut rng);
-                            random_crop(images[i], side, &mut rng)
+                            random_crop(images[rng.random_range(0..images.len())], side, &mut rng)
                         })
                         .collect();
                     (source, Tensor::stack(&patches, 0))
                 })
                 .collect();
             let hr_side = side * ds.scale;
-            let hr_images: Vec<&Rgb8> = ds.hr.iter().collect();
             let hr: Vec<Tensor> = (0..count)
-                .map(|_| {
-                    let i = pick_image(&hr_images, hr_side, by_area, &mut rng);
-                    random_crop(hr_images[i], hr_side, &mut rng)
-                })
+                .map(|_| random_crop(&ds.hr[rng.random_range(0..ds.hr.len())], hr_side, &mut rng))
                 .collect();
             let synthetic = imresize(&Tensor::stack(&hr, 0), 1.0 / ds.scale as f64);
             (real, synthetic)
         })
     }
-}
-
-/// Index of the image a fitting patch comes from: uniform, or with `by_area` weighted by the
-/// image's number of `side × side` crop positions.
-fn pick_image(images: &[&Rgb8], side: usize, by_area: bool, rng: &mut StdRng) -> usize {
-    if !by_area {
-        return rng.random_range(0..images.len());
-    }
-    let weights: Vec<f64> = images
-        .iter()
-        .map(|im| ((im.height - side + 1) * (im.width - side + 1)) as f64)
-        .collect();
-    let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
-    for (i, w) in weights.iter().enumerate() {
-        if u < *w {
-            return i;
-        }
-        u -= w;
-    }
-    images.len() - 1
 }
 
 /// A random `side × side` crop `[3, side, side]` of `image` (at least that large).
