@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::archs::degradation::KernelFit;
 use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
@@ -116,14 +115,8 @@ fn fit_degradation(
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
     let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
-    let halved = match options.networks.degradation.kernel_fit {
-        KernelFit::Photos => Vec::new(),
-        KernelFit::Footage => {
-            data.halved_fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?
-        }
-    };
     let summaries = model
-        .fit_degradation(&real, &halved, &synthetic)
+        .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
     let degradation = model.degradation().expect("just fitted");
     let cameras: Vec<serde_json::Value> = degradation

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use gstcyclesr::model::upscaler::catch_torch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use super::imresize::imresize;
 use super::paired::{check_pair_size, pair_by_name, shifted_overlap};
@@ -183,59 +183,6 @@ impl TrainingData {
                 .collect();
             let synthetic = imresize(&Tensor::stack(&hr, 0), 1.0 / ds.scale as f64);
             (real, synthetic)
-        })
-    }
-    /// `count` patches `[count, 3, side, side]` per `data.real_lr` source, cut from its images
-    /// downscaled ×2 (MATLAB's bicubic), from those at least `2 · side` px on each side; a
-    /// source with none gets `[0, 3, side, side]`. `side` as in
-    /// [`TrainingData::fitting_patches`]; drawn from their own `seed`.
-    pub fn halved_fitting_patches(
-        &self,
-        seed: u64,
-        count: usize,
-        side: usize,
-    ) -> Result<Vec<(usize, Tensor)>> {
-        let ds = &self.dataset;
-        let side = side.min(ds.lr_patch) as i64;
-        let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX - 1));
-        catch_torch(|| {
-            let mut sources: Vec<usize> = ds.real_lr_source.clone();
-            sources.dedup();
-            sources
-                .iter()
-                .map(|&source| {
-                    let halved: Vec<Tensor> = ds
-                        .real_lr
-                        .iter()
-                        .zip(&ds.real_lr_source)
-                        .filter(|(image, &s)| {
-                            s == source
-                                && image.height as i64 >= 2 * side
-                                && image.width as i64 >= 2 * side
-                        })
-                        .map(|(image, _)| {
-                            imresize(&image.crop_tensor(0, 0, image.height, image.width), 0.5)
-                                .clamp(0.0, 1.0)
-                        })
-                        .collect();
-                    if halved.is_empty() {
-                        return (
-                            source,
-                            Tensor::zeros([0, 3, side, side], (Kind::Float, Device::Cpu)),
-                        );
-                    }
-                    let patches: Vec<Tensor> = (0..count)
-                        .map(|_| {
-                            let image = &halved[rng.random_range(0..halved.len())];
-                            let (h, w) = (image.size()[1], image.size()[2]);
-                            let y = rng.random_range(0..=h - side);
-                            let x = rng.random_range(0..=w - side);
-                            image.narrow(1, y, side).narrow(2, x, side)
-                        })
-                        .collect();
-                    (source, Tensor::stack(&patches, 0))
-                })
-                .collect()
         })
     }
 }
