@@ -331,30 +331,20 @@ impl CycleSrModel {
         self.options.mode.uses_explicit_degradation() && self.degradation.is_none()
     }
 
-    /// Fits the explicit G_s2r on unpaired LR patches: `real` (and, for `kernel_fit =
-    /// "footage"` or `"scale-ratio"`, `halved`: cut from its frames downscaled ×2) per
-    /// `data.real_lr` source, `synthetic` shared (and, for `"scale-ratio"`, `synthetic_halved`:
-    /// the synthetic LR one scale ×2 below) (any device).
+    /// Fits the explicit G_s2r on unpaired LR patches: `real` per `data.real_lr` source,
+    /// `synthetic` shared (any device).
     pub fn fit_degradation(
         &mut self,
         real: &[(usize, Tensor)],
-        halved: &[(usize, Tensor)],
         synthetic: &Tensor,
-        synthetic_halved: Option<&Tensor>,
     ) -> Result<Vec<FitSummary>> {
         let real: Vec<(usize, Tensor)> = real
             .iter()
             .map(|(source, t)| (*source, t.to_device(self.device)))
             .collect();
-        let halved: Vec<(usize, Tensor)> = halved
-            .iter()
-            .map(|(source, t)| (*source, t.to_device(self.device)))
-            .collect();
         let (degradation, summaries) = ExplicitDegradation::fit(
             &real,
-            &halved,
             &synthetic.to_device(self.device),
-            synthetic_halved.map(|t| t.to_device(self.device)).as_ref(),
             &self.options.networks.degradation,
             &|source| self.options.compression_of(source),
         )?;

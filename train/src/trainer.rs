@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::archs::degradation::KernelFit;
 use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
@@ -115,24 +114,9 @@ fn fit_degradation(
 ) -> Result<()> {
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
-    let kernel_fit = options.networks.degradation.kernel_fit;
-    let across_scales = kernel_fit != KernelFit::Photos;
-    let (real, synthetic) =
-        data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH, across_scales)?;
-    let halved = match kernel_fit {
-        KernelFit::Photos => Vec::new(),
-        KernelFit::Footage | KernelFit::ScaleRatio => {
-            data.halved_fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?
-        }
-    };
-    let synthetic_halved = match kernel_fit {
-        KernelFit::ScaleRatio => {
-            Some(data.halved_synthetic_patches(options.seed ^ 0xF17, count, FIT_PATCH)?)
-        }
-        KernelFit::Photos | KernelFit::Footage => None,
-    };
+    let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
     let summaries = model
-        .fit_degradation(&real, &halved, &synthetic, synthetic_halved.as_ref())
+        .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
     let degradation = model.degradation().expect("just fitted");
     let cameras: Vec<serde_json::Value> = degradation

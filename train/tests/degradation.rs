@@ -7,9 +7,8 @@ use common::{
 };
 use cyclesr_train::archs::degradation::{
     near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
-    KernelFit,
 };
-use cyclesr_train::data::{imresize, Rgb8};
+use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
@@ -106,17 +105,11 @@ fn white_noise_has_a_flat_spectrum_at_its_variance() {
 /// `[n, 3, 32, 32]` patches with a natural image's 1/f amplitude spectrum, a quarter of them
 /// flat (a sky or a wall), in [0, 1].
 fn natural_patches(n: i64, seed: u64) -> Tensor {
-    natural_images(n, 32, seed)
-}
-
-/// `[n, 3, side, side]` images as [`natural_patches`]: their textured content looks alike at
-/// every scale.
-fn natural_images(n: i64, side: i64, seed: u64) -> Tensor {
-    let white = gaussian(&[n, 1, side, side], seed);
-    let f = Tensor::fft_fftfreq(side, 1.0, CPU);
+    let white = gaussian(&[n, 1, 32, 32], seed);
+    let f = Tensor::fft_fftfreq(32, 1.0, CPU);
     let radius = (f.unsqueeze(1).square() + f.unsqueeze(0).square())
         .sqrt()
-        .clamp_min(1.0 / side as f64);
+        .clamp_min(1.0 / 32.0);
     let field = (white.fft_fft2(None::<&[i64]>, [-2i64, -1], "backward") / radius)
         .fft_ifft2(None::<&[i64]>, [-2i64, -1], "backward")
         .real();
@@ -127,28 +120,10 @@ fn natural_images(n: i64, side: i64, seed: u64) -> Tensor {
     Tensor::cat(
         &[
             textured.narrow(0, 0, n - flat_count),
-            flat.expand([flat_count, 3, side, side], false).contiguous(),
+            flat.expand([flat_count, 3, 32, 32], false).contiguous(),
         ],
         0,
     )
-}
-
-/// `images` blurred by a Gaussian of `sigma` px (edges replicated), plus RGB noise of
-/// `noise` from `seed`.
-fn photographed(images: &Tensor, sigma: f64, noise: f64, seed: u64) -> Tensor {
-    let kernel = gaussian_kernel(sigma, sigma, 0.0);
-    let k = kernel.size()[0];
-    let blurred = images
-        .pad([k / 2, k / 2, k / 2, k / 2], "replicate", None)
-        .conv2d(
-            &kernel.view([1, 1, k, k]).repeat([3, 1, 1, 1]),
-            None::<Tensor>,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            3,
-        );
-    &blurred + gaussian(&blurred.size(), seed) * noise
 }
 
 #[test]
@@ -173,8 +148,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) =
-        CameraDegradation::fit(0, &real, None, &synthetic, None, &config).unwrap();
+    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -222,123 +196,12 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     );
 }
 
-/// KernelGAN's premise: a camera's blur recurs across the scales of its own frames, so with
-/// `kernel_fit = "footage"` the frames downscaled ×2 tell the kernel, whatever the photos show.
-#[test]
-fn footage_fit_recovers_a_known_blur_from_the_frames_alone() {
-    let (sigma, noise) = (0.7, 3.0 / 255.0);
-    let real = photographed(&natural_images(1024, 32, 21), sigma, noise, 22);
-    let frames = photographed(&natural_images(1024, 64, 23), sigma, noise, 24);
-    let halved = imresize(&frames, 0.5).clamp(0.0, 1.0);
-    // Photos with no blur in common with the footage: flat patches only.
-    let synthetic = Tensor::full([1024, 3, 32, 32], 0.5, CPU);
-    let config = DegradationConfig {
-        noise_tiles: 256,
-        fit_steps: 400,
-        kernel_fit: KernelFit::Footage,
-        ..DegradationConfig::default()
-    };
-    let (degradation, summary) =
-        CameraDegradation::fit(0, &real, Some(&halved), &synthetic, None, &config).unwrap();
-    let (major, minor, _) = degradation.kernel_spread();
-    assert!(
-        (0.6..=0.8).contains(&minor) && (0.6..=0.8).contains(&major),
-        "kernel σ {major} x {minor}, {summary:?}"
-    );
-    assert!(
-        summary.log_spectrum_error_fitted < summary.log_spectrum_error_identity / 3.0,
-        "{summary:?}"
-    );
-
-    // Footage too small to downscale is named, with the size it needs.
-    let e = ExplicitDegradation::fit(&[(1, real)], &[], &synthetic, None, &config, &|_| None)
-        .err()
-        .unwrap();
-    let text = format!("{e:#}");
-    assert!(
-        text.contains("source 1")
-            && text.contains("kernel_fit = \"footage\"")
-            && text.contains("64x64"),
-        "{text}"
-    );
-}
-
-/// Scenes that are soft at their finest scale (photographed out of focus, or downscaled
-/// poorly) lose power from one scale to the next, which `kernel_fit = "footage"` takes for the
-/// camera's blur; `"scale-ratio"` measures the same loss on the photos and leaves only the
-/// camera's own kernel, whatever the photos' level of texture.
-#[test]
-fn scale_ratio_fit_tells_the_camera_from_soft_scenes() {
-    let (camera, softness, noise) = (0.5, 0.8, 1.0 / 255.0);
-    let soft = |n: i64, side: i64, seed: u64| {
-        photographed(&natural_images(n, side, seed), softness, 0.0, seed + 100)
-    };
-    let real = photographed(&soft(1024, 32, 31), camera, noise, 32);
-    let frames = photographed(&soft(1024, 64, 33), camera, noise, 34);
-    let halved = imresize(&frames, 0.5).clamp(0.0, 1.0);
-    // The photos are as soft as the footage's scenes, with a third less texture.
-    let photos = |side: i64, seed: u64| (soft(1024, side, seed) - 0.5) * (2.0 / 3.0) + 0.5;
-    let synthetic = photos(32, 35);
-    let synthetic_halved = imresize(&photos(64, 36), 0.5).clamp(0.0, 1.0);
-    let fitted = |kernel_fit| {
-        let config = DegradationConfig {
-            noise_tiles: 256,
-            fit_steps: 400,
-            kernel_fit,
-            ..DegradationConfig::default()
-        };
-        let (degradation, summary) = CameraDegradation::fit(
-            0,
-            &real,
-            Some(&halved),
-            &synthetic,
-            Some(&synthetic_halved),
-            &config,
-        )
-        .unwrap();
-        (degradation.kernel_spread(), summary)
-    };
-    let ((major, minor, _), summary) = fitted(KernelFit::ScaleRatio);
-    assert!(
-        (0.4..=0.6).contains(&minor) && (0.4..=0.6).contains(&major),
-        "kernel σ {major} x {minor}, {summary:?}"
-    );
-    let ((footage_major, footage_minor, _), _) = fitted(KernelFit::Footage);
-    assert!(
-        footage_minor > 0.7 && footage_major > 0.7,
-        "the footage fit reads the scenes' softness as blur: σ {footage_major} x {footage_minor}"
-    );
-
-    // Photos too small to halve are named.
-    let config = DegradationConfig {
-        kernel_fit: KernelFit::ScaleRatio,
-        ..DegradationConfig::default()
-    };
-    let e = ExplicitDegradation::fit(
-        &[(1, real)],
-        &[(1, halved)],
-        &synthetic,
-        None,
-        &config,
-        &|_| None,
-    )
-    .err()
-    .unwrap();
-    let text = format!("{e:#}");
-    assert!(
-        text.contains("source 1") && text.contains("kernel_fit = \"scale-ratio\""),
-        "{text}"
-    );
-}
-
 #[test]
 fn fit_names_footage_it_cannot_measure() {
     let dark = Tensor::zeros([16, 3, 32, 32], CPU);
     let e = ExplicitDegradation::fit(
         &[(2, dark)],
-        &[],
         &natural_patches(16, 1),
-        None,
         &DegradationConfig::default(),
         &|_| None,
     )
@@ -494,9 +357,7 @@ fn each_source_is_fitted_as_its_own_camera() {
     };
     let (explicit, summaries) = ExplicitDegradation::fit(
         &[(0, quiet), (3, loud)],
-        &[],
         &natural_patches(256, 10),
-        None,
         &config,
         &|source| (source == 3).then_some([50, 90]),
     )

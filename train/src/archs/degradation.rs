@@ -17,17 +17,6 @@
 //! Both are plain tensors, saved in the training state and printed by `train eval
 //! --translator`.
 //!
-//! With `kernel_fit = "footage"` the kernel is fitted without the HR photos: against the
-//! footage itself downscaled ×2 (Bell-Kligler et al., KernelGAN, NeurIPS 2019: a camera's blur
-//! recurs across the scales of its own frames). If the scene's spectrum is scale-invariant,
-//! P_real(f) / P_real↓2(f) = g · |K(f)|² / |B(f)·K(f/2)|², B the bicubic ×1/2's transfer, so
-//! the photos' content never enters the fit; what the footage's own scenes lose to being
-//! photographed soft passes for blur instead. `kernel_fit = "scale-ratio"` removes that
-//! assumption with the photos measured across the same two scales: the footage's ratio between
-//! its scales is fitted to g · |K(f)|² / |K(f/2)|² times the photos' own ratio, so neither the
-//! photos' level of texture nor how it falls with scale passes for blur, only how the two
-//! content sets' ratios differ.
-//!
 //! Compression is drawn, not fitted: with `jpeg_quality = [lo, hi]`, G_s2r's output for a
 //! camera whose footage is compressed (every source not marked `lossless`) is JPEG-compressed at
 //! a quality drawn uniformly from that range, as Real-ESRGAN does. Its level is not
@@ -42,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::data::imresize;
 use crate::data::Rgb8;
 use crate::degrade::jpeg_roundtrip;
 use crate::metrics::rgb_to_y;
@@ -66,38 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// What the blur kernel is fitted against.
-    #[serde(default, skip_serializing_if = "KernelFit::is_photos")]
-    pub kernel_fit: KernelFit,
-}
-
-/// `networks.degradation.kernel_fit`: what tells the camera's blur.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KernelFit {
-    /// The synthetic LR of the HR photos, with a content gain from the low band.
-    #[default]
-    Photos,
-    /// The footage against itself downscaled ×2, with a fitted gain: no HR photo enters.
-    Footage,
-    /// The footage's ratio between its scale and ×2 below, against the synthetic LR's ratio
-    /// between the same two scales.
-    ScaleRatio,
-}
-
-impl KernelFit {
-    fn is_photos(&self) -> bool {
-        *self == KernelFit::Photos
-    }
-
-    /// Its value in the options file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            KernelFit::Photos => "photos",
-            KernelFit::Footage => "footage",
-            KernelFit::ScaleRatio => "scale-ratio",
-        }
-    }
 }
 
 impl Default for DegradationConfig {
@@ -109,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            kernel_fit: KernelFit::Photos,
         }
     }
 }
@@ -178,21 +133,16 @@ pub struct FitSummary {
     pub log_spectrum_error_identity: f64,
     pub log_spectrum_error_fitted: f64,
     /// How much more texture the real patches' content has than the synthetic ones': the
-    /// gain on the synthetic spectrum, measured on the low band (`kernel_fit = "footage"`: the
-    /// fitted gain of the ×2-downscaled footage's spectrum).
+    /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
 }
 
 impl ExplicitDegradation {
-    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches (or,
-    /// with `kernel_fit = "footage"` or `"scale-ratio"`, against the source's patches in
-    /// `halved`, cut from its frames downscaled ×2, and for `"scale-ratio"` `synthetic_halved`,
-    /// the synthetic LR downscaled ×2); `compression` gives each source's JPEG quality range.
+    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
+    /// `compression` gives each source's JPEG quality range.
     pub fn fit(
         real: &[(usize, Tensor)],
-        halved: &[(usize, Tensor)],
         synthetic: &Tensor,
-        synthetic_halved: Option<&Tensor>,
         config: &DegradationConfig,
         compression: &dyn Fn(usize) -> Option<[u8; 2]>,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
@@ -200,16 +150,8 @@ impl ExplicitDegradation {
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
-            let own_halved = halved.iter().find(|(s, _)| s == source).map(|(_, t)| t);
-            let (mut camera, summary) = CameraDegradation::fit(
-                *source,
-                patches,
-                own_halved,
-                synthetic,
-                synthetic_halved,
-                config,
-            )
-            .with_context(|| format!("data.real_lr source {source}"))?;
+            let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
+                .with_context(|| format!("data.real_lr source {source}"))?;
             camera.jpeg_quality = compression(*source);
             cameras.push(camera);
             summaries.push(summary);
@@ -338,16 +280,11 @@ impl ExplicitDegradation {
 
 impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile); `halved`: patches of the
-    /// same size cut from its frames downscaled ×2, which `kernel_fit = "footage"` and
-    /// `"scale-ratio"` need, and `synthetic_halved` the synthetic LR's, which `"scale-ratio"`
-    /// needs.
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile).
     pub fn fit(
         source: usize,
         real: &Tensor,
-        halved: Option<&Tensor>,
         synthetic: &Tensor,
-        synthetic_halved: Option<&Tensor>,
         config: &DegradationConfig,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
@@ -367,89 +304,10 @@ impl CameraDegradation {
         let noise_patches = mosaic(&noise, real.size()[0], p, &mut seeded(0))?;
         let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
-        let k = config.kernel;
-        let device = real.device();
-        let vs = nn::VarStore::new(device);
-        let free = vs.root().var_copy("free", &near_identity(k, device));
         // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
-        // spectrum), so each step costs one transform of the kernel, not a pass over the
-        // patches. `reference` is the spectrum the kernel acts on, `transfer` what it does.
-        let (reference, log_gain, transfer): (Tensor, Tensor, PowerTransfer) = match config
-            .kernel_fit
-        {
-            KernelFit::Photos => {
-                // The content gain from the low band, where blurs of up to about 1 LR px
-                // keep most of the power: fitted together with the kernel, it trades
-                // against blur.
-                let radius = radial_frequency(p, &synthetic_power);
-                let low = radius.gt(0.0).logical_and(&radius.le(LOW_BAND_END));
-                let clean_real_low = (target.exp() - &noise_power)
-                    .masked_select(&low)
-                    .sum(Kind::Float);
-                let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
-                let log_gain =
-                    (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
-                (
-                    synthetic_power,
-                    log_gain,
-                    Box::new(move |kernel: &Tensor| transfer_power(kernel, p)),
-                )
-            }
-            KernelFit::Footage | KernelFit::ScaleRatio => {
-                let halved = halved.filter(|h| h.size()[0] > 0).with_context(|| {
-                        format!(
-                            "networks.degradation.kernel_fit = \"{}\" needs frames of at least {1}x{1} px, to downscale them ×2",
-                            config.kernel_fit.name(),
-                            2 * p
-                        )
-                    })?;
-                ensure!(
-                    halved.size()[2..] == [p, p],
-                    "the footage's ×2-downscaled patches are {:?}, expected {p}x{p}",
-                    &halved.size()[2..]
-                );
-                // The real noise, downscaled alike, is not the scene's: removed.
-                let halved_noise =
-                    imresize(&mosaic(&noise, real.size()[0], 2 * p, &mut seeded(1))?, 0.5)
-                        .narrow(2, 0, p)
-                        .narrow(3, 0, p);
-                let halved_power = (mean_power_spectrum(&rgb_to_y(&halved.to_kind(Kind::Float)))
-                    - mean_power_spectrum(&rgb_to_y(&halved_noise)))
-                .clamp_min(1e-10);
-                let full = cosine_basis(k, p, 1.0, device);
-                let half = cosine_basis(k, p, 0.5, device);
-                let bicubic_half = bicubic_transfer(p, device).square();
-                let reference = if config.kernel_fit == KernelFit::ScaleRatio {
-                    let synthetic_halved = synthetic_halved
-                        .filter(|h| h.size()[0] > 0 && h.size()[2..] == [p, p])
-                        .with_context(|| {
-                            format!(
-                                "networks.degradation.kernel_fit = \"scale-ratio\" needs {p}x{p} patches of the synthetic LR downscaled ×2, from HR photos at least twice the fit's HR patch on each side"
-                            )
-                        })?;
-                    // What the photos' scenes themselves gain from one scale to the next (×|B|²,
-                    // which `transfer` divides out): the footage's scenes are taken to do the
-                    // same, so only the kernel explains the rest.
-                    let photos_ratio = &synthetic_power * &bicubic_half
-                        / mean_power_spectrum(&rgb_to_y(&synthetic_halved.to_kind(Kind::Float)))
-                            .clamp_min(1e-10);
-                    halved_power * photos_ratio
-                } else {
-                    halved_power
-                };
-                (
-                    reference,
-                    vs.root().zeros("log_gain", &[]),
-                    Box::new(move |kernel: &Tensor| {
-                        let flat = kernel.view([1, -1]);
-                        let at_half = flat.mm(&half).view([p, p]).square() * &bicubic_half;
-                        flat.mm(&full).view([p, p]).square() / at_half.clamp_min(1e-6)
-                    }),
-                )
-            }
-        };
+        // spectrum), so each step costs one FFT of the kernel, not a pass over the patches.
         let error = |kernel: &Tensor, log_gain: &Tensor| {
-            let blurred = transfer(kernel) * &reference * log_gain.exp();
+            let blurred = transfer_power(kernel, p) * &synthetic_power * log_gain.exp();
             let simulated = log_power(&(blurred + &noise_power));
             // The DC bin is each patch's removed mean: no information.
             (simulated - &target)
@@ -458,11 +316,25 @@ impl CameraDegradation {
                 .narrow(0, 1, p * p - 1)
                 .mean(Kind::Float)
         };
+
+        let vs = nn::VarStore::new(real.device());
+        let k = config.kernel;
+        let free = vs.root().var_copy("free", &near_identity(k, real.device()));
+        // The content gain from the low band, where blurs of up to about 1 LR px keep most
+        // of the power: fitted together with the kernel, it trades against blur.
+        let low = radial_frequency(p, &synthetic_power)
+            .gt(0.0)
+            .logical_and(&radial_frequency(p, &synthetic_power).le(LOW_BAND_END));
+        let clean_real_low = (target.exp() - &noise_power)
+            .masked_select(&low)
+            .sum(Kind::Float);
+        let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
+        let log_gain = (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
         let mut opt = nn::Adam::default()
             .build(&vs, 0.05)
             .context("kernel optimiser")?;
-        let none = Tensor::zeros([], (Kind::Float, device));
-        let identity = Tensor::zeros([k, k], (Kind::Float, device));
+        let none = Tensor::zeros([], (Kind::Float, real.device()));
+        let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
         let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
         let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
         for _ in 0..config.fit_steps {
@@ -554,54 +426,6 @@ fn transfer_power(kernel: &Tensor, p: i64) -> Tensor {
         .fft_fft2(None::<&[i64]>, [-2i64, -1], "backward")
         .abs()
         .square()
-}
-
-/// A blur kernel `[k, k]` to the factor `[p, p]` it multiplies a power spectrum by.
-type PowerTransfer = Box<dyn Fn(&Tensor) -> Tensor>;
-
-/// `[k², p²]`: cos(2π(n_y·f_y + n_x·f_x)·`stretch`) for each offset `n` of a `[k, k]` kernel
-/// and each bin `f` of a `[p, p]` FFT: a point-symmetric kernel's (real) transfer function at
-/// the grid's frequencies times `stretch`, as `kernel.view([1, -1]).mm(basis)`.
-fn cosine_basis(k: i64, p: i64, stretch: f64, device: Device) -> Tensor {
-    let offsets = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
-    let n_y = offsets.view([k, 1]).expand([k, k], false).reshape([-1, 1]);
-    let n_x = offsets.view([1, k]).expand([k, k], false).reshape([-1, 1]);
-    let f = Tensor::fft_fftfreq(p, 1.0, (Kind::Float, device)) * stretch;
-    let f_y = f.view([p, 1]).expand([p, p], false).reshape([1, -1]);
-    let f_x = f.view([1, p]).expand([p, p], false).reshape([1, -1]);
-    ((n_y * f_y + n_x * f_x) * std::f64::consts::TAU).cos()
-}
-
-/// `[p, p]`: the transfer function of MATLAB's bicubic downscaling (Keys' cubic, a = −0.5, one
-/// output pixel wide per unit) at the frequencies of a `[p, p]` FFT of its output, separable.
-fn bicubic_transfer(p: i64, device: Device) -> Tensor {
-    fn cubic(x: f64) -> f64 {
-        let (a, x) = (-0.5, x.abs());
-        if x <= 1.0 {
-            (a + 2.0) * x.powi(3) - (a + 3.0) * x.powi(2) + 1.0
-        } else if x < 2.0 {
-            a * x.powi(3) - 5.0 * a * x.powi(2) + 8.0 * a * x - 4.0 * a
-        } else {
-            0.0
-        }
-    }
-    // Midpoint rule over the kernel's support [-2, 2]: exact to ~1e-7 at these frequencies.
-    const STEPS: usize = 4000;
-    let dx = 4.0 / STEPS as f64;
-    let values: Vec<f32> = (0..p)
-        .map(|i| {
-            let bin = if i <= (p - 1) / 2 { i } else { i - p };
-            let u = bin as f64 / p as f64;
-            (0..STEPS)
-                .map(|j| {
-                    let x = -2.0 + (j as f64 + 0.5) * dx;
-                    cubic(x) * (std::f64::consts::TAU * u * x).cos() * dx
-                })
-                .sum::<f64>() as f32
-        })
-        .collect();
-    let axis = Tensor::from_slice(&values).to_device(device);
-    axis.view([p, 1]) * axis.view([1, p])
 }
 
 /// `count` noise images `[count, 3, side', side']` (side' ≥ `side`, a multiple of the tile) made

@@ -9,11 +9,11 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use gstcyclesr::model::upscaler::catch_torch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use super::imresize::imresize;
 use super::paired::{check_pair_size, pair_by_name, shifted_overlap};
@@ -145,153 +145,44 @@ impl TrainingData {
 
     /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
     /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
-    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on. With
-    /// `halvable`, only from the images that [`TrainingData::halved_fitting_patches`] and
-    /// [`TrainingData::halved_synthetic_patches`] draw from (twice the patch on each side), so
-    /// that a fit across scales compares each domain's two scales on the same images.
+    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
         count: usize,
         side: usize,
-        halvable: bool,
     ) -> Result<(Vec<(usize, Tensor)>, Tensor)> {
         let ds = &self.dataset;
         let side = side.min(ds.lr_patch);
-        let within = if halvable { 2 * side } else { side };
-        let large = |image: &Rgb8, min: usize| image.height >= min && image.width >= min;
-        let hr: Vec<&Rgb8> = ds
-            .hr
-            .iter()
-            .filter(|image| large(image, within * ds.scale))
-            .collect();
-        ensure!(
-            !hr.is_empty(),
-            "no HR image of at least {0}x{0} px to fit stage 1 on",
-            within * ds.scale
-        );
-        // Images are stored source by source: dedup leaves each source once, in order.
-        let mut sources: Vec<usize> = ds.real_lr_source.clone();
-        sources.dedup();
-        let mut per_source = Vec::new();
-        for source in sources {
-            let images: Vec<&Rgb8> = ds
-                .real_lr
-                .iter()
-                .zip(&ds.real_lr_source)
-                .filter(|(image, &s)| s == source && large(image, within))
-                .map(|(image, _)| image)
-                .collect();
-            ensure!(
-                !images.is_empty(),
-                "data.real_lr source {source}: no image or frame of at least {within}x{within} px to fit stage 1 on"
-            );
-            per_source.push((source, images));
-        }
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX));
         catch_torch(|| {
-            let real = per_source
+            // Images are stored source by source: dedup leaves each source once, in order.
+            let mut sources: Vec<usize> = ds.real_lr_source.clone();
+            sources.dedup();
+            let real = sources
                 .iter()
-                .map(|(source, images)| {
+                .map(|&source| {
+                    let images: Vec<&Rgb8> = ds
+                        .real_lr
+                        .iter()
+                        .zip(&ds.real_lr_source)
+                        .filter(|(_, &s)| s == source)
+                        .map(|(image, _)| image)
+                        .collect();
                     let patches: Vec<Tensor> = (0..count)
                         .map(|_| {
                             random_crop(images[rng.random_range(0..images.len())], side, &mut rng)
                         })
                         .collect();
-                    (*source, Tensor::stack(&patches, 0))
+                    (source, Tensor::stack(&patches, 0))
                 })
                 .collect();
             let hr_side = side * ds.scale;
             let hr: Vec<Tensor> = (0..count)
-                .map(|_| random_crop(hr[rng.random_range(0..hr.len())], hr_side, &mut rng))
+                .map(|_| random_crop(&ds.hr[rng.random_range(0..ds.hr.len())], hr_side, &mut rng))
                 .collect();
             let synthetic = imresize(&Tensor::stack(&hr, 0), 1.0 / ds.scale as f64);
             (real, synthetic)
-        })
-    }
-
-    /// `count` patches `[count, 3, side, side]` per `data.real_lr` source, cut from its images
-    /// downscaled ×2 (MATLAB's bicubic), from those at least `2 · side` px on each side; a
-    /// source with none gets `[0, 3, side, side]`. `side` as in
-    /// [`TrainingData::fitting_patches`]; drawn from their own `seed`.
-    pub fn halved_fitting_patches(
-        &self,
-        seed: u64,
-        count: usize,
-        side: usize,
-    ) -> Result<Vec<(usize, Tensor)>> {
-        let ds = &self.dataset;
-        let side = side.min(ds.lr_patch) as i64;
-        let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX - 1));
-        catch_torch(|| {
-            let mut sources: Vec<usize> = ds.real_lr_source.clone();
-            sources.dedup();
-            sources
-                .iter()
-                .map(|&source| {
-                    let halved: Vec<Tensor> = ds
-                        .real_lr
-                        .iter()
-                        .zip(&ds.real_lr_source)
-                        .filter(|(image, &s)| {
-                            s == source
-                                && image.height as i64 >= 2 * side
-                                && image.width as i64 >= 2 * side
-                        })
-                        .map(|(image, _)| {
-                            imresize(&image.crop_tensor(0, 0, image.height, image.width), 0.5)
-                                .clamp(0.0, 1.0)
-                        })
-                        .collect();
-                    if halved.is_empty() {
-                        return (
-                            source,
-                            Tensor::zeros([0, 3, side, side], (Kind::Float, Device::Cpu)),
-                        );
-                    }
-                    let patches: Vec<Tensor> = (0..count)
-                        .map(|_| {
-                            let image = &halved[rng.random_range(0..halved.len())];
-                            let (h, w) = (image.size()[1], image.size()[2]);
-                            let y = rng.random_range(0..=h - side);
-                            let x = rng.random_range(0..=w - side);
-                            image.narrow(1, y, side).narrow(2, x, side)
-                        })
-                        .collect();
-                    (source, Tensor::stack(&patches, 0))
-                })
-                .collect()
-        })
-    }
-
-    /// `count` synthetic LR patches `[count, 3, side, side]` one scale ×2 below
-    /// [`TrainingData::fitting_patches`]' (bicubic↓ of HR crops twice their size, then
-    /// downscaled ×2 as [`TrainingData::halved_fitting_patches`] does the footage), from the HR
-    /// images large enough, unclamped as the synthetic fitting patches are; `[0, 3, side, side]`
-    /// if none is. Drawn from their own `seed`.
-    pub fn halved_synthetic_patches(&self, seed: u64, count: usize, side: usize) -> Result<Tensor> {
-        let ds = &self.dataset;
-        let side = side.min(ds.lr_patch);
-        let hr_side = 2 * side * ds.scale;
-        let large: Vec<&Rgb8> = ds
-            .hr
-            .iter()
-            .filter(|image| image.height >= hr_side && image.width >= hr_side)
-            .collect();
-        let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX - 2));
-        catch_torch(|| {
-            if large.is_empty() {
-                return Tensor::zeros([0, 3, side as i64, side as i64], (Kind::Float, Device::Cpu));
-            }
-            // Downscaled crop by crop: the HR crops together would take gigabytes.
-            let patches: Vec<Tensor> = (0..count)
-                .map(|_| {
-                    let hr =
-                        random_crop(large[rng.random_range(0..large.len())], hr_side, &mut rng);
-                    imresize(&imresize(&hr, 1.0 / ds.scale as f64), 0.5)
-                })
-                .collect();
-            Tensor::stack(&patches, 0)
         })
     }
 }
