@@ -34,7 +34,8 @@
 #   --set KEY=VALUE       an extra `train fit -s` override of every run (repeatable), e.g.
 #                         data.batch=16 on a GPU
 # A run whose checkpoint reached N is kept; a shorter one is resumed (delete runs/table1 after
-# changing --iterations).
+# changing --iterations). TRAIN=PATH runs another `train` binary (a variant's, built at its
+# commit) than target/release/train.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -74,7 +75,7 @@ for p in "${preset_list[@]}"; do
     [[ -d $dir ]] || { echo "table1.sh: $dir is missing: run scripts/table1-data.sh" >&2; exit 1; }
   done
 done
-train=target/release/train
+train=${TRAIN:-target/release/train}
 [[ -x $train ]] || { echo "table1.sh: $train is missing: cargo build --release -p cyclesr-train" >&2; exit 1; }
 python=python3
 mkdir -p "$runs"
