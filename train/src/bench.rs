@@ -77,8 +77,8 @@ pub struct BenchArgs {
     /// Video formats of the element runs, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "RGB,I420,NV12")]
     pub formats: Vec<String>,
-    /// Precision of the element runs (fp16/bf16 only on CUDA); the ratio uses the raw
-    /// forward at the same precision.
+    /// Precision of the element runs (fp16 only on CUDA); the ratio uses the raw forward at
+    /// the same precision.
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
     /// tile-size of the tiled element run (input pixels).
@@ -156,11 +156,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         tch::set_num_threads(args.threads as i32);
     }
     let threads = tch::get_num_threads();
-    let precision = if !cuda && args.precision != Precision::Fp32 {
-        eprintln!(
-            "bench: --precision {} needs CUDA; the element runs fp32 on the CPU",
-            args.precision
-        );
+    // fp16 runs on CUDA only (the element falls back to fp32 on the CPU); bf16 runs on both,
+    // natively on CPUs with AVX512-BF16 or AMX.
+    let precision = if !cuda && args.precision == Precision::Fp16 {
+        eprintln!("bench: --precision fp16 needs CUDA; the element runs fp32 on the CPU");
         Precision::Fp32
     } else {
         args.precision
@@ -168,7 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let precisions: &[Precision] = if cuda {
         &[Precision::Fp32, Precision::Fp16, Precision::Bf16]
     } else {
-        &[Precision::Fp32]
+        &[Precision::Fp32, Precision::Bf16]
     };
 
     // One set of weights for every measurement: the given checkpoint, or a seeded random

@@ -65,6 +65,10 @@ pub struct EvalArgs {
     /// LR pixels of context around each tile.
     #[arg(long, default_value_t = DEFAULT_TILING.overlap)]
     pub tile_overlap: i64,
+    /// Arithmetic of the model's forward pass, as the element's `precision`: fp32, fp16 (CUDA
+    /// only) or bf16.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -243,17 +247,20 @@ pub fn evaluate(
     set: &PairedSet,
     protocol: &NtireProtocol,
 ) -> Result<EvalReport> {
-    evaluate_tiled(model, set, protocol, DEFAULT_TILING)
+    evaluate_tiled(model, set, protocol, DEFAULT_TILING, Precision::Fp32)
 }
 
-/// [`evaluate`] with a chosen tiling.
+/// [`evaluate`] with a chosen tiling and precision.
 pub fn evaluate_tiled(
     model: Option<&SrModel>,
     set: &PairedSet,
     protocol: &NtireProtocol,
     tiling: Tiling,
+    precision: Precision,
 ) -> Result<EvalReport> {
-    let upscaler = model.map(|m| upscaler_for(m, tiling)).transpose()?;
+    let upscaler = model
+        .map(|m| upscaler_for(m, tiling, precision))
+        .transpose()?;
     if let Some(upscaler) = &upscaler {
         ensure!(
             upscaler.scale() == set.scale,
@@ -454,14 +461,14 @@ impl Translator {
     }
 }
 
-/// An fp32 [`Upscaler`] on a copy of `model`'s weights: the upscaler owns its model, and the
-/// trainer keeps training its own.
-fn upscaler_for(model: &SrModel, tiling: Tiling) -> Result<Upscaler> {
+/// An [`Upscaler`] at `precision` on a copy of `model`'s weights: the upscaler owns its model,
+/// and the trainer keeps training its own.
+fn upscaler_for(model: &SrModel, tiling: Tiling, precision: Precision) -> Result<Upscaler> {
     let mut copy = SrModel::new(model.config, model.vs.device())?;
     copy.vs
         .copy(&model.vs)
         .context("copying the SR network's weights")?;
-    Upscaler::new(copy, Precision::Fp32, tiling)
+    Upscaler::new(copy, precision, tiling)
 }
 
 impl fmt::Display for EvalReport {
@@ -579,7 +586,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let report = match &args.translator {
         Some(path) => evaluate_translator(&Translator::load(path, device()?)?, &set, &protocol)?,
-        None => evaluate_tiled(model.as_ref(), &set, &protocol, tiling)?,
+        None => evaluate_tiled(model.as_ref(), &set, &protocol, tiling, args.precision)?,
     };
     print!("{report}");
     if let Some(path) = &args.json {

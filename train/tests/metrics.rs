@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use cyclesr_train::data::{imresize, save_png, PairedSet};
-use cyclesr_train::eval::evaluate;
+use cyclesr_train::eval::{evaluate, evaluate_tiled};
 use cyclesr_train::metrics::{noise_sigma, psnr, rgb_to_y, ssim, NtireProtocol};
 use gstcyclesr::model::arch::SrConfig;
 use gstcyclesr::model::checkpoint::SrModel;
+use gstcyclesr::model::device::Precision;
+use gstcyclesr::model::upscaler::Tiling;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -189,6 +191,20 @@ fn evaluate_scores_bicubic_and_a_model() {
         table.contains("one") && table.contains("mean (2)"),
         "{table}"
     );
+
+    // `train eval --precision bf16` scores the model as the element runs it in bf16: its
+    // output moves, by far less than a model's worth.
+    let tiling = Tiling {
+        tile_size: 0,
+        overlap: 0,
+    };
+    let bf16 = evaluate_tiled(Some(&model), &set, &protocol, tiling, Precision::Bf16).unwrap();
+    let (full, reduced) = (report.mean.model.psnr_y, bf16.mean.model.psnr_y);
+    assert!(
+        full != reduced && (full - reduced).abs() < 0.5,
+        "fp32 {full} dB, bf16 {reduced} dB"
+    );
+    assert_eq!(bf16.mean.bicubic, report.mean.bicubic);
 }
 
 /// Immerkær's estimate finds no noise in a smooth ramp and the σ of Gaussian noise added to a

@@ -10,6 +10,7 @@ use cyclesr_train::data::UnpairedBatch;
 use cyclesr_train::eval::EvalArgs;
 use cyclesr_train::trainer::{FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::read_safetensors;
+use gstcyclesr::model::device::Precision;
 use tch::{Device, Kind, Tensor};
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -144,6 +145,7 @@ pub fn eval_args(dir: &Path) -> EvalArgs {
         device: "cpu".into(),
         tile_size: 0,
         tile_overlap: 0,
+        precision: Precision::Fp32,
         json: Some(dir.join("report.json")),
     }
 }
