@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Context, Result};
 use gstcyclesr::model::checkpoint::{
@@ -235,10 +236,26 @@ fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
 
+/// Runs `draw` with libtorch's process-wide generator seeded by `seed`, while no other caller
+/// of this function draws from it: networks built at once in one process (tests running in
+/// parallel, an application training several) each get the weights of their own seed.
+pub fn with_seeded_torch_rng<T>(seed: i64, draw: impl FnOnce() -> T) -> T {
+    static TORCH_RNG: Mutex<()> = Mutex::new(());
+    // A panic while drawing leaves nothing half-written that a later seed would not reset.
+    let _turn = TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed);
+    draw()
+}
+
 impl CycleSrModel {
     /// Builds the networks the mode needs, initialised from the run's seed.
     pub fn new(options: &Options, device: Device) -> Result<Self> {
-        tch::manual_seed(options.seed as i64);
+        with_seeded_torch_rng(options.seed as i64, || Self::build(options, device))
+    }
+
+    fn build(options: &Options, device: Device) -> Result<Self> {
         let translators = options.mode.uses_translator().then(|| {
             let vs = nn::VarStore::new(device);
             let cfg = &options.networks.translator;

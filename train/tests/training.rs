@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::{args, assert_same_state, final_state, random_batch, temp_dir, tiny_options};
 
-use cyclesr_train::model::CycleSrModel;
+use cyclesr_train::model::{with_seeded_torch_rng, CycleSrModel};
 use cyclesr_train::options::{Mode, Options};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::{read_safetensors, varstore_tensors, SrModel};
@@ -227,8 +227,8 @@ fn options_errors_name_the_file_and_field() {
 fn sr_init_starts_g_l2h_from_a_model_file() {
     let dir = temp_dir("sr-init");
     let options = Options::load(&tiny_options(&dir, "sr-syn", 2)).unwrap();
-    tch::manual_seed(77);
-    let trained = SrModel::new(options.sr_config(), Device::Cpu).unwrap();
+    let trained =
+        with_seeded_torch_rng(77, || SrModel::new(options.sr_config(), Device::Cpu)).unwrap();
     let file = dir.join("trained.safetensors");
     trained.save(&file).unwrap();
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use cyclesr_train::data::UnpairedBatch;
 use cyclesr_train::eval::EvalArgs;
+use cyclesr_train::model::with_seeded_torch_rng;
 use cyclesr_train::trainer::{FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::read_safetensors;
 use gstcyclesr::model::device::Precision;
@@ -156,15 +157,14 @@ pub fn report(dir: &Path) -> serde_json::Value {
 }
 
 pub fn random_batch() -> UnpairedBatch {
-    tch::manual_seed(11);
     let cpu = (Kind::Float, Device::Cpu);
-    UnpairedBatch {
+    with_seeded_torch_rng(11, || UnpairedBatch {
         index: 0,
         real_lr: Tensor::rand([2, 3, 8, 8], cpu),
         syn_lr: Tensor::rand([2, 3, 8, 8], cpu),
         hr: Tensor::rand([2, 3, 32, 32], cpu),
         paired_lr: None,
-    }
+    })
 }
 
 /// Runs `description` (a pipeline ending in `appsink name=out`, with the statically registered
