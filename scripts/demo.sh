@@ -6,7 +6,7 @@
 #             with the default model, 5 s with EMBEDDED_MODEL=fast)
 #   EMBEDDED_MODEL=quality|fast  the embedded model to run (default quality, the element's)
 #   PRECISION=fp32|bf16  the element's precision (default bf16 where the CPU computes bf16
-#             natively, AVX512-BF16 or AMX: about twice as fast, the same scores within 0.01 dB;
+#             natively, AVX512-BF16: about twice as fast, the same scores within 0.01 dB;
 #             else fp32)
 #   OUT=dir   where the results go (default out/)
 set -euo pipefail
@@ -21,7 +21,7 @@ esac
 OUT=${OUT:-out}
 if [ -z "${PRECISION:-}" ]; then
   PRECISION=fp32
-  grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && PRECISION=bf16
+  grep -q -w avx512_bf16 /proc/cpuinfo 2>/dev/null && PRECISION=bf16
 fi
 case $PRECISION in
   fp32|bf16) ;;

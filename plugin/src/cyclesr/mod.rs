@@ -23,7 +23,7 @@ pub enum PrecisionSetting {
     )]
     Fp16 = 1,
     #[enum_value(
-        name = "bfloat16 (GPUs, and CPUs with AVX512-BF16 or AMX; falls back to fp32 where the device cannot run it)",
+        name = "bfloat16 (GPUs, and CPUs with AVX512-BF16; falls back to fp32 where the device cannot run it)",
         nick = "bf16"
     )]
     Bf16 = 2,
