@@ -34,6 +34,8 @@ use gstcyclesr::model::layout::{set_layout, Layout};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
+use crate::model::with_seeded_torch_rng;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// G_l2h architecture (with random weights; ignored with --model).
@@ -182,8 +184,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 features: args.features,
                 scale: args.scale,
             };
-            tch::manual_seed(0);
-            let model = SrModel::new(config, Device::Cpu)?;
+            let model = with_seeded_torch_rng(0, || SrModel::new(config, Device::Cpu))?;
             let path = temp.0.join("g_l2h.safetensors");
             model.save(&path)?;
             (path, "random weights (seed 0)".to_string())
@@ -849,8 +850,8 @@ fn load_for_forward(
         model.vs.set_kind(kind);
     }
     drop(model.upscale(&Tensor::zeros([1, 3, 4, 4], (kind, device))));
-    tch::manual_seed(1);
-    let x = Tensor::rand([1, 3, h, w], (Kind::Float, device)).to_kind(kind);
+    let x = with_seeded_torch_rng(1, || Tensor::rand([1, 3, h, w], (Kind::Float, device)))
+        .to_kind(kind);
     sync(device);
     Ok((model, x))
 }

@@ -21,7 +21,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::bench::{json_from_script, PyTorchBaseline};
 use crate::data::UnpairedBatch;
-use crate::model::{CycleSrModel, Phase};
+use crate::model::{with_seeded_torch_rng, CycleSrModel, Phase};
 use crate::options::{Mode, Options};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -149,15 +149,14 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
     let parameters = parameter_counts(&model);
 
     let d = &options.data;
-    tch::manual_seed(options.seed as i64 + 1);
     let rand = |side: i64| Tensor::rand([d.batch, 3, side, side], (Kind::Float, device));
-    let batch = UnpairedBatch {
+    let batch = with_seeded_torch_rng(options.seed as i64 + 1, || UnpairedBatch {
         index: iteration,
         real_lr: rand(d.lr_patch),
         syn_lr: rand(d.lr_patch),
         hr: rand(d.lr_patch * d.scale),
         paired_lr: None,
-    };
+    });
     eprintln!(
         "bench-step: {} ({mode}), batch {} × {}² LR ×{}, {device_name}, {threads} threads, \
          iteration {iteration}, load average {load}",
