@@ -8,7 +8,7 @@
 #   STATE   a training state of `train fit` in a mode with a stage 1
 #   PRESET  mild, wild, codec or camera
 #   DRAWS   how many draws (default 5): seed 1 is data/bench/PRESET itself; seeds 2..DRAWS are
-#           made once from data/eval_hr by `train degrade` under data/bench-draws/PRESET/
+#           made once by scripts/draws.sh under data/bench-draws/PRESET/
 # Prints each draw's noise σ and high-band energy (G_s2r(synthetic) and real), their ratios, and
 # the verdict on the mean ratios (each within ±15%, as `train eval --translator` judges one draw).
 set -euo pipefail
@@ -22,27 +22,14 @@ state=$1 preset=$2 draws=${3:-5}
 train=${TRAIN:-target/release/train}
 [[ -f $state ]] || { echo "stage1-draws.sh: no training state $state" >&2; exit 1; }
 [[ -x $train ]] || { echo "stage1-draws.sh: no $train (cargo build --release)" >&2; exit 1; }
-[[ $draws =~ ^[1-9][0-9]*$ ]] || { echo "stage1-draws.sh: DRAWS must be a positive integer, got $draws" >&2; exit 1; }
 bench=data/bench/$preset
-[[ -d $bench/lr && -d $bench/hr ]] || { echo "stage1-draws.sh: no $bench (scripts/table1-data.sh makes it)" >&2; exit 1; }
+lrs=$(scripts/draws.sh "$preset" "$draws")
 
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
-for seed in $(seq 1 "$draws"); do
-  lr=$bench/lr
-  if [[ $seed -gt 1 ]]; then
-    dest=data/bench-draws/$preset/seed-$seed
-    if [[ ! -f $dest/degradation.json ]]; then
-      echo "making $dest" >&2
-      rm -rf "$dest.partial"
-      "$train" degrade data/eval_hr --out "$dest.partial" --preset "$preset" --seed "$seed" \
-        2>"$reports/degrade.log" || { cat "$reports/degrade.log" >&2; exit 1; }
-      # The HR crops do not depend on the seed: data/bench/PRESET/hr serves every draw.
-      rm -rf "$dest.partial/hr"
-      mv "$dest.partial" "$dest"
-    fi
-    lr=$dest/lr
-  fi
+seed=0
+for lr in $lrs; do
+  seed=$((seed + 1))
   "$train" eval --translator "$state" --lr "$lr" --hr "$bench/hr" --max-shift 8 --crop 256 \
     --json "$reports/seed-$seed.json" >"$reports/eval.log" 2>&1 \
     || { cat "$reports/eval.log" >&2; exit 1; }
