@@ -373,7 +373,6 @@ impl Translator {
             let degradation = ExplicitDegradation::from_tensors(
                 state.take("degradation/"),
                 &|source| options.compression_of(source),
-                options.networks.degradation.noise_levels,
                 device,
             )
             .with_context(|| format!("stage 1 of training state {}", path.display()))?;

@@ -713,7 +713,6 @@ impl CycleSrModel {
                     ExplicitDegradation::from_tensors(
                         take("degradation"),
                         &|source| self.options.compression_of(source),
-                        self.options.networks.degradation.noise_levels,
                         self.device,
                     )
                     .context("degradation")?,

@@ -173,7 +173,6 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
-        noise_levels: false,
     };
     let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
@@ -195,47 +194,6 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
             .double_value(&[])
             < 1e-7
     );
-}
-
-/// Footage whose noise changes from frame to frame: with `noise_levels`, each pseudo-LR patch
-/// takes its noise from one level of the bank, so patches vary in noise as the frames do, at
-/// about the same mean level.
-#[test]
-fn noise_levels_vary_the_noise_from_patch_to_patch() {
-    let clean = natural_patches(512, 12);
-    let sigmas = uniform(&[512, 1, 1, 1], 13) * (10.0 / 255.0) + 1.0 / 255.0;
-    let real = &clean + gaussian(&[512, 3, 32, 32], 14) * &sigmas;
-    let config = DegradationConfig {
-        noise_tiles: 512,
-        fit_steps: 0,
-        ..DegradationConfig::default()
-    };
-    let (camera, _) = CameraDegradation::fit(0, &real, &natural_patches(512, 15), &config).unwrap();
-    let flat = Tensor::full([256, 3, 64, 64], 0.5, CPU);
-    let noise_sigmas = |noise_levels| {
-        let explicit = ExplicitDegradation {
-            cameras: vec![CameraDegradation {
-                source: 0,
-                kernel: camera.kernel.shallow_clone(),
-                noise: camera.noise.shallow_clone(),
-                jpeg_quality: None,
-            }],
-            noise_levels,
-        };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
-        (explicit.forward(&flat, &mut rng).unwrap() - 0.5).std_dim(&[1i64, 2, 3][..], true, false)
-    };
-    let (mixed, levelled) = (noise_sigmas(false), noise_sigmas(true));
-    let spread = |s: &Tensor| s.std(true).double_value(&[]) / s.mean(Kind::Float).double_value(&[]);
-    assert!(
-        spread(&levelled) > 2.0 * spread(&mixed),
-        "relative spread of the patches' noise σ: {} levelled, {} mixed",
-        spread(&levelled),
-        spread(&mixed)
-    );
-    let ratio = levelled.square().mean(Kind::Float).double_value(&[])
-        / mixed.square().mean(Kind::Float).double_value(&[]);
-    assert!((ratio - 1.0).abs() < 0.1, "mean noise power ratio {ratio}");
 }
 
 #[test]
@@ -285,11 +243,9 @@ fn compression_follows_blur_and_noise() {
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
         cameras: vec![camera(None)],
-        noise_levels: false,
     };
     let compressed = ExplicitDegradation {
         cameras: vec![camera(Some([20, 20]))],
-        noise_levels: false,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -429,9 +385,7 @@ fn each_source_is_fitted_as_its_own_camera() {
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
     let lossless_first = |source: usize| (source != 0).then_some([40, 60]);
-    let back =
-        ExplicitDegradation::from_tensors(tensors, &lossless_first, true, Device::Cpu).unwrap();
-    assert!(back.noise_levels);
+    let back = ExplicitDegradation::from_tensors(tensors, &lossless_first, Device::Cpu).unwrap();
     assert_eq!(back.cameras[0].jpeg_quality, None);
     assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);

@@ -54,11 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// Each patch's noise from tiles of one level (a window of an eighth of the bank, sorted
-    /// by variance) instead of the whole bank, so that pseudo pairs vary in noise as footage
-    /// whose noise changes from frame to frame does.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub noise_levels: bool,
 }
 
 impl Default for DegradationConfig {
@@ -70,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            noise_levels: false,
         }
     }
 }
@@ -119,8 +113,6 @@ pub struct CameraDegradation {
 /// noise and compression); each synthetic patch is degraded by a camera drawn uniformly.
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
-    /// `networks.degradation.noise_levels`.
-    pub noise_levels: bool,
 }
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
@@ -164,13 +156,7 @@ impl ExplicitDegradation {
             cameras.push(camera);
             summaries.push(summary);
         }
-        Ok((
-            ExplicitDegradation {
-                cameras,
-                noise_levels: config.noise_levels,
-            },
-            summaries,
-        ))
+        Ok((ExplicitDegradation { cameras }, summaries))
     }
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
@@ -205,13 +191,7 @@ impl ExplicitDegradation {
         let side = h.max(w);
         let noise = picks
             .iter()
-            .map(|cam| {
-                if self.noise_levels {
-                    mosaic_at_one_level(&cam.noise, side, rng)
-                } else {
-                    mosaic(&cam.noise, 1, side, rng)
-                }
-            })
+            .map(|cam| mosaic(&cam.noise, 1, side, rng))
             .collect::<Result<Vec<_>>>()?;
         let noise = Tensor::cat(&noise, 0)
             .narrow(2, 0, h)
@@ -253,11 +233,10 @@ impl ExplicitDegradation {
     }
 
     /// From the tensors of [`ExplicitDegradation::tensors`], checked, with each source's
-    /// compression from `compression` and `noise_levels` (the state's options).
+    /// compression from `compression` (the state's options).
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
         compression: &dyn Fn(usize) -> Option<[u8; 2]>,
-        noise_levels: bool,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -295,10 +274,7 @@ impl ExplicitDegradation {
             kernel_sizes.windows(2).all(|w| w[0] == w[1]),
             "degradation kernels of different sizes {kernel_sizes:?}"
         );
-        Ok(ExplicitDegradation {
-            cameras,
-            noise_levels,
-        })
+        Ok(ExplicitDegradation { cameras })
     }
 }
 
@@ -468,16 +444,7 @@ fn mosaic(bank: &Tensor, count: i64, side: i64, rng: &mut StdRng) -> Result<Tens
         .reshape([count, 3, n * t, n * t]))
 }
 
-/// One noise image `[1, 3, side', side']` as [`mosaic`]'s, of tiles drawn from one window of
-/// an eighth of `bank` (at least one tile), which [`noise_bank`] sorts by variance: one level.
-fn mosaic_at_one_level(bank: &Tensor, side: i64, rng: &mut StdRng) -> Result<Tensor> {
-    let tiles = bank.size()[0];
-    let window = (tiles / 8).max(1);
-    let start = rng.random_range(0..=tiles - window);
-    mosaic(&bank.narrow(0, start, window), 1, side, rng)
-}
-
-/// The noise bank `[T, 3, t, t]`, flattest first: every `t × t` tile of the real patches whose mean Y is away
+/// The noise bank `[T, 3, t, t]`: every `t × t` tile of the real patches whose mean Y is away
 /// from black and white, minus its least-squares plane per channel, and of those the
 /// `noise_tiles` flattest (least residual variance: flat regions show noise alone). Also
 /// returns the number of candidate tiles.
