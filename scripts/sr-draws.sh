@@ -16,20 +16,11 @@ if [[ $# -lt 2 || $# -gt 3 ]]; then
   exit 2
 fi
 model=$1 preset=$2 draws=${3:-5}
-train=${TRAIN:-target/release/train}
 [[ -f $model ]] || { echo "sr-draws.sh: no model file $model" >&2; exit 1; }
-[[ -x $train ]] || { echo "sr-draws.sh: no $train (cargo build --release)" >&2; exit 1; }
-lrs=$(scripts/draws.sh "$preset" "$draws")
 
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
-seed=0
-for lr in $lrs; do
-  seed=$((seed + 1))
-  "$train" eval --model "$model" --lr "$lr" --hr "data/bench/$preset/hr" --max-shift 8 --crop 256 \
-    --json "$reports/seed-$seed.json" >"$reports/eval.log" 2>&1 \
-    || { cat "$reports/eval.log" >&2; exit 1; }
-done
+scripts/draws.sh "$preset" "$draws" "$reports" --model "$model"
 
 python3 - "$reports" "$draws" "$preset" "$model" <<'PY'
 import json, os, sys

@@ -19,21 +19,11 @@ if [[ $# -lt 2 || $# -gt 3 ]]; then
   exit 2
 fi
 state=$1 preset=$2 draws=${3:-5}
-train=${TRAIN:-target/release/train}
 [[ -f $state ]] || { echo "stage1-draws.sh: no training state $state" >&2; exit 1; }
-[[ -x $train ]] || { echo "stage1-draws.sh: no $train (cargo build --release)" >&2; exit 1; }
-bench=data/bench/$preset
-lrs=$(scripts/draws.sh "$preset" "$draws")
 
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
-seed=0
-for lr in $lrs; do
-  seed=$((seed + 1))
-  "$train" eval --translator "$state" --lr "$lr" --hr "$bench/hr" --max-shift 8 --crop 256 \
-    --json "$reports/seed-$seed.json" >"$reports/eval.log" 2>&1 \
-    || { cat "$reports/eval.log" >&2; exit 1; }
-done
+scripts/draws.sh "$preset" "$draws" "$reports" --translator "$state"
 
 python3 - "$reports" "$draws" "$preset" <<'EOF'
 import json, os, sys
