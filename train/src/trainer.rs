@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use gstcyclesr::model::device::{resolve_device, DeviceRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -99,6 +99,10 @@ fn write_grid(path: &Path, columns: &[(&str, Tensor)]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Side of the LR patches the explicit degradation is fitted on: 32 px resolve frequencies
+/// in steps of 1/32 cycle per pixel.
+const FIT_PATCH: usize = 32;
+
 /// Fits the explicit G_s2r, one camera per real LR source, on patches of both domains
 /// (seeded apart from the training batches), prints what it learnt and writes it to
 /// `<out>/degradation-fit.json`.
@@ -110,14 +114,7 @@ fn fit_degradation(
 ) -> Result<()> {
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
-    let fit_patch = options.networks.degradation.fit_patch;
-    ensure!(
-        fit_patch <= options.data.lr_patch,
-        "networks.degradation.fit_patch {fit_patch} is larger than data.lr_patch {}",
-        options.data.lr_patch
-    );
-    let (real, synthetic) =
-        data.fitting_patches(options.seed ^ 0xF17, count, fit_patch as usize)?;
+    let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
     let summaries = model
         .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
@@ -136,7 +133,6 @@ fn fit_degradation(
                 "kernel_sigma_minor_lr_px": minor,
                 "kernel_angle_degrees": angle,
                 "content_gain": summary.content_gain,
-                "content_slope": summary.content_slope,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
             })
@@ -147,7 +143,7 @@ fn fit_degradation(
     }
     let report = json!({
         "patches_per_source": count,
-        "patch": fit_patch,
+        "patch": FIT_PATCH,
         "seconds": started.elapsed().as_secs_f64(),
         "cameras": cameras,
     });

@@ -54,32 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// Side of the LR patches the fit measures spectra on (at most `data.lr_patch`).
-    #[serde(default = "default_fit_patch")]
-    pub fit_patch: i64,
-    /// How the two domains' content differs in the fit: one gain, or a power law of frequency.
-    #[serde(default)]
-    pub content_gain: ContentGain,
-}
-
-fn default_fit_patch() -> i64 {
-    32
-}
-
-/// The content term of the kernel fit: how much more texture the real footage's scenes have
-/// than the HR photos', measured on the low band (below [`LOW_BAND_END`]) where blur changes
-/// little, and carried up to the high band.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContentGain {
-    /// One gain for every frequency.
-    #[default]
-    Scalar,
-    /// g·(f / f_ref)^b, a and b fitted by least squares to the low band's log power ratio
-    /// (from the second frequency bin: the first is the Hann window's leak from the removed
-    /// mean): natural scenes' spectra are power laws whose exponent varies from one set of
-    /// photos to another.
-    PowerLaw,
 }
 
 impl Default for DegradationConfig {
@@ -91,8 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            fit_patch: default_fit_patch(),
-            content_gain: ContentGain::Scalar,
         }
     }
 }
@@ -115,11 +87,6 @@ impl DegradationConfig {
             "networks.degradation.fit_patches {} must be positive and fit_steps {} not negative",
             self.fit_patches,
             self.fit_steps
-        );
-        ensure!(
-            self.fit_patch >= 8,
-            "networks.degradation.fit_patch must be at least 8, got {}",
-            self.fit_patch
         );
         if let Some([lo, hi]) = self.jpeg_quality {
             ensure!(
@@ -166,15 +133,9 @@ pub struct FitSummary {
     pub log_spectrum_error_identity: f64,
     pub log_spectrum_error_fitted: f64,
     /// How much more texture the real patches' content has than the synthetic ones': the
-    /// gain on the synthetic spectrum, measured on the low band (with `power-law`: at
-    /// [`CONTENT_REFERENCE`] cycles per pixel).
+    /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
-    /// The gain's exponent b (`power-law`; 0 with `scalar`).
-    pub content_slope: f64,
 }
-
-/// Frequency the power-law content gain is quoted at, in cycles per pixel.
-pub const CONTENT_REFERENCE: f64 = 0.05;
 
 impl ExplicitDegradation {
     /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
@@ -364,36 +325,11 @@ impl CameraDegradation {
         let low = radial_frequency(p, &synthetic_power)
             .gt(0.0)
             .logical_and(&radial_frequency(p, &synthetic_power).le(LOW_BAND_END));
-        let clean_real = (target.exp() - &noise_power).clamp_min(1e-12);
-        let (log_gain, content_slope) = match config.content_gain {
-            ContentGain::Scalar => {
-                let clean_real_low = clean_real.masked_select(&low).sum(Kind::Float);
-                let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
-                let log_gain =
-                    (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
-                (log_gain, 0.0)
-            }
-            ContentGain::PowerLaw => {
-                let freq = radial_frequency(p, &synthetic_power);
-                let band = low.logical_and(&freq.gt(1.5 / p as f64));
-                ensure!(
-                    i64::try_from(band.sum(Kind::Int64))? >= 4,
-                    "networks.degradation.fit_patch {p} leaves too few low-band bins for a power-law content gain"
-                );
-                let x = (freq.masked_select(&band) / CONTENT_REFERENCE).log();
-                let y = (&clean_real / (&synthetic_power + 1e-12))
-                    .log()
-                    .masked_select(&band);
-                let (x_mean, y_mean) = (x.mean(Kind::Float), y.mean(Kind::Float));
-                let slope = ((&x - &x_mean) * (&y - &y_mean)).sum(Kind::Float)
-                    / (&x - &x_mean).square().sum(Kind::Float);
-                let intercept = y_mean - &slope * x_mean;
-                let content_slope = f64::try_from(&slope)?;
-                let per_bin =
-                    intercept + slope * (freq.clamp_min(1.0 / p as f64) / CONTENT_REFERENCE).log();
-                (per_bin, content_slope)
-            }
-        };
+        let clean_real_low = (target.exp() - &noise_power)
+            .masked_select(&low)
+            .sum(Kind::Float);
+        let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
+        let log_gain = (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
         let mut opt = nn::Adam::default()
             .build(&vs, 0.05)
             .context("kernel optimiser")?;
@@ -401,16 +337,6 @@ impl CameraDegradation {
         let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
         let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
         let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
-        // Quoted at f_ref: the gain of the bin nearest to it (a scalar gain is the same everywhere).
-        let reference_bin = (radial_frequency(p, &synthetic_power) - CONTENT_REFERENCE)
-            .abs()
-            .view(-1)
-            .argmin(0, false);
-        let content_gain = f64::try_from(
-            (log_gain.expand([p, p], false).reshape([-1]))
-                .index_select(0, &reference_bin.view(1))
-                .exp(),
-        )?;
         for _ in 0..config.fit_steps {
             opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
         }
@@ -428,8 +354,7 @@ impl CameraDegradation {
                 noise_sigma,
                 log_spectrum_error_identity: identity_error,
                 log_spectrum_error_fitted: fitted_error,
-                content_gain,
-                content_slope,
+                content_gain: f64::try_from(log_gain.exp())?,
             },
         ))
     }
