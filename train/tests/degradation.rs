@@ -6,8 +6,7 @@ use common::{
     args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
 };
 use cyclesr_train::archs::degradation::{
-    near_identity, symmetric_kernel, with_strength, CameraDegradation, DegradationConfig,
-    ExplicitDegradation,
+    near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
 };
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
@@ -195,46 +194,6 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
             .double_value(&[])
             < 1e-7
     );
-}
-
-#[test]
-fn kernel_strength_halves_or_doubles_the_blur() {
-    // The fit's 9×9 side, a blur of the size it finds on the benchmarks.
-    let kernel = gaussian_kernel(0.8, 0.4, 0.0).pad([1, 1, 1, 1], "constant", Some(0.0));
-    let spread = |k: &Tensor| {
-        CameraDegradation {
-            source: 0,
-            kernel: k.shallow_clone(),
-            noise: Tensor::zeros([1, 3, 4, 4], (Kind::Float, Device::Cpu)),
-            jpeg_quality: None,
-        }
-        .kernel_spread()
-    };
-    let (major, minor, _) = spread(&kernel);
-    // k ∗ k: variances add.
-    let (major2, minor2, _) = spread(&with_strength(&kernel, 2.0));
-    assert!(
-        (major2 / major - 2f64.sqrt()).abs() < 0.1,
-        "{major} → {major2}"
-    );
-    assert!(
-        (minor2 / minor - 2f64.sqrt()).abs() < 0.1,
-        "{minor} → {minor2}"
-    );
-    // (k + δ) / 2: half the variance, and still a kernel that sums to 1.
-    let half = with_strength(&kernel, 0.5);
-    let (major_half, _, _) = spread(&half);
-    assert!(
-        (major_half / major - 0.5f64.sqrt()).abs() < 0.02,
-        "{major} → {major_half}"
-    );
-    assert!((half.sum(Kind::Float).double_value(&[]) - 1.0).abs() < 1e-6);
-    assert!(DegradationConfig {
-        kernel_strength: 3.0,
-        ..DegradationConfig::default()
-    }
-    .validate()
-    .is_err());
 }
 
 #[test]

@@ -54,15 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// The fitted kernel made weaker or stronger, to measure how G_l2h's gain follows the
-    /// blur of its pseudo pairs: 1 keeps it; 0.5 is (k + δ) / 2, whose transfer function is
-    /// about |K|^0.5 for small blurs; 2 is k ∗ k, whose transfer function is |K|².
-    #[serde(default = "unit_strength")]
-    pub kernel_strength: f64,
-}
-
-fn unit_strength() -> f64 {
-    1.0
 }
 
 impl Default for DegradationConfig {
@@ -74,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            kernel_strength: unit_strength(),
         }
     }
 }
@@ -97,11 +87,6 @@ impl DegradationConfig {
             "networks.degradation.fit_patches {} must be positive and fit_steps {} not negative",
             self.fit_patches,
             self.fit_steps
-        );
-        ensure!(
-            [0.5, 1.0, 2.0].contains(&self.kernel_strength),
-            "networks.degradation.kernel_strength must be 0.5, 1 or 2, got {}",
-            self.kernel_strength
         );
         if let Some([lo, hi]) = self.jpeg_quality {
             ensure!(
@@ -357,7 +342,6 @@ impl CameraDegradation {
         }
         let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
-        let kernel = with_strength(&kernel, config.kernel_strength);
         Ok((
             CameraDegradation {
                 source,
@@ -403,30 +387,6 @@ impl CameraDegradation {
     /// Residual σ of the noise bank on Y, in code values.
     pub fn noise_sigma(&self) -> f64 {
         f64::try_from(rgb_to_y(&self.noise).std(true)).unwrap_or(f64::NAN) * 255.0
-    }
-}
-
-/// `kernel` made weaker (0.5: blended half and half with the identity) or stronger (2: convolved
-/// with itself, cropped to its side; the crop keeps its sum to 1 up to what falls outside).
-pub fn with_strength(kernel: &Tensor, strength: f64) -> Tensor {
-    let k = kernel.size()[0];
-    let identity = Tensor::zeros([k, k], (Kind::Float, kernel.device()));
-    let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
-    if strength == 0.5 {
-        (kernel + identity) * 0.5
-    } else if strength == 2.0 {
-        let squared = kernel.view([1, 1, k, k]).conv2d(
-            &kernel.view([1, 1, k, k]),
-            None::<Tensor>,
-            [1, 1],
-            [k / 2, k / 2],
-            [1, 1],
-            1,
-        );
-        let squared = squared.view([k, k]);
-        &squared / squared.sum(Kind::Float)
-    } else {
-        kernel.shallow_clone()
     }
 }
 
