@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 
 use cyclesr_train::data::{imresize, save_png, PairedSet};
-use cyclesr_train::eval::{evaluate, evaluate_tiled};
+use cyclesr_train::eval::{evaluate, evaluate_tiled, DEFAULT_TILING};
 use cyclesr_train::metrics::{noise_sigma, psnr, rgb_to_y, ssim, NtireProtocol};
 use gstcyclesr::model::arch::SrConfig;
 use gstcyclesr::model::checkpoint::SrModel;
 use gstcyclesr::model::device::Precision;
-use gstcyclesr::model::upscaler::Tiling;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -194,11 +193,14 @@ fn evaluate_scores_bicubic_and_a_model() {
 
     // `train eval --precision bf16` scores the model as the element runs it in bf16: its
     // output moves, by far less than a model's worth.
-    let tiling = Tiling {
-        tile_size: 0,
-        overlap: 0,
-    };
-    let bf16 = evaluate_tiled(Some(&model), &set, &protocol, tiling, Precision::Bf16).unwrap();
+    let bf16 = evaluate_tiled(
+        Some(&model),
+        &set,
+        &protocol,
+        DEFAULT_TILING,
+        Precision::Bf16,
+    )
+    .unwrap();
     let (full, reduced) = (report.mean.model.psnr_y, bf16.mean.model.psnr_y);
     assert!(
         full != reduced && (full - reduced).abs() < 0.5,
