@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
-use crate::archs::degradation::{ExplicitDegradation, FitSummary};
+use crate::archs::degradation::{ExplicitDegradation, FitSummary, RealPatches};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::{blind_degrade, UnpairedBatch};
 use crate::losses::{
@@ -352,12 +352,16 @@ impl CycleSrModel {
     /// `synthetic` shared (any device).
     pub fn fit_degradation(
         &mut self,
-        real: &[(usize, Tensor)],
+        real: &[RealPatches],
         synthetic: &Tensor,
     ) -> Result<Vec<FitSummary>> {
-        let real: Vec<(usize, Tensor)> = real
+        let real: Vec<RealPatches> = real
             .iter()
-            .map(|(source, t)| (*source, t.to_device(self.device)))
+            .map(|r| RealPatches {
+                source: r.source,
+                patches: r.patches.to_device(self.device),
+                image: r.image.clone(),
+            })
             .collect();
         let (degradation, summaries) = ExplicitDegradation::fit(
             &real,
