@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
-use crate::archs::degradation::{ExplicitDegradation, FitSummary, RealPatches};
+use crate::archs::degradation::{ExplicitDegradation, FitSummary};
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::{blind_degrade, UnpairedBatch};
 use crate::losses::{
@@ -352,16 +352,12 @@ impl CycleSrModel {
     /// `synthetic` shared (any device).
     pub fn fit_degradation(
         &mut self,
-        real: &[RealPatches],
+        real: &[(usize, Tensor)],
         synthetic: &Tensor,
     ) -> Result<Vec<FitSummary>> {
-        let real: Vec<RealPatches> = real
+        let real: Vec<(usize, Tensor)> = real
             .iter()
-            .map(|r| RealPatches {
-                source: r.source,
-                patches: r.patches.to_device(self.device),
-                image: r.image.clone(),
-            })
+            .map(|(source, t)| (*source, t.to_device(self.device)))
             .collect();
         let (degradation, summaries) = ExplicitDegradation::fit(
             &real,

@@ -584,20 +584,15 @@ fn fitting_patches_come_per_source() {
     let (per_source, synthetic) = data.fitting_patches(7, 5, 32).unwrap();
     // The tiny source is smaller than a patch: skipped, and the indices stay those of
     // data.real_lr.
-    let sources: Vec<usize> = per_source.iter().map(|p| p.source).collect();
+    let sources: Vec<usize> = per_source.iter().map(|(s, _)| *s).collect();
     assert_eq!(sources, [0, 2]);
     // Patches are at most the training LR patch (8 here).
-    for p in &per_source {
-        assert_eq!(p.patches.size(), [5, 3, 8, 8]);
-        assert_eq!(p.image.len(), 5);
+    for (_, patches) in &per_source {
+        assert_eq!(patches.size(), [5, 3, 8, 8]);
     }
     assert_eq!(synthetic.size(), [5, 3, 8, 8]);
-    let bright_mean = per_source[1].patches.mean(Kind::Double).double_value(&[]);
+    let bright_mean = per_source[1].1.mean(Kind::Double).double_value(&[]);
     assert!((bright_mean - 0.9).abs() < 0.01, "{bright_mean}");
     let (again, synthetic_again) = data.fitting_patches(7, 5, 32).unwrap();
-    assert!(
-        same(&per_source[0].patches, &again[0].patches)
-            && per_source[0].image == again[0].image
-            && same(&synthetic, &synthetic_again)
-    );
+    assert!(same(&per_source[0].1, &again[0].1) && same(&synthetic, &synthetic_again));
 }

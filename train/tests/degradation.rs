@@ -7,7 +7,6 @@ use common::{
 };
 use cyclesr_train::archs::degradation::{
     near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
-    RealPatches,
 };
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
@@ -149,12 +148,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) = CameraDegradation::fit(
-        &RealPatches::of_one_image(0, real.shallow_clone()),
-        &synthetic,
-        &config,
-    )
-    .unwrap();
+    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -206,7 +200,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
 fn fit_names_footage_it_cannot_measure() {
     let dark = Tensor::zeros([16, 3, 32, 32], CPU);
     let e = ExplicitDegradation::fit(
-        &[RealPatches::of_one_image(2, dark)],
+        &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
         &|_| None,
@@ -362,10 +356,7 @@ fn each_source_is_fitted_as_its_own_camera() {
         ..DegradationConfig::default()
     };
     let (explicit, summaries) = ExplicitDegradation::fit(
-        &[
-            RealPatches::of_one_image(0, quiet),
-            RealPatches::of_one_image(3, loud),
-        ],
+        &[(0, quiet), (3, loud)],
         &natural_patches(256, 10),
         &config,
         &|source| (source == 3).then_some([50, 90]),
@@ -418,54 +409,4 @@ fn blind_degradations_follow_the_rng_and_vary_per_image() {
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), &p| (l.min(p), h.max(p)));
     assert!(high - low > 1.0, "levels do not vary: {psnrs:?}");
-}
-
-/// Footage whose noise changes from image to image: the flattest tiles of all come from the
-/// quietest image, while `noise_per_image` keeps each image's share.
-#[test]
-fn noise_per_image_keeps_the_loud_images_noise() {
-    let clean = natural_patches(512, 11);
-    let noise = gaussian(&[512, 3, 32, 32], 12);
-    // Patches alternate between a quiet image (σ 2/255) and a loud one (σ 8/255).
-    let image: Vec<usize> = (0..512).map(|i| i % 2).collect();
-    let level = Tensor::from_slice(
-        &image
-            .iter()
-            .map(|&i| if i == 0 { 2.0 } else { 8.0 })
-            .collect::<Vec<f32>>(),
-    )
-    .view([512, 1, 1, 1])
-        / 255.0;
-    let real = RealPatches {
-        source: 0,
-        patches: &clean + noise * level,
-        image,
-    };
-    let bank_sigma = |noise_per_image| {
-        let config = DegradationConfig {
-            noise_tiles: 128,
-            fit_steps: 0,
-            noise_per_image,
-            ..DegradationConfig::default()
-        };
-        let (camera, _) =
-            CameraDegradation::fit(&real, &natural_patches(512, 13), &config).unwrap();
-        camera.noise_sigma()
-    };
-    // σ on Y of i.i.d. RGB noise of σ: 219 · σ · |(0.299, 0.587, 0.114)| code values.
-    let y = |sigma: f64| {
-        219.0 * sigma / 255.0 * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt()
-    };
-    let (global, per_image) = (bank_sigma(false), bank_sigma(true));
-    assert!(
-        (global / y(2.0) - 1.0).abs() < 0.2,
-        "flattest of all: σ {global}, quiet image's {}",
-        y(2.0)
-    );
-    // Half the tiles from each image: the RMS of the two levels.
-    let mixed = ((y(2.0).powi(2) + y(8.0).powi(2)) / 2.0).sqrt();
-    assert!(
-        (per_image / mixed - 1.0).abs() < 0.2,
-        "per image: σ {per_image}, the two images' {mixed}"
-    );
 }

@@ -54,11 +54,6 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
-    /// The noise bank keeps the same share of each real LR image's flattest tiles, instead
-    /// of the flattest tiles of all: where the noise level changes from image to image, the
-    /// flattest tiles of all come from the quietest images.
-    #[serde(default)]
-    pub noise_per_image: bool,
 }
 
 impl Default for DegradationConfig {
@@ -70,7 +65,6 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            noise_per_image: false,
         }
     }
 }
@@ -101,28 +95,6 @@ impl DegradationConfig {
             );
         }
         Ok(())
-    }
-}
-
-/// The real LR patches `[N, 3, p, p]` in [0, 1] of one source that its camera is fitted on,
-/// with the image of the source each was cut from.
-pub struct RealPatches {
-    /// Index of the source in `data.real_lr`.
-    pub source: usize,
-    pub patches: Tensor,
-    /// `image[i]`: the source's image patch `i` was cut from.
-    pub image: Vec<usize>,
-}
-
-impl RealPatches {
-    /// Patches whose images are not told apart.
-    pub fn of_one_image(source: usize, patches: Tensor) -> RealPatches {
-        let image = vec![0; patches.size()[0] as usize];
-        RealPatches {
-            source,
-            patches,
-            image,
-        }
     }
 }
 
@@ -166,10 +138,10 @@ pub struct FitSummary {
 }
 
 impl ExplicitDegradation {
-    /// Fits one camera per source's real patches against the same `synthetic` patches;
+    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
     /// `compression` gives each source's JPEG quality range.
     pub fn fit(
-        real: &[RealPatches],
+        real: &[(usize, Tensor)],
         synthetic: &Tensor,
         config: &DegradationConfig,
         compression: &dyn Fn(usize) -> Option<[u8; 2]>,
@@ -177,11 +149,10 @@ impl ExplicitDegradation {
         ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
-        for patches in real {
-            let source = patches.source;
-            let (mut camera, summary) = CameraDegradation::fit(patches, synthetic, config)
+        for (source, patches) in real {
+            let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
                 .with_context(|| format!("data.real_lr source {source}"))?;
-            camera.jpeg_quality = compression(source);
+            camera.jpeg_quality = compression(*source);
             cameras.push(camera);
             summaries.push(summary);
         }
@@ -311,22 +282,15 @@ impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
     /// [0, 1] (unpaired; `p` at least the kernel and the noise tile).
     pub fn fit(
-        real: &RealPatches,
+        source: usize,
+        real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
-        let source = real.source;
-        let image = real.image.as_slice();
-        let real = real.patches.to_kind(Kind::Float);
-        ensure!(
-            image.len() as i64 == real.size()[0],
-            "{} real LR patches but {} image indices",
-            real.size()[0],
-            image.len()
-        );
+        let real = real.to_kind(Kind::Float);
         let synthetic = synthetic.to_kind(Kind::Float);
-        let (noise, candidate_tiles) = noise_bank(&real, image, config)?;
+        let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
 
         // Spectra on Y; the noise's spectrum is that of the mosaics it is injected as.
@@ -482,10 +446,9 @@ fn mosaic(bank: &Tensor, count: i64, side: i64, rng: &mut StdRng) -> Result<Tens
 
 /// The noise bank `[T, 3, t, t]`: every `t × t` tile of the real patches whose mean Y is away
 /// from black and white, minus its least-squares plane per channel, and of those the
-/// `noise_tiles` flattest (least residual variance: flat regions show noise alone), or with
-/// `noise_per_image` the same share of each image's flattest (`image[i]`: patch i's). Also
+/// `noise_tiles` flattest (least residual variance: flat regions show noise alone). Also
 /// returns the number of candidate tiles.
-fn noise_bank(real: &Tensor, image: &[usize], config: &DegradationConfig) -> Result<(Tensor, i64)> {
+fn noise_bank(real: &Tensor, config: &DegradationConfig) -> Result<(Tensor, i64)> {
     let t = config.noise_tile;
     let (n, c, h, w) = real.size4()?;
     ensure!(c == 3, "real LR patches have {c} channels, expected 3");
@@ -519,30 +482,7 @@ fn noise_bank(real: &Tensor, image: &[usize], config: &DegradationConfig) -> Res
         .square()
         .mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
     let keep = config.noise_tiles.min(candidates);
-    let flattest = if config.noise_per_image {
-        let tiles_per_patch = (rows * cols) as usize;
-        let usable = Vec::<i64>::try_from(&usable)?;
-        let mut by_image: std::collections::BTreeMap<usize, Vec<i64>> = Default::default();
-        for (candidate, &tile) in usable.iter().enumerate() {
-            by_image
-                .entry(image[tile as usize / tiles_per_patch])
-                .or_default()
-                .push(candidate as i64);
-        }
-        let share = keep as f64 / candidates as f64;
-        let kept: Vec<Tensor> = by_image
-            .values()
-            .map(|own| {
-                let own = Tensor::from_slice(own).to_device(variance.device());
-                let count = ((own.size()[0] as f64 * share).round() as i64).max(1);
-                let (_, order) = variance.index_select(0, &own).topk(count, 0, false, true);
-                own.index_select(0, &order)
-            })
-            .collect();
-        Tensor::cat(&kept, 0)
-    } else {
-        variance.topk(keep, 0, false, true).1
-    };
+    let (_, flattest) = variance.topk(keep, 0, false, true);
     Ok((residual.index_select(0, &flattest), candidates))
 }
 

@@ -22,7 +22,6 @@ use super::source::{
     Rgb8,
 };
 use super::DataOptions;
-use crate::archs::degradation::RealPatches;
 use crate::degrade::DegradeManifest;
 
 /// One training batch. `real_lr` and `hr` come from independent random draws: nothing pairs
@@ -145,14 +144,14 @@ impl TrainingData {
     }
 
     /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
-    /// usable images (by source index, with the image each patch is cut from), and `count` synthetic ones (bicubic↓ of HR crops),
+    /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
     /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
         count: usize,
         side: usize,
-    ) -> Result<(Vec<RealPatches>, Tensor)> {
+    ) -> Result<(Vec<(usize, Tensor)>, Tensor)> {
         let ds = &self.dataset;
         let side = side.min(ds.lr_patch);
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, u64::MAX));
@@ -170,17 +169,12 @@ impl TrainingData {
                         .filter(|(_, &s)| s == source)
                         .map(|(image, _)| image)
                         .collect();
-                    let (image, patches): (Vec<usize>, Vec<Tensor>) = (0..count)
+                    let patches: Vec<Tensor> = (0..count)
                         .map(|_| {
-                            let i = rng.random_range(0..images.len());
-                            (i, random_crop(images[i], side, &mut rng))
+                            random_crop(images[rng.random_range(0..images.len())], side, &mut rng)
                         })
-                        .unzip();
-                    RealPatches {
-                        source,
-                        patches: Tensor::stack(&patches, 0),
-                        image,
-                    }
+                        .collect();
+                    (source, Tensor::stack(&patches, 0))
                 })
                 .collect();
             let hr_side = side * ds.scale;
