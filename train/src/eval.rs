@@ -433,11 +433,10 @@ impl Translator {
                     .map(|camera| {
                         let (major, minor, angle) = camera.kernel_spread();
                         format!(
-                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, noise bank of {tiles} tiles with σ {sigma:.2} (Y, code values), {compression}",
+                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, {noise}, {compression}",
                             source = camera.source,
                             k = camera.kernel.size()[0],
-                            tiles = camera.noise.size()[0],
-                            sigma = camera.noise_sigma(),
+                            noise = camera.describe_noise(),
                             compression = match camera.jpeg_quality {
                                 Some([lo, hi]) => format!("JPEG quality {lo}–{hi}"),
                                 None => "no compression".to_string(),

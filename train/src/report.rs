@@ -271,7 +271,7 @@ fn degradation_section(
     if let Stage1::Explicit(degradation) = &translator.stage1 {
         html.push_str(
             "<table>\n<tr><th>source</th><th>blur kernel</th><th>σ along its axes (LR px)</th><th>angle</th>\
-             <th>noise σ of the bank (Y, code values)</th><th>compression</th></tr>\n",
+             <th>noise σ (Y, code values)</th><th>compression</th></tr>\n",
         );
         for camera in &degradation.cameras {
             let (major, minor, angle) = camera.kernel_spread();
@@ -279,7 +279,7 @@ fn degradation_section(
             save_png(&kernel_image(&camera.kernel)?, &dir.join(&name))?;
             let _ = writeln!(
                 html,
-                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{major:.2} × {minor:.2}</td><td>{angle:.0}°</td><td>{:.2}</td><td>{}</td></tr>"#,
+                r#"<tr><td><code>{}</code></td><td><img src="{name}" alt="blur kernel"></td><td>{major:.2} × {minor:.2}</td><td>{angle:.0}°</td><td>{}</td><td>{}</td></tr>"#,
                 escape(
                     inputs
                         .camera
@@ -287,7 +287,12 @@ fn degradation_section(
                         .get(camera.source)
                         .map_or("?", String::as_str)
                 ),
-                camera.noise_sigma(),
+                match camera.noise_sigma_percentiles() {
+                    Some([lo, mid, hi]) => format!(
+                        "{mid:.2}, drawn per image ({lo:.2}–{hi:.2} from 10th to 90th percentile)"
+                    ),
+                    None => format!("{:.2}", camera.noise_sigma()),
+                },
                 match camera.jpeg_quality {
                     Some([lo, hi]) => format!("JPEG, quality drawn from {lo}–{hi}"),
                     None => "none".to_string(),

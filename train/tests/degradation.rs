@@ -6,7 +6,8 @@ use common::{
     args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
 };
 use cyclesr_train::archs::degradation::{
-    near_identity, symmetric_kernel, CameraDegradation, DegradationConfig, ExplicitDegradation,
+    chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, DegradationConfig,
+    ExplicitDegradation, NoiseLevel,
 };
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
@@ -148,7 +149,8 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         fit_steps: 400,
         ..DegradationConfig::default()
     };
-    let (degradation, summary) = CameraDegradation::fit(0, &real, &synthetic, &config).unwrap();
+    let (degradation, summary) =
+        CameraDegradation::fit(0, &real, &synthetic, &config, None).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -238,6 +240,7 @@ fn compression_follows_blur_and_noise() {
         source: 0,
         kernel: identity.shallow_clone(),
         noise: silent.shallow_clone(),
+        noise_scales: None,
         jpeg_quality,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
@@ -390,6 +393,95 @@ fn each_source_is_fitted_as_its_own_camera() {
     assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
+}
+
+/// Texture shared by the three channels cancels in the chroma estimate; the Y estimate the
+/// stage-1 report uses reads it as noise.
+#[test]
+fn chroma_noise_sigma_sees_the_noise_through_texture() {
+    use cyclesr_train::metrics::noise_sigma;
+    let sigma = 3.0;
+    let textured = natural_patches(64, 21).narrow(0, 0, 48);
+    // A coloured scene: the channels carry the texture at different gains.
+    let tinted = &textured * Tensor::from_slice(&[0.9f32, 1.0, 1.1]).view([1, 3, 1, 1]);
+    let noisy = &tinted + gaussian(&[48, 3, 32, 32], 22) * (sigma / 255.0);
+    let levels = chroma_noise_sigma(&noisy).unwrap();
+    assert_eq!(levels.size(), [48]);
+    let mean = levels.mean(Kind::Float).double_value(&[]);
+    assert!(
+        (mean / sigma - 1.0).abs() < 0.1,
+        "chroma σ {mean} against {sigma}"
+    );
+    let worst = (levels / sigma - 1.0).abs().max().double_value(&[]);
+    assert!(worst < 0.3, "a patch off by {worst}");
+    // Y's Laplacian on the same patches: σ_Y of the noise alone is 219/255 · 3 · 0.67 = 1.73.
+    let y_sigma = noise_sigma(&noisy.narrow(0, 0, 1).squeeze_dim(0));
+    assert!(
+        y_sigma > 3.0,
+        "the Y estimate {y_sigma} should read the texture"
+    );
+
+    let e = chroma_noise_sigma(&Tensor::zeros([2, 1, 8, 8], CPU)).unwrap_err();
+    assert!(e.to_string().contains("1 channels"), "{e}");
+}
+
+/// With `noise_level = "chroma"` a camera whose footage is half quiet, half loud draws both
+/// levels, where the bank alone has only the quiet one; compressed cameras keep the bank's;
+/// the levels survive the state round trip and bad ones are refused.
+#[test]
+fn chroma_noise_levels_follow_the_loud_footage() {
+    let quiet = natural_patches(128, 23) + gaussian(&[128, 3, 32, 32], 24) * (2.0 / 255.0);
+    let loud = natural_patches(128, 28) + gaussian(&[128, 3, 32, 32], 25) * (8.0 / 255.0);
+    let real = Tensor::cat(&[quiet, loud], 0);
+    let synthetic = natural_patches(256, 26);
+    let config = DegradationConfig {
+        noise_tiles: 64,
+        fit_steps: 50,
+        noise_level: NoiseLevel::Chroma,
+        ..DegradationConfig::default()
+    };
+    let (camera, summary) = CameraDegradation::fit(0, &real, &synthetic, &config, None).unwrap();
+    // The flattest tiles are the quiet half's.
+    let bank = camera.noise_sigma() / (219.0 * 0.67 / 255.0);
+    assert!((bank / 2.0 - 1.0).abs() < 0.25, "bank σ {bank} (RGB)");
+    let [lo, _, hi] = summary.noise_scale_percentiles.unwrap();
+    assert!(
+        (0.8..1.25).contains(&lo) && (3.0..5.0).contains(&hi),
+        "scales {lo}..{hi}"
+    );
+
+    let flat = Tensor::full([32, 3, 32, 32], 0.5, CPU);
+    let sigmas = |explicit: &ExplicitDegradation| -> Vec<f64> {
+        let out = explicit
+            .forward(&flat, &mut rand::rngs::StdRng::seed_from_u64(27))
+            .unwrap();
+        (0..32)
+            .map(|i| out.get(i).std(true).double_value(&[]) * 255.0)
+            .collect()
+    };
+    let scaled = ExplicitDegradation {
+        cameras: vec![camera],
+    };
+    let drawn = sigmas(&scaled);
+    assert!(
+        drawn.iter().any(|&s| s < 3.0) && drawn.iter().any(|&s| s > 6.0),
+        "{drawn:?}"
+    );
+
+    let (compressed, summary) =
+        CameraDegradation::fit(0, &real, &synthetic, &config, Some([90, 90])).unwrap();
+    assert!(compressed.noise_scales.is_none() && summary.noise_scale_percentiles.is_none());
+
+    let tensors: std::collections::HashMap<String, Tensor> = scaled.tensors().into_iter().collect();
+    assert!(tensors.contains_key("0.noise_scales"));
+    let back = ExplicitDegradation::from_tensors(tensors, &|_| None, Device::Cpu).unwrap();
+    assert_eq!(sigmas(&back), drawn);
+    let mut bad: std::collections::HashMap<String, Tensor> = scaled.tensors().into_iter().collect();
+    bad.insert("0.noise_scales".into(), Tensor::from_slice(&[1.0f32, -0.5]));
+    let e = ExplicitDegradation::from_tensors(bad, &|_| None, Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("negative or non-finite"), "{e}");
 }
 
 /// SR_blind's degradations: reproducible from the RNG, different for each image, and strong.

@@ -21,8 +21,16 @@
 //! camera whose footage is compressed (every source not marked `lossless`) is JPEG-compressed at
 //! a quality drawn uniformly from that range, as Real-ESRGAN does. Its level is not
 //! identifiable from unpaired spectra: the two domains' content moves them more than a codec
-//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Not modelled: noise that
-//! depends on brightness.
+//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md).
+//!
+//! The bank's tiles are the flattest of all, so they come from the footage's quietest images
+//! and its quietest draws. With `noise_level = "chroma"`, each image's noise is instead scaled
+//! to a level drawn from the real patches' own levels, measured where texture does not reach:
+//! on the differences between colour channels' high-pass ([`chroma_noise_sigma`]). A scene's
+//! texture is nearly the same in R, G and B; a sensor's noise is drawn per channel. Only
+//! cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
+//! removes the chroma noise this measures. Not modelled: noise that depends on brightness,
+//! beyond the spread of levels between patches.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -54,6 +62,22 @@ pub struct DegradationConfig {
     /// drawn per image, for the sources not marked `lossless`; none: no compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jpeg_quality: Option<[u8; 2]>,
+    /// How loud G_s2r's noise is: the bank's own level, or each image at a level drawn from
+    /// the footage's ([`NoiseLevel`]).
+    #[serde(default)]
+    pub noise_level: NoiseLevel,
+}
+
+/// `networks.degradation.noise_level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseLevel {
+    /// The bank's tiles as they were cut.
+    #[default]
+    Bank,
+    /// For cameras whose footage is not compressed: each image's mosaic scaled to a level
+    /// drawn from the real patches' [`chroma_noise_sigma`], over the bank's.
+    Chroma,
 }
 
 impl Default for DegradationConfig {
@@ -65,6 +89,7 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
+            noise_level: NoiseLevel::Bank,
         }
     }
 }
@@ -106,6 +131,9 @@ pub struct CameraDegradation {
     pub source: usize,
     pub kernel: Tensor,
     pub noise: Tensor,
+    /// `[N]`: the real patches' noise levels over the bank's ([`NoiseLevel::Chroma`]); each
+    /// image's mosaic is multiplied by one drawn. None: the bank's level.
+    pub noise_scales: Option<Tensor>,
     pub jpeg_quality: Option<[u8; 2]>,
 }
 
@@ -129,6 +157,9 @@ pub struct FitSummary {
     /// Candidate noise tiles and the residual σ (Y, code values) of the kept ones.
     pub candidate_tiles: i64,
     pub noise_sigma: f64,
+    /// With [`NoiseLevel::Chroma`]: the 10th, 50th and 90th percentiles of the real patches'
+    /// noise levels over the bank's.
+    pub noise_scale_percentiles: Option<[f64; 3]>,
     /// Mean squared log-spectrum error before (identity kernel) and after the fit.
     pub log_spectrum_error_identity: f64,
     pub log_spectrum_error_fitted: f64,
@@ -150,9 +181,9 @@ impl ExplicitDegradation {
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
-            let (mut camera, summary) = CameraDegradation::fit(*source, patches, synthetic, config)
-                .with_context(|| format!("data.real_lr source {source}"))?;
-            camera.jpeg_quality = compression(*source);
+            let (camera, summary) =
+                CameraDegradation::fit(*source, patches, synthetic, config, compression(*source))
+                    .with_context(|| format!("data.real_lr source {source}"))?;
             cameras.push(camera);
             summaries.push(summary);
         }
@@ -191,7 +222,13 @@ impl ExplicitDegradation {
         let side = h.max(w);
         let noise = picks
             .iter()
-            .map(|cam| mosaic(&cam.noise, 1, side, rng))
+            .map(|cam| {
+                let noise = mosaic(&cam.noise, 1, side, rng)?;
+                Ok(match &cam.noise_scales {
+                    Some(scales) => noise * draw_scales(scales, 1, rng),
+                    None => noise,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let noise = Tensor::cat(&noise, 0)
             .narrow(2, 0, h)
@@ -219,15 +256,23 @@ impl ExplicitDegradation {
         Ok(Tensor::stack(&images, 0))
     }
 
-    /// Tensors for a training state: `<source>.kernel` and `<source>.noise` of each camera.
+    /// Tensors for a training state: `<source>.kernel`, `<source>.noise` and, where levels
+    /// were measured, `<source>.noise_scales` of each camera.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         self.cameras
             .iter()
             .flat_map(|cam| {
-                [
+                let mut tensors = vec![
                     (format!("{}.kernel", cam.source), cam.kernel.shallow_clone()),
                     (format!("{}.noise", cam.source), cam.noise.shallow_clone()),
-                ]
+                ];
+                if let Some(scales) = &cam.noise_scales {
+                    tensors.push((
+                        format!("{}.noise_scales", cam.source),
+                        scales.shallow_clone(),
+                    ));
+                }
+                tensors
             })
             .collect()
     }
@@ -253,6 +298,7 @@ impl ExplicitDegradation {
                     .with_context(|| format!("no {what} of camera {source} in the state"))
             };
             let (kernel, noise) = (take("kernel")?, take("noise")?);
+            let noise_scales = take("noise_scales").ok();
             let (ks, ns) = (kernel.size(), noise.size());
             ensure!(
                 ks.len() == 2 && ks[0] == ks[1] && ks[0] % 2 == 1,
@@ -262,10 +308,23 @@ impl ExplicitDegradation {
                 ns.len() == 4 && ns[1] == 3 && ns[2] == ns[3] && ns[0] > 0,
                 "noise bank of camera {source} has shape {ns:?}, expected [T, 3, t, t]"
             );
+            if let Some(scales) = &noise_scales {
+                let size = scales.size();
+                ensure!(
+                    size.len() == 1 && size[0] > 0,
+                    "noise levels of camera {source} have shape {size:?}, expected [N]"
+                );
+                ensure!(
+                    f64::try_from(scales.min())? >= 0.0
+                        && f64::try_from(scales.isfinite().all())? == 1.0,
+                    "noise levels of camera {source} hold a negative or non-finite value"
+                );
+            }
             cameras.push(CameraDegradation {
                 source,
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
+                noise_scales: noise_scales.map(|s| s.to_kind(Kind::Float).to_device(device)),
                 jpeg_quality: compression(source),
             });
         }
@@ -280,18 +339,24 @@ impl ExplicitDegradation {
 
 impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile).
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile); its output is
+    /// JPEG-compressed at a quality drawn from `jpeg_quality`, if any.
     pub fn fit(
         source: usize,
         real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
+        jpeg_quality: Option<[u8; 2]>,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
         let synthetic = synthetic.to_kind(Kind::Float);
         let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
+        let noise_scales = match (config.noise_level, jpeg_quality) {
+            (NoiseLevel::Chroma, None) => Some(noise_scales(&real, &noise)?),
+            _ => None,
+        };
 
         // Spectra on Y; the noise's spectrum is that of the mosaics it is injected as.
         let p = real.size()[3];
@@ -301,7 +366,11 @@ impl CameraDegradation {
             config.kernel
         );
         let target = log_power(&mean_power_spectrum(&rgb_to_y(&real).to_kind(Kind::Float)));
-        let noise_patches = mosaic(&noise, real.size()[0], p, &mut seeded(0))?;
+        let mut rng = seeded(0);
+        let mut noise_patches = mosaic(&noise, real.size()[0], p, &mut rng)?;
+        if let Some(scales) = &noise_scales {
+            noise_patches = noise_patches * draw_scales(scales, real.size()[0], &mut rng);
+        }
         let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
         // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
@@ -342,16 +411,22 @@ impl CameraDegradation {
         }
         let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
+        let noise_scale_percentiles = match &noise_scales {
+            Some(scales) => Some(percentiles(scales, [0.1, 0.5, 0.9])?),
+            None => None,
+        };
         Ok((
             CameraDegradation {
                 source,
                 kernel,
                 noise,
-                jpeg_quality: None,
+                noise_scales,
+                jpeg_quality,
             },
             FitSummary {
                 candidate_tiles,
                 noise_sigma,
+                noise_scale_percentiles,
                 log_spectrum_error_identity: identity_error,
                 log_spectrum_error_fitted: fitted_error,
                 content_gain: f64::try_from(log_gain.exp())?,
@@ -388,6 +463,103 @@ impl CameraDegradation {
     pub fn noise_sigma(&self) -> f64 {
         f64::try_from(rgb_to_y(&self.noise).std(true)).unwrap_or(f64::NAN) * 255.0
     }
+
+    /// With measured levels: the 10th, 50th and 90th percentiles of the noise σ G_s2r draws
+    /// (Y, code values), the bank's [`CameraDegradation::noise_sigma`] times its scales.
+    pub fn noise_sigma_percentiles(&self) -> Option<[f64; 3]> {
+        let scales = self.noise_scales.as_ref()?;
+        let bank = self.noise_sigma();
+        percentiles(scales, [0.1, 0.5, 0.9])
+            .ok()
+            .map(|p| p.map(|scale| scale * bank))
+    }
+
+    /// The noise in words: the bank, and the levels it is scaled to if any.
+    pub fn describe_noise(&self) -> String {
+        let bank = format!(
+            "noise bank of {} tiles with σ {:.2} (Y, code values)",
+            self.noise.size()[0],
+            self.noise_sigma()
+        );
+        match self.noise_sigma_percentiles() {
+            Some([lo, mid, hi]) => format!(
+                "{bank} scaled per image to the footage's levels (σ {lo:.2}, {mid:.2}, {hi:.2} at its 10th, 50th and 90th percentiles)"
+            ),
+            None => bank,
+        }
+    }
+}
+
+/// Median of a χ² variable of one degree of freedom (the square of a unit Gaussian).
+const CHI2_1_MEDIAN: f64 = 0.454_936;
+
+/// Per-channel noise σ (code values, 0–255) of each of `[N, 3, h, w]` images in [0, 1],
+/// `[N]`, measured where a scene's texture does not reach: the 3×3 Laplacian of R minus that of
+/// G, and of B minus G. Texture and edges are nearly the same in the three channels and cancel;
+/// noise drawn per channel does not (the difference of two channels of σ has 72σ² of
+/// variance through this Laplacian). The median of the squared differences keeps the few
+/// coloured edges out. Meaningless after a codec's chroma subsampling, which removes chroma
+/// noise.
+pub fn chroma_noise_sigma(images: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = images.size4()?;
+    ensure!(c == 3, "chroma noise needs RGB images, got {c} channels");
+    ensure!(
+        h >= 3 && w >= 3,
+        "a {w}x{h} image is too small for chroma noise"
+    );
+    let laplacian = Tensor::from_slice(&[1.0f32, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
+        .to_device(images.device())
+        .view([1, 1, 3, 3])
+        .repeat([3, 1, 1, 1]);
+    let response = (images.to_kind(Kind::Float) * 255.0).conv2d(
+        &laplacian,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        3,
+    );
+    let green = response.narrow(1, 1, 1);
+    let differences = Tensor::cat(
+        &[
+            response.narrow(1, 0, 1) - &green,
+            response.narrow(1, 2, 1) - &green,
+        ],
+        1,
+    );
+    let (median, _) = differences.square().view([n, -1]).median_dim(1, false);
+    Ok((median / (CHI2_1_MEDIAN * 72.0)).sqrt())
+}
+
+/// `[N]` levels of the real patches' noise over the bank's, both from [`chroma_noise_sigma`]
+/// (the bank's as the RMS over its tiles: a mosaic's power is its tiles' mean power).
+fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Tensor> {
+    let bank_level = f64::try_from(chroma_noise_sigma(bank)?.square().mean(Kind::Float).sqrt())?;
+    ensure!(
+        bank_level > 0.0,
+        "the noise bank shows no chroma noise: the footage is compressed or greyscale, and \
+         networks.degradation.noise_level = \"chroma\" cannot measure it (mark it as compressed, \
+         or use noise_level = \"bank\")"
+    );
+    Ok(chroma_noise_sigma(real)? / bank_level)
+}
+
+/// `[count, 1, 1, 1]` scales drawn uniformly from `scales` `[N]`.
+fn draw_scales(scales: &Tensor, count: i64, rng: &mut StdRng) -> Tensor {
+    let n = scales.size()[0];
+    let picks: Vec<i64> = (0..count).map(|_| rng.random_range(0..n)).collect();
+    scales
+        .index_select(0, &Tensor::from_slice(&picks).to_device(scales.device()))
+        .view([count, 1, 1, 1])
+}
+
+/// The `quantiles` of a 1-d tensor, in order.
+fn percentiles(values: &Tensor, quantiles: [f64; 3]) -> Result<[f64; 3]> {
+    let mut sorted = Vec::<f32>::try_from(values.to_device(Device::Cpu).view(-1))?;
+    ensure!(!sorted.is_empty(), "no values to take percentiles of");
+    sorted.sort_by(f32::total_cmp);
+    let last = (sorted.len() - 1) as f64;
+    Ok(quantiles.map(|q| f64::from(sorted[(q * last).round() as usize])))
 }
 
 fn seeded(seed: u64) -> StdRng {
