@@ -12,6 +12,7 @@ use cyclesr_train::archs::degradation::{
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
+use cyclesr_train::metrics::rgb_to_y;
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use rand::SeedableRng;
@@ -471,6 +472,11 @@ fn chroma_noise_levels_follow_the_loud_footage() {
     let (compressed, summary) =
         CameraDegradation::fit(0, &real, &synthetic, &config, Some([90, 90])).unwrap();
     assert!(compressed.noise_scales.is_none() && summary.noise_scale_percentiles.is_none());
+
+    // Greyscale footage has no chroma noise to measure: the bank's level stays.
+    let grey = rgb_to_y(&real).repeat([1, 3, 1, 1]);
+    let (grey, summary) = CameraDegradation::fit(0, &grey, &synthetic, &config, None).unwrap();
+    assert!(grey.noise_scales.is_none() && summary.noise_scale_percentiles.is_none());
 
     let tensors: std::collections::HashMap<String, Tensor> = scaled.tensors().into_iter().collect();
     assert!(tensors.contains_key("0.noise_scales"));

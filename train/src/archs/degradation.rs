@@ -28,7 +28,7 @@
 //! to a level drawn from the real patches' own levels, measured where texture does not reach:
 //! on the differences between colour channels' high-pass ([`chroma_noise_sigma`]). A scene's
 //! texture is nearly the same in R, G and B; a sensor's noise is drawn per channel. Only
-//! cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
+//! colour cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
 //! removes the chroma noise this measures. Not modelled: noise that depends on brightness,
 //! beyond the spread of levels between patches.
 
@@ -76,7 +76,8 @@ pub enum NoiseLevel {
     #[default]
     Bank,
     /// For cameras whose footage is not compressed: each image's mosaic scaled to a level
-    /// drawn from the real patches' [`chroma_noise_sigma`], over the bank's.
+    /// drawn from the real patches' [`chroma_noise_sigma`], over the bank's. Greyscale
+    /// footage keeps the bank's level.
     Chroma,
 }
 
@@ -354,7 +355,7 @@ impl CameraDegradation {
         let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
         let noise_scales = match (config.noise_level, jpeg_quality) {
-            (NoiseLevel::Chroma, None) => Some(noise_scales(&real, &noise)?),
+            (NoiseLevel::Chroma, None) => noise_scales(&real, &noise)?,
             _ => None,
         };
 
@@ -490,6 +491,10 @@ impl CameraDegradation {
     }
 }
 
+/// A bank whose chroma noise σ is under this (code values) is greyscale: 8-bit rounding alone
+/// gives colour footage about 0.3.
+const GREY_CHROMA_LEVEL: f64 = 0.05;
+
 /// Median of a χ² variable of one degree of freedom (the square of a unit Gaussian).
 const CHI2_1_MEDIAN: f64 = 0.454_936;
 
@@ -532,16 +537,15 @@ pub fn chroma_noise_sigma(images: &Tensor) -> Result<Tensor> {
 }
 
 /// `[N]` levels of the real patches' noise over the bank's, both from [`chroma_noise_sigma`]
-/// (the bank's as the RMS over its tiles: a mosaic's power is its tiles' mean power).
-fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Tensor> {
+/// (the bank's as the RMS over its tiles: a mosaic's power is its tiles' mean power). None
+/// where the bank has no chroma noise to measure (greyscale footage, such as a surveillance
+/// camera's infrared mode): its noise stays at the bank's level.
+fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Option<Tensor>> {
     let bank_level = f64::try_from(chroma_noise_sigma(bank)?.square().mean(Kind::Float).sqrt())?;
-    ensure!(
-        bank_level > 0.0,
-        "the noise bank shows no chroma noise: the footage is compressed or greyscale, and \
-         networks.degradation.noise_level = \"chroma\" cannot measure it (mark it as compressed, \
-         or use noise_level = \"bank\")"
-    );
-    Ok(chroma_noise_sigma(real)? / bank_level)
+    if bank_level < GREY_CHROMA_LEVEL {
+        return Ok(None);
+    }
+    Ok(Some(chroma_noise_sigma(real)? / bank_level))
 }
 
 /// `[count, 1, 1, 1]` scales drawn uniformly from `scales` `[N]`.
