@@ -8,7 +8,7 @@ use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
-use crate::archs::degradation::DegradationConfig;
+use crate::archs::degradation::{DegradationConfig, Footage};
 use crate::archs::vgg::VggDiscriminatorConfig;
 use crate::data::DataOptions;
 
@@ -295,6 +295,18 @@ impl Options {
         match self.data.real_lr.get(source) {
             Some(spec) if spec.lossless => None,
             _ => self.networks.degradation.jpeg_quality,
+        }
+    }
+
+    /// How source `source` of `data.real_lr` is stored, for the explicit G_s2r's fit.
+    pub fn footage_of(&self, source: usize) -> Footage {
+        Footage {
+            lossless: self
+                .data
+                .real_lr
+                .get(source)
+                .is_some_and(|spec| spec.lossless),
+            jpeg_quality: self.compression_of(source),
         }
     }
 

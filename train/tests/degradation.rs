@@ -7,7 +7,7 @@ use common::{
 };
 use cyclesr_train::archs::degradation::{
     chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, DegradationConfig,
-    ExplicitDegradation, NoiseLevel,
+    ExplicitDegradation, Footage, NoiseLevel,
 };
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
@@ -151,7 +151,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         ..DegradationConfig::default()
     };
     let (degradation, summary) =
-        CameraDegradation::fit(0, &real, &synthetic, &config, None).unwrap();
+        CameraDegradation::fit(0, &real, &synthetic, &config, Footage::default()).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -206,7 +206,7 @@ fn fit_names_footage_it_cannot_measure() {
         &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
-        &|_| None,
+        &|_| Footage::default(),
     )
     .err()
     .unwrap();
@@ -363,7 +363,10 @@ fn each_source_is_fitted_as_its_own_camera() {
         &[(0, quiet), (3, loud)],
         &natural_patches(256, 10),
         &config,
-        &|source| (source == 3).then_some([50, 90]),
+        &|source| Footage {
+            lossless: false,
+            jpeg_quality: (source == 3).then_some([50, 90]),
+        },
     )
     .unwrap();
     assert_eq!(explicit.cameras[0].jpeg_quality, None);
@@ -441,7 +444,12 @@ fn chroma_noise_levels_follow_the_loud_footage() {
         noise_level: NoiseLevel::Chroma,
         ..DegradationConfig::default()
     };
-    let (camera, summary) = CameraDegradation::fit(0, &real, &synthetic, &config, None).unwrap();
+    let lossless = Footage {
+        lossless: true,
+        jpeg_quality: None,
+    };
+    let (camera, summary) =
+        CameraDegradation::fit(0, &real, &synthetic, &config, lossless).unwrap();
     // The flattest tiles are the quiet half's.
     let bank = camera.noise_sigma() / (219.0 * 0.67 / 255.0);
     assert!((bank / 2.0 - 1.0).abs() < 0.25, "bank σ {bank} (RGB)");
@@ -469,13 +477,18 @@ fn chroma_noise_levels_follow_the_loud_footage() {
         "{drawn:?}"
     );
 
+    // Footage not marked lossless may have lost its chroma noise to a codec: the bank's level.
+    let compressed = Footage {
+        lossless: false,
+        jpeg_quality: Some([90, 90]),
+    };
     let (compressed, summary) =
-        CameraDegradation::fit(0, &real, &synthetic, &config, Some([90, 90])).unwrap();
+        CameraDegradation::fit(0, &real, &synthetic, &config, compressed).unwrap();
     assert!(compressed.noise_scales.is_none() && summary.noise_scale_percentiles.is_none());
 
     // Greyscale footage has no chroma noise to measure: the bank's level stays.
     let grey = rgb_to_y(&real).repeat([1, 3, 1, 1]);
-    let (grey, summary) = CameraDegradation::fit(0, &grey, &synthetic, &config, None).unwrap();
+    let (grey, summary) = CameraDegradation::fit(0, &grey, &synthetic, &config, lossless).unwrap();
     assert!(grey.noise_scales.is_none() && summary.noise_scale_percentiles.is_none());
 
     let tensors: std::collections::HashMap<String, Tensor> = scaled.tensors().into_iter().collect();

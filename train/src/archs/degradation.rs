@@ -75,7 +75,7 @@ pub enum NoiseLevel {
     /// The bank's tiles as they were cut.
     #[default]
     Bank,
-    /// For cameras whose footage is not compressed: each image's mosaic scaled to a level
+    /// For sources marked `lossless`: each image's mosaic scaled to a level
     /// drawn from the real patches' [`chroma_noise_sigma`], over the bank's. Greyscale
     /// footage keeps the bank's level.
     Chroma,
@@ -122,6 +122,16 @@ impl DegradationConfig {
         }
         Ok(())
     }
+}
+
+/// How one source's footage is stored, which decides what its fit can measure and how its
+/// G_s2r compresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footage {
+    /// Marked `lossless` in `data.real_lr`: its chroma noise is intact.
+    pub lossless: bool,
+    /// The JPEG quality range G_s2r's output is compressed at; none: no compression.
+    pub jpeg_quality: Option<[u8; 2]>,
 }
 
 /// One camera's fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and
@@ -171,19 +181,19 @@ pub struct FitSummary {
 
 impl ExplicitDegradation {
     /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
-    /// `compression` gives each source's JPEG quality range.
+    /// `footage` tells how each source is stored.
     pub fn fit(
         real: &[(usize, Tensor)],
         synthetic: &Tensor,
         config: &DegradationConfig,
-        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
+        footage: &dyn Fn(usize) -> Footage,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
         ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
             let (camera, summary) =
-                CameraDegradation::fit(*source, patches, synthetic, config, compression(*source))
+                CameraDegradation::fit(*source, patches, synthetic, config, footage(*source))
                     .with_context(|| format!("data.real_lr source {source}"))?;
             cameras.push(camera);
             summaries.push(summary);
@@ -340,22 +350,21 @@ impl ExplicitDegradation {
 
 impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile); its output is
-    /// JPEG-compressed at a quality drawn from `jpeg_quality`, if any.
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile), stored as `footage` says.
     pub fn fit(
         source: usize,
         real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
-        jpeg_quality: Option<[u8; 2]>,
+        footage: Footage,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
         let synthetic = synthetic.to_kind(Kind::Float);
         let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
-        let noise_scales = match (config.noise_level, jpeg_quality) {
-            (NoiseLevel::Chroma, None) => noise_scales(&real, &noise)?,
+        let noise_scales = match config.noise_level {
+            NoiseLevel::Chroma if footage.lossless => noise_scales(&real, &noise)?,
             _ => None,
         };
 
@@ -422,7 +431,7 @@ impl CameraDegradation {
                 kernel,
                 noise,
                 noise_scales,
-                jpeg_quality,
+                jpeg_quality: footage.jpeg_quality,
             },
             FitSummary {
                 candidate_tiles,
