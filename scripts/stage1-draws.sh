@@ -4,26 +4,27 @@
 # image, so one draw's real high band moves by up to ±20% from seed to seed (docs/RESULTS.md):
 # a verdict on one draw says as much about the draw as about stage 1.
 #
-# Usage: scripts/stage1-draws.sh STATE PRESET [DRAWS]
+# Usage: scripts/stage1-draws.sh STATE PRESET [DRAWS [G_S2R_DRAWS]]
 #   STATE   a training state of `train fit` in a mode with a stage 1
 #   PRESET  mild, wild, codec or camera
 #   DRAWS   how many draws (default 5): seed 1 is data/bench/PRESET itself; seeds 2..DRAWS are
 #           made once by scripts/draws.sh under data/bench-draws/PRESET/
+#   G_S2R_DRAWS  draws of a random G_s2r per image (`--translator-draws`, default 1)
 # Prints each draw's noise σ and high-band energy (G_s2r(synthetic) and real), their ratios, and
 # the verdict on the mean ratios (each within ±15%, as `train eval --translator` judges one draw).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $# -lt 2 || $# -gt 3 ]]; then
-  sed -n '7,13p' "$0" >&2
+if [[ $# -lt 2 || $# -gt 4 ]]; then
+  sed -n '7,14p' "$0" >&2
   exit 2
 fi
-state=$1 preset=$2 draws=${3:-5}
+state=$1 preset=$2 draws=${3:-5} translator_draws=${4:-1}
 [[ -f $state ]] || { echo "stage1-draws.sh: no training state $state" >&2; exit 1; }
 
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
-scripts/draws.sh "$preset" "$draws" "$reports" --translator "$state"
+scripts/draws.sh "$preset" "$draws" "$reports" --translator "$state" --translator-draws "$translator_draws"
 
 python3 - "$reports" "$draws" "$preset" <<'EOF'
 import json, os, sys

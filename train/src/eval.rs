@@ -40,6 +40,11 @@ pub struct EvalArgs {
     /// stage 1 the CycleGAN baseline, bicubic(G_r2s(LR)), as the model's scores.
     #[arg(long)]
     pub translator: Option<PathBuf>,
+    /// With --translator: how many times a random G_s2r (the explicit stage 1 draws its
+    /// noise, noise level and JPEG quality) degrades each image; its statistics are the means.
+    /// One image's draw moves them more where the noise level is drawn per image.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), requires = "translator")]
+    pub translator_draws: u64,
     /// Folder of LR images.
     #[arg(long)]
     pub lr: PathBuf,
@@ -130,6 +135,8 @@ pub struct EvalReport {
 pub struct DegradationReport {
     /// What the stage 1 is, with an explicit G_s2r's parameters.
     pub stage1: String,
+    /// Draws of G_s2r per image its figures are the means of (`--translator-draws`).
+    pub draws: u64,
     /// Noise σ on Y in code values ([`noise_sigma`]) of the synthetic LR, of G_s2r(synthetic)
     /// and of the real LR: a G_s2r that learnt the noise moves from the first to the last.
     pub noise_synthetic: f64,
@@ -159,25 +166,40 @@ const LR_PROTOCOL: NtireProtocol = NtireProtocol {
 };
 
 impl DegradationReport {
-    fn measure(translator: &Translator, set: &PairedSet) -> Result<DegradationReport> {
+    /// Measured on `draws` draws of G_s2r per image (draw `k` of image `i` seeded by
+    /// `i + k · 2³²`, so one draw is seeded by the image's index alone).
+    fn measure(translator: &Translator, set: &PairedSet, draws: u64) -> Result<DegradationReport> {
         let mut sums = [0.0; 8];
         for (index, item) in set.items.iter().enumerate() {
             let context = || format!("image '{}'", item.name);
             let (real, hr) = aligned_views(item, set.scale).with_context(context)?;
             let synthetic = catch_torch(|| imresize(&hr, 1.0 / set.scale as f64).clamp(0.0, 1.0))
                 .with_context(context)?;
-            let translated = translator
-                .degrade(&synthetic, index as u64)
-                .with_context(context)?;
             let score = |img: &Tensor| LR_PROTOCOL.score(img, &real).with_context(context);
+            // Noise σ, PSNR to the real LR and high band of G_s2r(synthetic), over the draws.
+            let mut translated_sums = [0.0; 3];
+            for draw in 0..draws {
+                let translated = translator
+                    .degrade(&synthetic, index as u64 + (draw << 32))
+                    .with_context(context)?;
+                let values = [
+                    noise_sigma(&translated),
+                    score(&translated)?.psnr_y,
+                    high_band_energy(&translated).with_context(context)?,
+                ];
+                for (sum, v) in translated_sums.iter_mut().zip(values) {
+                    *sum += v / draws as f64;
+                }
+            }
+            let [noise_translated, psnr_translated, high_band_translated] = translated_sums;
             let values = [
                 noise_sigma(&synthetic),
-                noise_sigma(&translated),
+                noise_translated,
                 noise_sigma(&real),
                 score(&synthetic)?.psnr_y,
-                score(&translated)?.psnr_y,
+                psnr_translated,
                 high_band_energy(&synthetic).with_context(context)?,
-                high_band_energy(&translated).with_context(context)?,
+                high_band_translated,
                 high_band_energy(&real).with_context(context)?,
             ];
             for (sum, v) in sums.iter_mut().zip(values) {
@@ -189,6 +211,7 @@ impl DegradationReport {
             sums.map(|s| s / n);
         Ok(DegradationReport {
             stage1: translator.describe(),
+            draws,
             noise_synthetic,
             noise_translated,
             noise_real,
@@ -290,6 +313,7 @@ pub fn evaluate_translator(
     translator: &Translator,
     set: &PairedSet,
     protocol: &NtireProtocol,
+    draws: u64,
 ) -> Result<EvalReport> {
     let scale = set.scale as f64;
     let report = match &translator.stage1 {
@@ -300,7 +324,7 @@ pub fn evaluate_translator(
         Stage1::Explicit(_) => score_set(set, protocol, None)?,
     };
     let mut report = report;
-    report.degradation = Some(DegradationReport::measure(translator, set)?);
+    report.degradation = Some(DegradationReport::measure(translator, set, draws)?);
     Ok(report)
 }
 
@@ -529,13 +553,17 @@ impl fmt::Display for EvalReport {
             writeln!(
                 f,
                 "stage 1: {}\n\
-                 stage 1 against the real LR (LR scale, means):  noise σ (Y, code values) \
+                 stage 1 against the real LR (LR scale, means{}):  noise σ (Y, code values) \
                  synthetic {:.2}, G_s2r(synthetic) {:.2}, real {:.2};  high-band energy (Y, \
                  code values², f ≥ {} cycles/px) synthetic {:.2}, G_s2r(synthetic) {:.2}, real \
                  {:.2};  PSNR Y to the real LR synthetic {:.2} dB, G_s2r(synthetic) {:.2} dB\n\
                  G_s2r(synthetic) / real: noise σ {noise:.3}, high-band energy {high_band:.3} \
                  ({} within ±{:.0}%)",
                 d.stage1,
+                match d.draws {
+                    1 => String::new(),
+                    n => format!(", G_s2r drawn {n} times per image"),
+                },
                 d.noise_synthetic,
                 d.noise_translated,
                 d.noise_real,
@@ -584,7 +612,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         overlap: args.tile_overlap,
     };
     let report = match &args.translator {
-        Some(path) => evaluate_translator(&Translator::load(path, device()?)?, &set, &protocol)?,
+        Some(path) => evaluate_translator(
+            &Translator::load(path, device()?)?,
+            &set,
+            &protocol,
+            args.translator_draws,
+        )?,
         None => evaluate_tiled(model.as_ref(), &set, &protocol, tiling, args.precision)?,
     };
     print!("{report}");

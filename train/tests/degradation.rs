@@ -345,6 +345,26 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         let v = d[key].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
+    assert_eq!(d["draws"], 1);
+
+    // Several draws of the random G_s2r: the means move, the photos' own figures do not.
+    run(&EvalArgs {
+        translator: Some(straight.join("run/checkpoints").join(LATEST)),
+        translator_draws: 4,
+        ..eval_args(&straight)
+    })
+    .unwrap();
+    let drawn = common::report(&straight)["degradation"].clone();
+    assert_eq!(drawn["draws"], 4);
+    for key in [
+        "noise_synthetic",
+        "noise_real",
+        "high_band_real",
+        "psnr_synthetic",
+    ] {
+        assert_eq!(drawn[key], d[key], "{key}");
+    }
+    assert_ne!(drawn["noise_translated"], d["noise_translated"]);
 }
 
 /// Each real LR source is its own camera: two sources of different noise give two banks, and

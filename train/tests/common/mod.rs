@@ -138,6 +138,7 @@ pub fn eval_args(dir: &Path) -> EvalArgs {
     EvalArgs {
         model: None,
         translator: None,
+        translator_draws: 1,
         lr: dir.join("bench/lr"),
         hr: dir.join("bench/hr"),
         border: None,
