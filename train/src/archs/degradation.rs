@@ -24,8 +24,9 @@
 //! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md).
 //!
 //! The bank's tiles are the flattest of all, so they come from the footage's quietest images
-//! and its quietest draws. With `noise_level = "chroma"`, each image's noise is instead scaled
-//! to a level drawn from the real patches' own levels, measured where texture does not reach:
+//! and its quietest draws: too little noise, for which the kernel fit makes up with too little
+//! blur. With `noise_level = "chroma"` (the default), each image's noise is scaled to a level
+//! drawn from the real patches' own levels, measured where texture does not reach:
 //! on the differences between colour channels' high-pass ([`chroma_noise_sigma`]). A scene's
 //! texture is nearly the same in R, G and B; a sensor's noise is drawn per channel. Only
 //! colour cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
@@ -73,11 +74,11 @@ pub struct DegradationConfig {
 #[serde(rename_all = "lowercase")]
 pub enum NoiseLevel {
     /// The bank's tiles as they were cut.
-    #[default]
     Bank,
     /// For sources marked `lossless`: each image's mosaic scaled to a level
     /// drawn from the real patches' [`chroma_noise_sigma`], over the bank's. Greyscale
-    /// footage keeps the bank's level.
+    /// footage and sources not marked `lossless` keep the bank's level.
+    #[default]
     Chroma,
 }
 
@@ -90,7 +91,7 @@ impl Default for DegradationConfig {
             fit_patches: 2048,
             fit_steps: 400,
             jpeg_quality: None,
-            noise_level: NoiseLevel::Bank,
+            noise_level: NoiseLevel::Chroma,
         }
     }
 }
