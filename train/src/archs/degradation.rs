@@ -380,7 +380,7 @@ impl CameraDegradation {
         let mut rng = seeded(0);
         let mut noise_patches = mosaic(&noise, real.size()[0], p, &mut rng)?;
         if let Some(scales) = &noise_scales {
-            noise_patches = noise_patches * draw_scales(scales, real.size()[0], &mut rng);
+            noise_patches *= draw_scales(scales, real.size()[0], &mut rng);
         }
         let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
