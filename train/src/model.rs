@@ -363,7 +363,7 @@ impl CycleSrModel {
             &real,
             &synthetic.to_device(self.device),
             &self.options.networks.degradation,
-            &|source| self.options.footage_of(source),
+            &|source| self.options.storage_of(source),
         )?;
         self.degradation = Some(degradation);
         Ok(summaries)

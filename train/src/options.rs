@@ -8,7 +8,7 @@ use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
-use crate::archs::degradation::{DegradationConfig, Footage};
+use crate::archs::degradation::{DegradationConfig, SourceStorage};
 use crate::archs::vgg::VggDiscriminatorConfig;
 use crate::data::DataOptions;
 
@@ -299,8 +299,8 @@ impl Options {
     }
 
     /// How source `source` of `data.real_lr` is stored, for the explicit G_s2r's fit.
-    pub fn footage_of(&self, source: usize) -> Footage {
-        Footage {
+    pub fn storage_of(&self, source: usize) -> SourceStorage {
+        SourceStorage {
             lossless: self
                 .data
                 .real_lr

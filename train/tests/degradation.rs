@@ -7,7 +7,7 @@ use common::{
 };
 use cyclesr_train::archs::degradation::{
     chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, DegradationConfig,
-    ExplicitDegradation, Footage, NoiseLevel,
+    ExplicitDegradation, NoiseLevel, SourceStorage,
 };
 use cyclesr_train::data::Rgb8;
 use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
@@ -151,7 +151,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
         ..DegradationConfig::default()
     };
     let (degradation, summary) =
-        CameraDegradation::fit(0, &real, &synthetic, &config, Footage::default()).unwrap();
+        CameraDegradation::fit(0, &real, &synthetic, &config, SourceStorage::default()).unwrap();
     // i.i.d. RGB noise of σ: σ_Y = 219 · σ · |(0.299, 0.587, 0.114)| = 2.30 code values.
     let expected_sigma =
         219.0 * sigma * (0.299f64.powi(2) + 0.587f64.powi(2) + 0.114f64.powi(2)).sqrt();
@@ -206,7 +206,7 @@ fn fit_names_footage_it_cannot_measure() {
         &[(2, dark)],
         &natural_patches(16, 1),
         &DegradationConfig::default(),
-        &|_| Footage::default(),
+        &|_| SourceStorage::default(),
     )
     .err()
     .unwrap();
@@ -383,7 +383,7 @@ fn each_source_is_fitted_as_its_own_camera() {
         &[(0, quiet), (3, loud)],
         &natural_patches(256, 10),
         &config,
-        &|source| Footage {
+        &|source| SourceStorage {
             lossless: false,
             jpeg_quality: (source == 3).then_some([50, 90]),
         },
@@ -464,7 +464,7 @@ fn chroma_noise_levels_follow_the_loud_footage() {
         noise_level: NoiseLevel::Chroma,
         ..DegradationConfig::default()
     };
-    let lossless = Footage {
+    let lossless = SourceStorage {
         lossless: true,
         jpeg_quality: None,
     };
@@ -497,8 +497,8 @@ fn chroma_noise_levels_follow_the_loud_footage() {
         "{drawn:?}"
     );
 
-    // Footage not marked lossless may have lost its chroma noise to a codec: the bank's level.
-    let compressed = Footage {
+    // SourceStorage not marked lossless may have lost its chroma noise to a codec: the bank's level.
+    let compressed = SourceStorage {
         lossless: false,
         jpeg_quality: Some([90, 90]),
     };

@@ -128,7 +128,7 @@ impl DegradationConfig {
 /// How one source's footage is stored, which decides what its fit can measure and how its
 /// G_s2r compresses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Footage {
+pub struct SourceStorage {
     /// Marked `lossless` in `data.real_lr`: its chroma noise is intact.
     pub lossless: bool,
     /// The JPEG quality range G_s2r's output is compressed at; none: no compression.
@@ -182,19 +182,19 @@ pub struct FitSummary {
 
 impl ExplicitDegradation {
     /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
-    /// `footage` tells how each source is stored.
+    /// `storage` tells how each source is stored.
     pub fn fit(
         real: &[(usize, Tensor)],
         synthetic: &Tensor,
         config: &DegradationConfig,
-        footage: &dyn Fn(usize) -> Footage,
+        storage: &dyn Fn(usize) -> SourceStorage,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
         ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
             let (camera, summary) =
-                CameraDegradation::fit(*source, patches, synthetic, config, footage(*source))
+                CameraDegradation::fit(*source, patches, synthetic, config, storage(*source))
                     .with_context(|| format!("data.real_lr source {source}"))?;
             cameras.push(camera);
             summaries.push(summary);
@@ -351,13 +351,13 @@ impl ExplicitDegradation {
 
 impl CameraDegradation {
     /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile), stored as `footage` says.
+    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile), stored as `storage` says.
     pub fn fit(
         source: usize,
         real: &Tensor,
         synthetic: &Tensor,
         config: &DegradationConfig,
-        footage: Footage,
+        storage: SourceStorage,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
@@ -365,7 +365,7 @@ impl CameraDegradation {
         let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
         let noise_scales = match config.noise_level {
-            NoiseLevel::Chroma if footage.lossless => noise_scales(&real, &noise)?,
+            NoiseLevel::Chroma if storage.lossless => noise_scales(&real, &noise)?,
             _ => None,
         };
 
@@ -432,7 +432,7 @@ impl CameraDegradation {
                 kernel,
                 noise,
                 noise_scales,
-                jpeg_quality: footage.jpeg_quality,
+                jpeg_quality: storage.jpeg_quality,
             },
             FitSummary {
                 candidate_tiles,
