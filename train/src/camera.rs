@@ -36,6 +36,11 @@ pub struct CameraArgs {
     /// for a live camera ('v4l2src device=/dev/video0', 'pipewiresrc').
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
+    /// The footage was stored without lossy compression (a raw or lossless capture, such as
+    /// a tape digitised to FFV1, HuffYUV or PNG): stage 1 adds no JPEG and measures its noise
+    /// level per patch on the colour channels, which a lossy codec would have flattened.
+    #[arg(long)]
+    pub lossless: bool,
     /// The model to write (.safetensors), for the element's model-location.
     #[arg(long)]
     pub out: PathBuf,
@@ -153,6 +158,9 @@ pub struct CameraRun {
     pub budget: Option<BudgetArg>,
     /// What each source trains on (stills in place, recordings in the run folder), in order.
     pub footage: Vec<PathBuf>,
+    /// `--lossless`.
+    #[serde(default)]
+    pub lossless: bool,
 }
 
 const CAMERA_RUN: &str = "camera.json";
@@ -206,6 +214,15 @@ pub fn run(args: &CameraArgs) -> Result<()> {
         ),
         ("hr".to_string(), camera.hr.display().to_string()),
         ("recipe".to_string(), camera.recipe.clone()),
+        (
+            "footage".to_string(),
+            if camera.lossless {
+                "lossless"
+            } else {
+                "compressed"
+            }
+            .to_string(),
+        ),
         (
             "iterations".to_string(),
             format!("{} of {}", outcome.iteration, outcome.total),
@@ -263,6 +280,16 @@ fn resume_run(args: &CameraArgs, run_dir: &Path, state: &Path) -> Result<(Option
         args.sources
     );
     ensure!(
+        camera.lossless == args.lossless,
+        "--resume: the run in {} took its footage as {}; give --lossless as it was given",
+        run_dir.display(),
+        if camera.lossless {
+            "lossless"
+        } else {
+            "compressed"
+        }
+    );
+    ensure!(
         state.exists(),
         "--resume: {} has no checkpoint yet ({}): start it again without --resume",
         run_dir.display(),
@@ -297,7 +324,10 @@ fn new_run(args: &CameraArgs, name: &str, run_dir: &Path) -> Result<(Options, Ca
     options.data.real_lr = footage
         .iter()
         .enumerate()
-        .map(|(k, f)| SourceSpec::from(footage_dir(run_dir, k, f)))
+        .map(|(k, f)| SourceSpec {
+            lossless: args.lossless,
+            ..SourceSpec::from(footage_dir(run_dir, k, f))
+        })
         .collect();
     let options = options.with_overrides(&args.overrides)?;
     let recipe = if args.overrides.is_empty() {
@@ -347,6 +377,7 @@ fn new_run(args: &CameraArgs, name: &str, run_dir: &Path) -> Result<(Options, Ca
             .iter()
             .map(|s| s.path.clone())
             .collect(),
+        lossless: args.lossless,
     };
     std::fs::write(
         run_dir.join(CAMERA_RUN),

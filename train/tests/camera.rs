@@ -63,6 +63,7 @@ fn make_clip(dir: &Path, frames: u32) -> PathBuf {
 fn camera_args(dir: &Path, sources: Vec<String>, hr: PathBuf) -> CameraArgs {
     CameraArgs {
         sources,
+        lossless: false,
         out: dir.join("camera.safetensors"),
         hr,
         budget: Some(BudgetArg::Iterations(6)),
@@ -177,6 +178,44 @@ fn resume_of_a_finished_run_exports_it_again_and_other_sources_are_refused() {
         .unwrap_err()
     );
     assert!(again.contains("--resume"), "{again}");
+}
+
+/// `--lossless`: no JPEG in stage 1 and the noise level measured per patch, recorded in the
+/// model's provenance; a resume must say the same.
+#[test]
+fn lossless_footage_is_not_compressed_and_has_its_noise_levels_measured() {
+    let dir = temp_dir("camera-lossless");
+    write_images(&dir.join("frames"), 6, 64, 48, 4);
+    let args = CameraArgs {
+        lossless: true,
+        ..camera_args(
+            &dir,
+            vec![dir.join("frames").display().to_string()],
+            hr_photos(&dir),
+        )
+    };
+    camera::run(&args).unwrap();
+    let model = SrModel::load(&args.out, tch::Device::Cpu).unwrap();
+    assert_eq!(model.provenance["footage"], "lossless");
+    let fit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("run/degradation-fit.json")).unwrap(),
+    )
+    .unwrap();
+    let levels = &fit["cameras"][0]["noise_scale_percentiles"];
+    assert_eq!(levels.as_array().map(Vec::len), Some(3), "{fit}");
+    let options = std::fs::read_to_string(dir.join("run/options.toml")).unwrap();
+    assert!(options.contains("lossless = true"), "{options}");
+
+    let e = format!(
+        "{:#}",
+        camera::run(&CameraArgs {
+            resume: true,
+            lossless: false,
+            ..args.clone()
+        })
+        .unwrap_err()
+    );
+    assert!(e.contains("--lossless"), "{e}");
 }
 
 /// Chromium's screenshot of the report holds more than one colour (it rendered something).
