@@ -165,8 +165,11 @@ fit_line() {
   dir=$(run_dir "$column" "$preset")
   overrides=$(column_overrides "$column" "$preset")
   pre=$((iterations / 7)) main=$((iterations - 2 * (iterations / 7)))
+  # mild's and wild's footage is stored losslessly (PNG, no codec in their chain).
+  local source="\"data/table1/lr_domain_$preset\""
+  if [[ $preset == mild || $preset == wild ]]; then source="{ path = $source, lossless = true }"; fi
   local sets=(-s "output=$dir" -s "name=$(basename "$runs")-$preset-$column" -s "device=$device"
-    -s "data.real_lr=[\"data/table1/lr_domain_$preset\"]"
+    -s "data.real_lr=[$source]"
     -s "validation.lr=data/bench/$preset/lr" -s "validation.hr=data/bench/$preset/hr"
     # Validation runs G_l2h on whole images (seconds on a CPU): rarely; fit also validates at the end.
     -s "validation.every=$(( iterations / 5 > 100 ? iterations / 5 : 100 ))"
