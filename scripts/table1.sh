@@ -233,8 +233,11 @@ if ((do_eval)); then
       # What CycleSR's stage 1 learnt (Cycle+SR's is in the CycleGAN column's report).
       state=$out/checkpoints/latest.safetensors
       if [[ ($column == cyclesr || $column == explicit) && -f $state ]]; then
+        # The explicit G_s2r is random (noise, its level, JPEG): judged on 8 draws per photo.
+        draws=1
+        if [[ $column == explicit ]]; then draws=8; fi
         printf '%q ' "$train" eval "${bench[@]}" "${eval_protocol[@]}" --translator "$state" \
-          --json "$out/eval-translator.json"
+          --translator-draws "$draws" --json "$out/eval-translator.json"
         printf '>%q 2>&1\n' "$out/eval-translator.log"
       fi
     done
