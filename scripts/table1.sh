@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's Table 1 on real photos: trains every column for every preset from
-# configs/table1.toml, exports and evaluates them on data/bench/<preset>, and writes
-# docs/RESULTS.md and side-by-side crops in docs/results/. Data: scripts/table1-data.sh.
+# configs/table1.toml, exports and evaluates them on data/bench/<preset>, and writes the table
+# to RUNS/TABLE.md with side-by-side crops in RUNS/crops/ (docs/RESULTS.md, the curated page
+# with every measurement's history, is edited by hand from it). Data: scripts/table1-data.sh.
 #
 # Columns (--columns, comma-separated; default all):
 #   bicubic         bicubic x4 of the LR (no training)
@@ -28,9 +29,8 @@
 #   --presets LIST        default mild,wild,codec (camera is the fourth)
 #   --columns LIST        see above
 #   --train-only | --eval-only
-#   --note TEXT           a note printed at the top of docs/RESULTS.md
-#   --runs DIR            where the runs live (default runs/table1); for recipe experiments
-#                         beside the table, with --train-only (the evaluation rewrites the page)
+#   --note TEXT           a note printed at the top of RUNS/TABLE.md
+#   --runs DIR            where the runs and their table live (default runs/table1)
 #   --set KEY=VALUE       an extra `train fit -s` override of every run (repeatable), e.g.
 #                         data.batch=16 on a GPU
 # A run whose checkpoint reached N is kept; a shorter one is resumed (delete runs/table1 after
@@ -244,7 +244,7 @@ if ((do_eval)); then
   done | schedule wait
 
   # Side-by-side crops on the first preset: LR (nearest ×4), bicubic, SR_syn, CycleSR, HR.
-  mkdir -p docs/results
+  mkdir -p "$runs/crops"
   preset=${preset_list[0]}
   for name in opencv_set5_butterfly skimage_chelsea skimage_coffee; do
     lr=data/bench/$preset/lr/$name.png
@@ -253,7 +253,7 @@ if ((do_eval)); then
     cyc=$(run_dir cyclesr "$preset")/model.safetensors
     [[ -f $syn && -f $cyc && -f $lr && -f $hr ]] || continue
     "$train" compare --input "$lr" --nearest --model "$syn" --model "$cyc" --hr "$hr" \
-      --crop 40x40+8+8 --device "$device" --out "docs/results/table1-$preset-$name.png" >/dev/null \
+      --crop 40x40+8+8 --device "$device" --out "$runs/crops/table1-$preset-$name.png" >/dev/null \
       || echo "table1.sh: crop strip of $name failed" >&2
   done
 
@@ -339,13 +339,13 @@ trained = [c for c in columns if c != "bicubic"]
 out += ["", "## Iterations reached (from each run's checkpoint)", "",
         "| preset | " + " | ".join(names[c] for c in trained) + " |", "|---|" + "---|" * len(trained)]
 out += [f"| {p} | " + " | ".join(str(reached(c, p)) for c in trained) + " |" for p in presets]
-crops = sorted(f for f in os.listdir("docs/results") if f.startswith(f"table1-{presets[0]}-"))
+crops = sorted(f for f in os.listdir(os.path.join(runs, "crops")) if f.startswith(f"table1-{presets[0]}-"))
 if crops:
     out += ["", f"## Crops ({presets[0]})", "",
             "Left to right: LR (nearest ×4), bicubic, SR_syn, CycleSR, HR (the HR is not "
             "shifted back: the degradation's shift stays visible).", ""]
-    out += [f"![{c}](results/{c})" for c in crops]
-open("docs/RESULTS.md", "w").write("\n".join(out) + "\n")
+    out += [f"![{c}](crops/{c})" for c in crops]
+open(os.path.join(runs, "TABLE.md"), "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 EOF
 fi
