@@ -157,7 +157,6 @@ train)
   rsync -a --exclude checkpoints --exclude '*.safetensors' --exclude 'compare-*' runs/table1 "$dm" "$out/" 2>/dev/null ||
     cp -r runs/table1 "$dm" "$out/"
   find "$out" -path '*/checkpoints/*' -delete
-  cp -r docs/RESULTS.md docs/results "$out/"
   tar -czf "$dest/models.tar.gz" -C "$out" models
   rm -rf "$out/models"
   ;;
