@@ -134,6 +134,7 @@ fn fit_degradation(
                 "kernel_sigma_minor_lr_px": minor,
                 "kernel_angle_degrees": angle,
                 "content_gain": summary.content_gain,
+                "content_anisotropy": summary.content_anisotropy,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
             })

@@ -67,6 +67,22 @@ pub struct DegradationConfig {
     /// the footage's ([`NoiseLevel`]).
     #[serde(default)]
     pub noise_level: NoiseLevel,
+    /// How the two domains' content difference is measured on the low band ([`ContentGain`]).
+    #[serde(default)]
+    pub content_gain: ContentGain,
+}
+
+/// `networks.degradation.content_gain`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentGain {
+    /// One gain for every frequency.
+    #[default]
+    Scalar,
+    /// That gain times one that varies with orientation as a + b·cos 2θ + c·sin 2θ in log
+    /// scale, fitted on the low band's bins: scenes of one set may hold more horizontal edges
+    /// than the other's, which a kernel would otherwise take for a direction of blur.
+    Orientation,
 }
 
 /// `networks.degradation.noise_level`.
@@ -92,6 +108,7 @@ impl Default for DegradationConfig {
             fit_steps: 400,
             jpeg_quality: None,
             noise_level: NoiseLevel::Chroma,
+            content_gain: ContentGain::Scalar,
         }
     }
 }
@@ -178,6 +195,9 @@ pub struct FitSummary {
     /// How much more texture the real patches' content has than the synthetic ones': the
     /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
+    /// With [`ContentGain::Orientation`]: the ratio of its largest to its smallest gain over
+    /// orientations.
+    pub content_anisotropy: Option<f64>,
 }
 
 impl ExplicitDegradation {
@@ -409,7 +429,18 @@ impl CameraDegradation {
             .masked_select(&low)
             .sum(Kind::Float);
         let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
-        let log_gain = (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
+        let scalar_log_gain =
+            (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
+        let mut log_gain = scalar_log_gain.shallow_clone();
+        let mut content_anisotropy = None;
+        if config.content_gain == ContentGain::Orientation {
+            let per_bin = ((target.exp() - &noise_power).clamp_min(1e-12)
+                / synthetic_power.clamp_min(1e-12))
+            .log();
+            let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
+            log_gain = log_gain + harmonics;
+            content_anisotropy = Some(ratio);
+        }
         let mut opt = nn::Adam::default()
             .build(&vs, 0.05)
             .context("kernel optimiser")?;
@@ -440,7 +471,8 @@ impl CameraDegradation {
                 noise_scale_percentiles,
                 log_spectrum_error_identity: identity_error,
                 log_spectrum_error_fitted: fitted_error,
-                content_gain: f64::try_from(log_gain.exp())?,
+                content_gain: f64::try_from(scalar_log_gain.exp())?,
+                content_anisotropy,
             },
         ))
     }
@@ -556,6 +588,36 @@ fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     Ok(Some(chroma_noise_sigma(real)? / bank_level))
+}
+
+/// The orientation part of [`ContentGain::Orientation`] on the `[p, p]` FFT grid: the least-squares
+/// fit of a + b·cos 2θ + c·sin 2θ to `log_ratio` on the bins of `band`, without a (the scalar
+/// gain keeps the level), and exp(2·√(b² + c²)), its largest over its smallest gain.
+fn orientation_gain(log_ratio: &Tensor, band: &Tensor) -> Result<(Tensor, f64)> {
+    let p = log_ratio.size()[0];
+    let options = (Kind::Float, log_ratio.device());
+    let f = Tensor::fft_fftfreq(p, 1.0, options);
+    let angle = f.unsqueeze(1).atan2(&f.unsqueeze(0)) * 2.0;
+    let (cos, sin) = (angle.cos(), angle.sin());
+    let design = Tensor::stack(
+        &[
+            Tensor::ones_like(&cos).masked_select(band),
+            cos.masked_select(band),
+            sin.masked_select(band),
+        ],
+        1,
+    );
+    ensure!(
+        design.size()[0] >= 3,
+        "the low band holds too few frequency bins to measure the content's orientation"
+    );
+    let values = log_ratio.masked_select(band).unsqueeze(1);
+    let normal = design.transpose(0, 1).matmul(&design);
+    let coefficients = Tensor::linalg_solve(&normal, &design.transpose(0, 1).matmul(&values), true);
+    let b = coefficients.get(1).squeeze();
+    let c = coefficients.get(2).squeeze();
+    let amplitude = f64::try_from((b.square() + c.square()).sqrt())?;
+    Ok((cos * b + sin * c, (2.0f64 * amplitude).exp()))
 }
 
 /// `[count, 1, 1, 1]` scales drawn uniformly from `scales` `[N]`.
