@@ -128,6 +128,67 @@ fn natural_patches(n: i64, seed: u64) -> Tensor {
     )
 }
 
+/// Like [`natural_patches`] (a quarter flat), with `exp(tilt · cos 2θ)` times more power at
+/// orientation θ in the textured ones: scenes with more structure one way than the other.
+fn oriented_patches(n: i64, seed: u64, tilt: f64) -> Tensor {
+    let white = gaussian(&[n, 1, 32, 32], seed);
+    let f = Tensor::fft_fftfreq(32, 1.0, CPU);
+    let (fy, fx) = (f.unsqueeze(1), f.unsqueeze(0));
+    let radius = (fy.square() + fx.square()).sqrt().clamp_min(1.0 / 32.0);
+    let power = ((fy.atan2(&fx) * 2.0).cos() * tilt).exp();
+    let field = (white.fft_fft2(None::<&[i64]>, [-2i64, -1], "backward") * power.sqrt() / radius)
+        .fft_ifft2(None::<&[i64]>, [-2i64, -1], "backward")
+        .real();
+    let field = &field / field.std(true) * 0.1;
+    let textured = (field.repeat([1, 3, 1, 1]) + 0.5).clamp(0.0, 1.0);
+    let flat_count = n / 4;
+    let flat = uniform(&[flat_count, 3, 1, 1], seed + 1) * 0.4 + 0.3;
+    Tensor::cat(
+        &[
+            textured.narrow(0, 0, n - flat_count),
+            flat.expand([flat_count, 3, 32, 32], false).contiguous(),
+        ],
+        0,
+    )
+}
+
+/// Footage whose scenes hold more structure at one orientation than the photos', and no blur:
+/// a scalar content gain lets the kernel take the difference for a direction of blur; the
+/// orientation gain measures it and leaves the kernel near the identity.
+#[test]
+fn orientation_gain_keeps_content_direction_out_of_the_kernel() {
+    use cyclesr_train::archs::degradation::ContentGain;
+    let real = oriented_patches(512, 31, 0.7) + gaussian(&[512, 3, 32, 32], 32) * (1.0 / 255.0);
+    let synthetic = oriented_patches(512, 33, 0.0);
+    let fit = |content_gain| {
+        let config = DegradationConfig {
+            noise_tiles: 64,
+            fit_steps: 200,
+            content_gain,
+            ..DegradationConfig::default()
+        };
+        CameraDegradation::fit(0, &real, &synthetic, &config, SourceStorage::default()).unwrap()
+    };
+    let (scalar, _) = fit(ContentGain::Scalar);
+    let (oriented, summary) = fit(ContentGain::Orientation);
+    let (major, minor, _) = scalar.kernel_spread();
+    let (o_major, o_minor, _) = oriented.kernel_spread();
+    // Power e^0.7 against e^-0.7 at the two extreme orientations: a gain ratio of 4.06.
+    let anisotropy = summary.content_anisotropy.unwrap();
+    eprintln!(
+        "DBG scalar {major} {minor} oriented {o_major} {o_minor} anis {anisotropy} {summary:?}"
+    );
+    assert!((2.5..6.0).contains(&anisotropy), "anisotropy {anisotropy}");
+    assert!(
+        major - minor > 0.2,
+        "scalar gain: kernel σ {major} x {minor}"
+    );
+    assert!(
+        o_major - o_minor < (major - minor) / 2.0,
+        "orientation gain: {o_major} x {o_minor}"
+    );
+}
+
 #[test]
 fn fit_recovers_a_known_blur_and_the_real_noise() {
     let sigma = 4.0 / 255.0;
