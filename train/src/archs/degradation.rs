@@ -431,16 +431,16 @@ impl CameraDegradation {
         let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
         let scalar_log_gain =
             (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
-        let mut log_gain = scalar_log_gain.shallow_clone();
-        let mut content_anisotropy = None;
-        if config.content_gain == ContentGain::Orientation {
-            let per_bin = ((target.exp() - &noise_power).clamp_min(1e-12)
-                / synthetic_power.clamp_min(1e-12))
-            .log();
-            let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
-            log_gain = log_gain + harmonics;
-            content_anisotropy = Some(ratio);
-        }
+        let (log_gain, content_anisotropy) = match config.content_gain {
+            ContentGain::Scalar => (scalar_log_gain.shallow_clone(), None),
+            ContentGain::Orientation => {
+                let per_bin = ((target.exp() - &noise_power).clamp_min(1e-12)
+                    / synthetic_power.clamp_min(1e-12))
+                .log();
+                let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
+                (&scalar_log_gain + harmonics, Some(ratio))
+            }
+        };
         let mut opt = nn::Adam::default()
             .build(&vs, 0.05)
             .context("kernel optimiser")?;
