@@ -107,25 +107,7 @@ fn white_noise_has_a_flat_spectrum_at_its_variance() {
 /// `[n, 3, 32, 32]` patches with a natural image's 1/f amplitude spectrum, a quarter of them
 /// flat (a sky or a wall), in [0, 1].
 fn natural_patches(n: i64, seed: u64) -> Tensor {
-    let white = gaussian(&[n, 1, 32, 32], seed);
-    let f = Tensor::fft_fftfreq(32, 1.0, CPU);
-    let radius = (f.unsqueeze(1).square() + f.unsqueeze(0).square())
-        .sqrt()
-        .clamp_min(1.0 / 32.0);
-    let field = (white.fft_fft2(None::<&[i64]>, [-2i64, -1], "backward") / radius)
-        .fft_ifft2(None::<&[i64]>, [-2i64, -1], "backward")
-        .real();
-    let field = &field / field.std(true) * 0.1;
-    let textured = (field.repeat([1, 3, 1, 1]) + 0.5).clamp(0.0, 1.0);
-    let flat_count = n / 4;
-    let flat = uniform(&[flat_count, 3, 1, 1], seed + 1) * 0.4 + 0.3;
-    Tensor::cat(
-        &[
-            textured.narrow(0, 0, n - flat_count),
-            flat.expand([flat_count, 3, 32, 32], false).contiguous(),
-        ],
-        0,
-    )
+    oriented_patches(n, seed, 0.0)
 }
 
 /// Like [`natural_patches`] (a quarter flat), with `exp(tilt · cos 2θ)` times more power at
@@ -159,7 +141,7 @@ fn oriented_patches(n: i64, seed: u64, tilt: f64) -> Tensor {
 fn orientation_gain_keeps_content_direction_out_of_the_kernel() {
     use cyclesr_train::archs::degradation::ContentGain;
     let real = oriented_patches(512, 31, 0.7) + gaussian(&[512, 3, 32, 32], 32) * (1.0 / 255.0);
-    let synthetic = oriented_patches(512, 33, 0.0);
+    let synthetic = natural_patches(512, 33);
     let fit = |content_gain| {
         let config = DegradationConfig {
             noise_tiles: 64,
