@@ -96,10 +96,6 @@ pub enum NoiseLevel {
     /// footage and sources not marked `lossless` keep the bank's level.
     #[default]
     Chroma,
-    /// As `Chroma` for lossless sources. For compressed ones, the bank scaled by one level:
-    /// the one at which G_s2r's output, compressed, is as noisy on its flattest tiles as the
-    /// footage on its own ([`flat_tile_sigma`]).
-    Calibrated,
 }
 
 impl Default for DegradationConfig {
@@ -389,9 +385,7 @@ impl CameraDegradation {
         let (noise, candidate_tiles) = noise_bank(&real, config)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
         let noise_scales = match config.noise_level {
-            NoiseLevel::Chroma | NoiseLevel::Calibrated if storage.lossless => {
-                noise_scales(&real, &noise)?
-            }
+            NoiseLevel::Chroma if storage.lossless => noise_scales(&real, &noise)?,
             _ => None,
         };
 
@@ -410,18 +404,55 @@ impl CameraDegradation {
         }
         let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
-        let mut fit = fit_kernel(&target, &synthetic_power, &noise_power, config)?;
-        let mut noise_scales = noise_scales;
-        if let (NoiseLevel::Calibrated, false, Some(quality)) =
-            (config.noise_level, storage.lossless, storage.jpeg_quality)
-        {
-            // The bank was cut from footage its codec had already smoothed, and G_s2r's own
-            // compression smooths it again: scale it until G_s2r's compressed output is as
-            // noisy as the footage where both are flat, then refit the kernel with that noise.
-            let scale = compressed_noise_scale(&fit.kernel, &real, &synthetic, &noise, quality)?;
-            fit = fit_kernel(&target, &synthetic_power, &(noise_power * scale * scale), config)?;
-            noise_scales = Some(Tensor::from_slice(&[scale as f32]).to_device(real.device()));
+        // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
+        // spectrum), so each step costs one FFT of the kernel, not a pass over the patches.
+        let error = |kernel: &Tensor, log_gain: &Tensor| {
+            let blurred = transfer_power(kernel, p) * &synthetic_power * log_gain.exp();
+            let simulated = log_power(&(blurred + &noise_power));
+            // The DC bin is each patch's removed mean: no information.
+            (simulated - &target)
+                .square()
+                .view(-1)
+                .narrow(0, 1, p * p - 1)
+                .mean(Kind::Float)
+        };
+
+        let vs = nn::VarStore::new(real.device());
+        let k = config.kernel;
+        let free = vs.root().var_copy("free", &near_identity(k, real.device()));
+        // The content gain from the low band, where blurs of up to about 1 LR px keep most
+        // of the power: fitted together with the kernel, it trades against blur.
+        let low = radial_frequency(p, &synthetic_power)
+            .gt(0.0)
+            .logical_and(&radial_frequency(p, &synthetic_power).le(LOW_BAND_END));
+        let clean_real_low = (target.exp() - &noise_power)
+            .masked_select(&low)
+            .sum(Kind::Float);
+        let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
+        let scalar_log_gain =
+            (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
+        let (log_gain, content_anisotropy) = match config.content_gain {
+            ContentGain::Scalar => (scalar_log_gain.shallow_clone(), None),
+            ContentGain::Orientation => {
+                let per_bin = ((target.exp() - &noise_power).clamp_min(1e-12)
+                    / synthetic_power.clamp_min(1e-12))
+                .log();
+                let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
+                (&scalar_log_gain + harmonics, Some(ratio))
+            }
+        };
+        let mut opt = nn::Adam::default()
+            .build(&vs, 0.05)
+            .context("kernel optimiser")?;
+        let none = Tensor::zeros([], (Kind::Float, real.device()));
+        let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
+        let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
+        let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
+        for _ in 0..config.fit_steps {
+            opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
         }
+        let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
+        let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
         let noise_scale_percentiles = match &noise_scales {
             Some(scales) => Some(percentiles(scales, [0.1, 0.5, 0.9])?),
             None => None,
@@ -429,7 +460,7 @@ impl CameraDegradation {
         Ok((
             CameraDegradation {
                 source,
-                kernel: fit.kernel,
+                kernel,
                 noise,
                 noise_scales,
                 jpeg_quality: storage.jpeg_quality,
@@ -438,10 +469,10 @@ impl CameraDegradation {
                 candidate_tiles,
                 noise_sigma,
                 noise_scale_percentiles,
-                log_spectrum_error_identity: fit.identity_error,
-                log_spectrum_error_fitted: fit.fitted_error,
-                content_gain: fit.content_gain,
-                content_anisotropy: fit.content_anisotropy,
+                log_spectrum_error_identity: identity_error,
+                log_spectrum_error_fitted: fitted_error,
+                content_gain: f64::try_from(scalar_log_gain.exp())?,
+                content_anisotropy,
             },
         ))
     }
@@ -501,158 +532,6 @@ impl CameraDegradation {
         }
     }
 }
-
-/// A kernel fitted to a camera's spectra, and what the fit reached.
-struct KernelFit {
-    kernel: Tensor,
-    content_gain: f64,
-    content_anisotropy: Option<f64>,
-    identity_error: f64,
-    fitted_error: f64,
-}
-
-/// Fits the kernel so that g·|K|²·`synthetic_power` + `noise_power` matches the real patches'
-/// log spectrum `target` (all `[p, p]`, unshifted).
-fn fit_kernel(
-    target: &Tensor,
-    synthetic_power: &Tensor,
-    noise_power: &Tensor,
-    config: &DegradationConfig,
-) -> Result<KernelFit> {
-    let p = target.size()[0];
-    // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
-    // spectrum), so each step costs one FFT of the kernel, not a pass over the patches.
-    let error = |kernel: &Tensor, log_gain: &Tensor| {
-        let blurred = transfer_power(kernel, p) * synthetic_power * log_gain.exp();
-        let simulated = log_power(&(blurred + noise_power));
-        // The DC bin is each patch's removed mean: no information.
-        (simulated - target)
-            .square()
-            .view(-1)
-            .narrow(0, 1, p * p - 1)
-            .mean(Kind::Float)
-    };
-
-    let device = target.device();
-    let vs = nn::VarStore::new(device);
-    let k = config.kernel;
-    let free = vs.root().var_copy("free", &near_identity(k, device));
-    // The content gain from the low band, where blurs of up to about 1 LR px keep most
-    // of the power: fitted together with the kernel, it trades against blur.
-    let frequency = radial_frequency(p, synthetic_power);
-    let low = frequency.gt(0.0).logical_and(&frequency.le(LOW_BAND_END));
-    let clean_real = target.exp() - noise_power;
-    let clean_real_low = clean_real.masked_select(&low).sum(Kind::Float);
-    let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
-    let scalar_log_gain =
-        (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
-    let (log_gain, content_anisotropy) = match config.content_gain {
-        ContentGain::Scalar => (scalar_log_gain.shallow_clone(), None),
-        ContentGain::Orientation => {
-            let per_bin =
-                (clean_real.clamp_min(1e-12) / synthetic_power.clamp_min(1e-12)).log();
-            let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
-            (&scalar_log_gain + harmonics, Some(ratio))
-        }
-    };
-    let mut opt = nn::Adam::default()
-        .build(&vs, 0.05)
-        .context("kernel optimiser")?;
-    let none = Tensor::zeros([], (Kind::Float, device));
-    let identity = Tensor::zeros([k, k], (Kind::Float, device));
-    let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
-    let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
-    for _ in 0..config.fit_steps {
-        opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
-    }
-    let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
-    let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
-    Ok(KernelFit {
-        kernel,
-        content_gain: f64::try_from(scalar_log_gain.exp())?,
-        content_anisotropy,
-        identity_error,
-        fitted_error,
-    })
-}
-
-/// Side of the tiles [`flat_tile_sigma`] measures: JPEG's block.
-const FLAT_TILE: i64 = 8;
-
-/// Share of the tiles [`flat_tile_sigma`] counts as flat.
-const FLAT_SHARE: f64 = 0.1;
-
-/// Noise σ (Y, code values) where `[N, 3, h, w]` images in [0, 1] are flattest: Immerkær's
-/// estimate ([`crate::metrics::noise_sigma`]) on each 8×8 tile, at the tiles' 10th percentile.
-/// Smooth content cancels in the estimate and the flattest tiles hold little texture, so two
-/// sets of different scenes compare by their noise; after a codec, by what it left of it.
-pub fn flat_tile_sigma(images: &Tensor) -> Result<f64> {
-    let (n, c, h, w) = images.size4()?;
-    ensure!(c == 3, "flat-tile noise needs RGB images, got {c} channels");
-    let (rows, cols) = (h / FLAT_TILE, w / FLAT_TILE);
-    ensure!(
-        rows > 0 && cols > 0,
-        "a {w}x{h} image holds no {FLAT_TILE}x{FLAT_TILE} tile"
-    );
-    let y = rgb_to_y(&images.to_kind(Kind::Float)).to_kind(Kind::Float) * 255.0;
-    let tiles = y
-        .narrow(2, 0, rows * FLAT_TILE)
-        .narrow(3, 0, cols * FLAT_TILE)
-        .view([n, rows, FLAT_TILE, cols, FLAT_TILE])
-        .permute([0, 1, 3, 2, 4])
-        .reshape([n * rows * cols, 1, FLAT_TILE, FLAT_TILE]);
-    let kernel = Tensor::from_slice(&[1.0f32, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
-        .to_device(images.device())
-        .view([1, 1, 3, 3]);
-    let response = tiles.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
-    let sigma = response
-        .abs()
-        .mean_dim(&[1i64, 2, 3][..], false, Kind::Float)
-        * ((std::f64::consts::PI / 2.0).sqrt() / 6.0);
-    let [level, _, _] = percentiles(&sigma, [FLAT_SHARE, 0.5, 0.9])?;
-    Ok(level)
-}
-
-/// The level of the `bank` at which G_s2r (`kernel`, the bank, JPEG at a quality drawn from
-/// `quality`) gives the `synthetic` patches the `real` ones' [`flat_tile_sigma`], by bisection
-/// on a log scale between a quarter and 8 times the bank's own level. Every trial draws the
-/// same noise and qualities, so the measure rises with the level alone.
-fn compressed_noise_scale(
-    kernel: &Tensor,
-    real: &Tensor,
-    synthetic: &Tensor,
-    bank: &Tensor,
-    quality: [u8; 2],
-) -> Result<f64> {
-    let goal = flat_tile_sigma(real)?;
-    let measure = |scale: f64| -> Result<f64> {
-        let camera = CameraDegradation {
-            source: 0,
-            kernel: kernel.shallow_clone(),
-            noise: bank.shallow_clone(),
-            noise_scales: Some(Tensor::from_slice(&[scale as f32]).to_device(bank.device())),
-            jpeg_quality: Some(quality),
-        };
-        let degraded = ExplicitDegradation {
-            cameras: vec![camera],
-        }
-        .forward(synthetic, &mut seeded(1))?;
-        flat_tile_sigma(&degraded)
-    };
-    let (mut lo, mut hi) = (0.25f64.ln(), 8.0f64.ln());
-    for _ in 0..CALIBRATION_STEPS {
-        let mid = (lo + hi) / 2.0;
-        if measure(mid.exp())? < goal {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(((lo + hi) / 2.0).exp())
-}
-
-/// Bisection steps of [`compressed_noise_scale`]: the level to within 0.3%.
-const CALIBRATION_STEPS: usize = 12;
 
 /// A bank whose chroma noise σ is under this (code values) is greyscale: 8-bit rounding alone
 /// gives colour footage about 0.3.
