@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
+use crate::archs::degradation::ContentGain;
 use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
@@ -115,6 +116,7 @@ fn fit_degradation(
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
     let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
+    let side = synthetic.size()[3];
     let summaries = model
         .fit_degradation(&real, &synthetic)
         .context("fitting the explicit degradation (stage 1)")?;
@@ -143,9 +145,16 @@ fn fit_degradation(
     for camera in &cameras {
         eprintln!("stage 1 (explicit degradation) fitted: {camera}");
     }
+    if options.networks.degradation.content_gain == ContentGain::Orientation
+        && summaries.iter().any(|s| s.content_anisotropy.is_none())
+    {
+        eprintln!(
+            "warning: stage 1's fit patches of {side} LR px are too small to measure the content's orientation (at least 15 px, data.lr_patch); its content gain is scalar"
+        );
+    }
     let report = json!({
         "patches_per_source": count,
-        "patch": FIT_PATCH,
+        "patch": side,
         "seconds": started.elapsed().as_secs_f64(),
         "cameras": cameras,
     });

@@ -77,11 +77,11 @@ pub struct DegradationConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ContentGain {
     /// One gain for every frequency.
-    #[default]
     Scalar,
     /// That gain times one that varies with orientation as a + b·cos 2θ + c·sin 2θ in log
     /// scale, fitted on the low band's bins: scenes of one set may hold more horizontal edges
     /// than the other's, which a kernel would otherwise take for a direction of blur.
+    #[default]
     Orientation,
 }
 
@@ -108,7 +108,7 @@ impl Default for DegradationConfig {
             fit_steps: 400,
             jpeg_quality: None,
             noise_level: NoiseLevel::Chroma,
-            content_gain: ContentGain::Scalar,
+            content_gain: ContentGain::Orientation,
         }
     }
 }
@@ -180,6 +180,10 @@ const TILE_MEAN_RANGE: (f64, f64) = (0.149, 0.835);
 /// Upper edge of the band the content gain is measured on, in cycles per pixel.
 const LOW_BAND_END: f64 = 0.1;
 
+/// Low-band frequency bins [`ContentGain::Orientation`] needs: the four on the axes and the
+/// four on the diagonals nearest the origin, which fit patches of at least 15 px hold.
+const ORIENTATION_BINS: i64 = 8;
+
 /// What the fit of one camera ([`CameraDegradation::fit`]) reached, for logs.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct FitSummary {
@@ -196,7 +200,7 @@ pub struct FitSummary {
     /// gain on the synthetic spectrum, measured on the low band.
     pub content_gain: f64,
     /// With [`ContentGain::Orientation`]: the ratio of its largest to its smallest gain over
-    /// orientations.
+    /// orientations. None where the fit patches were too small to measure it.
     pub content_anisotropy: Option<f64>,
 }
 
@@ -431,14 +435,19 @@ impl CameraDegradation {
         let synthetic_low = synthetic_power.masked_select(&low).sum(Kind::Float);
         let scalar_log_gain =
             (clean_real_low.clamp_min(1e-12) / synthetic_low.clamp_min(1e-12)).log();
+        let low_bins = i64::try_from(low.sum(Kind::Int64))?;
         let (log_gain, content_anisotropy) = match config.content_gain {
-            ContentGain::Scalar => (scalar_log_gain.shallow_clone(), None),
-            ContentGain::Orientation => {
+            ContentGain::Orientation if low_bins >= ORIENTATION_BINS => {
                 let per_bin = ((target.exp() - &noise_power).clamp_min(1e-12)
                     / synthetic_power.clamp_min(1e-12))
                 .log();
                 let (harmonics, ratio) = orientation_gain(&per_bin, &low)?;
                 (&scalar_log_gain + harmonics, Some(ratio))
+            }
+            // Patches under 15 px hold the low band's frequencies on the axes alone, where
+            // cos 2θ and sin 2θ cannot be told apart: the gain stays scalar (the summary says so).
+            ContentGain::Orientation | ContentGain::Scalar => {
+                (scalar_log_gain.shallow_clone(), None)
             }
         };
         let mut opt = nn::Adam::default()
@@ -592,7 +601,8 @@ fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Option<Tensor>> {
 
 /// The orientation part of [`ContentGain::Orientation`] on the `[p, p]` FFT grid: the least-squares
 /// fit of a + b·cos 2θ + c·sin 2θ to `log_ratio` on the bins of `band`, without a (the scalar
-/// gain keeps the level), and exp(2·√(b² + c²)), its largest over its smallest gain.
+/// gain keeps the level), and exp(2·√(b² + c²)), its largest over its smallest gain. `band`
+/// holds at least [`ORIENTATION_BINS`] bins.
 fn orientation_gain(log_ratio: &Tensor, band: &Tensor) -> Result<(Tensor, f64)> {
     let p = log_ratio.size()[0];
     let options = (Kind::Float, log_ratio.device());
@@ -606,10 +616,6 @@ fn orientation_gain(log_ratio: &Tensor, band: &Tensor) -> Result<(Tensor, f64)> 
             sin.masked_select(band),
         ],
         1,
-    );
-    ensure!(
-        design.size()[0] >= 3,
-        "the low band holds too few frequency bins to measure the content's orientation"
     );
     let values = log_ratio.masked_select(band).unsqueeze(1);
     let normal = design.transpose(0, 1).matmul(&design);
