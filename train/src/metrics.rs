@@ -97,6 +97,16 @@ pub fn rgb_to_y(img: &Tensor) -> Tensor {
     (y / 255.0).unsqueeze(-3)
 }
 
+/// Immerkær's 3×3 operator `[1, 1, 3, 3]`, the difference of two Laplacians (the outer product
+/// of [1, −2, 1] with itself): zero where content is linear along either axis, 36σ² of variance
+/// on white noise of σ.
+pub fn immerkaer_operator(options: (Kind, tch::Device)) -> Tensor {
+    Tensor::from_slice(&[1.0f64, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
+        .to_kind(options.0)
+        .to_device(options.1)
+        .view([1, 1, 3, 3])
+}
+
 /// Standard deviation of an image's noise on Y, in 8-bit code values, by Immerkær's method
 /// ("Fast noise variance estimation", 1996): the mean absolute response to the difference of two
 /// Laplacians, which cancels smooth image content. Edges and fine texture add to it, so it
@@ -104,8 +114,7 @@ pub fn rgb_to_y(img: &Tensor) -> Tensor {
 /// `[3, H, W]` in [0, 1], at least 3×3.
 pub fn noise_sigma(img: &Tensor) -> f64 {
     let y = rgb_to_y(img).unsqueeze(0) * 255.0;
-    let kernel = Tensor::from_slice(&[1.0f64, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
-        .view([1, 1, 3, 3]);
+    let kernel = immerkaer_operator((Kind::Double, y.device()));
     let response = y.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
     let mean_abs = response.abs().mean(Kind::Double).double_value(&[]);
     (std::f64::consts::PI / 2.0).sqrt() * mean_abs / 6.0

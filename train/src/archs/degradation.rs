@@ -42,7 +42,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::Rgb8;
 use crate::degrade::jpeg_roundtrip;
-use crate::metrics::rgb_to_y;
+use crate::metrics::{immerkaer_operator, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
 /// `[networks.degradation]`: the explicit G_s2r of mode `explicit`.
@@ -550,12 +550,12 @@ const GREY_CHROMA_LEVEL: f64 = 0.05;
 const CHI2_1_MEDIAN: f64 = 0.454_936;
 
 /// Per-channel noise σ (code values, 0–255) of each of `[N, 3, h, w]` images in [0, 1],
-/// `[N]`, measured where a scene's texture does not reach: the 3×3 Laplacian of R minus that of
-/// G, and of B minus G. Texture and edges are nearly the same in the three channels and cancel;
-/// noise drawn per channel does not (the difference of two channels of σ has 72σ² of
-/// variance through this Laplacian). The median of the squared differences keeps the few
-/// coloured edges out. Meaningless after a codec's chroma subsampling, which removes chroma
-/// noise.
+/// `[N]`, measured where a scene's texture does not reach: Immerkær's operator
+/// ([`immerkaer_operator`]) on R minus that on G, and on B minus G. Texture and edges are
+/// nearly the same in the three channels and cancel; noise drawn per channel does not (the
+/// difference of two channels of σ has 72σ² of variance through this operator). The median of
+/// the squared differences keeps the few coloured edges out. Meaningless after a codec's chroma
+/// subsampling, which removes chroma noise.
 pub fn chroma_noise_sigma(images: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = images.size4()?;
     ensure!(c == 3, "chroma noise needs RGB images, got {c} channels");
@@ -563,12 +563,9 @@ pub fn chroma_noise_sigma(images: &Tensor) -> Result<Tensor> {
         h >= 3 && w >= 3,
         "a {w}x{h} image is too small for chroma noise"
     );
-    let laplacian = Tensor::from_slice(&[1.0f32, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0])
-        .to_device(images.device())
-        .view([1, 1, 3, 3])
-        .repeat([3, 1, 1, 1]);
+    let operator = immerkaer_operator((Kind::Float, images.device())).repeat([3, 1, 1, 1]);
     let response = (images.to_kind(Kind::Float) * 255.0).conv2d(
-        &laplacian,
+        &operator,
         None::<Tensor>,
         [1, 1],
         [0, 0],
