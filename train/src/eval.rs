@@ -461,10 +461,7 @@ impl Translator {
                             source = camera.source,
                             k = camera.kernel.size()[0],
                             noise = camera.describe_noise(),
-                            compression = match camera.jpeg_quality {
-                                Some([lo, hi]) => format!("JPEG quality {lo}–{hi}"),
-                                None => "no compression".to_string(),
-                            }
+                            compression = camera.describe_compression()
                         )
                     })
                     .collect();

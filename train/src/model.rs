@@ -17,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::archs::cyclegan::{patch_discriminator, resnet_generator};
 use crate::archs::degradation::{ExplicitDegradation, FitSummary};
+use crate::archs::jpeg_quality::FootageJpeg;
 use crate::archs::vgg::vgg_discriminator;
 use crate::data::{blind_degrade, UnpairedBatch};
 use crate::losses::{
@@ -349,24 +350,29 @@ impl CycleSrModel {
     }
 
     /// Fits the explicit G_s2r on unpaired LR patches: `real` per `data.real_lr` source,
-    /// `synthetic` shared (any device).
+    /// `synthetic` shared (any device); `read_jpeg(source)` reads a compressed source's JPEG
+    /// qualities from its footage when the options ask for them. Returns each camera's fit and
+    /// what was read.
     pub fn fit_degradation(
         &mut self,
         real: &[(usize, Tensor)],
         synthetic: &Tensor,
-    ) -> Result<Vec<FitSummary>> {
+        read_jpeg: &dyn Fn(usize) -> Result<FootageJpeg>,
+    ) -> Result<(Vec<FitSummary>, Vec<Option<FootageJpeg>>)> {
         let real: Vec<(usize, Tensor)> = real
             .iter()
             .map(|(source, t)| (*source, t.to_device(self.device)))
             .collect();
-        let (degradation, summaries) = ExplicitDegradation::fit(
+        let config = &self.options.networks.degradation;
+        let (mut degradation, summaries) = ExplicitDegradation::fit(
             &real,
             &synthetic.to_device(self.device),
-            &self.options.networks.degradation,
+            config,
             &|source| self.options.storage_of(source),
         )?;
+        let footage_jpeg = degradation.read_footage_jpeg(config, read_jpeg)?;
         self.degradation = Some(degradation);
-        Ok(summaries)
+        Ok((summaries, footage_jpeg))
     }
 
     /// The explicit G_s2r, once fitted or loaded.

@@ -293,17 +293,15 @@ fn degradation_section(
                     ),
                     None => format!("{:.2}", camera.noise_sigma()),
                 },
-                match camera.jpeg_quality {
-                    Some([lo, hi]) => format!("JPEG, quality drawn from {lo}–{hi}"),
-                    None => "none".to_string(),
-                }
+                camera.describe_compression()
             );
         }
         html.push_str(
             "</table>\n<p class=\"caption\">Fitted before training (stage 1 explicit): the blur of the camera's optics \
              and processing as a kernel fitted to the footage's power spectrum, and a bank of its own noise cut from \
-             flat regions; then, unless the footage is marked lossless, JPEG at a quality drawn per patch (its level \
-             cannot be measured from unpaired footage, so it is drawn from a range).</p>\n",
+             flat regions; then, unless the footage is marked lossless, JPEG at a quality drawn per patch: from the \
+             qualities read from the footage's own frames where they are JPEG and jpeg_qualities = \"footage\", \
+             from a range otherwise.</p>\n",
         );
         let fit = inputs.run_dir.join("degradation-fit.json");
         if let Ok(text) = std::fs::read_to_string(&fit) {

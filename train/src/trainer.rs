@@ -16,6 +16,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::archs::degradation::ContentGain;
+use crate::archs::jpeg_quality::read_footage;
 use crate::data::{Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
@@ -117,16 +118,27 @@ fn fit_degradation(
     let count = options.networks.degradation.fit_patches as usize;
     let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
     let side = synthetic.size()[3];
-    let summaries = model
-        .fit_degradation(&real, &synthetic)
+    let (summaries, footage_jpeg) = model
+        .fit_degradation(&real, &synthetic, &|source| {
+            read_footage(&data.real_lr_of(source))
+        })
         .context("fitting the explicit degradation (stage 1)")?;
     let degradation = model.degradation().expect("just fitted");
     let cameras: Vec<serde_json::Value> = degradation
         .cameras
         .iter()
         .zip(&summaries)
-        .map(|(camera, summary)| {
+        .zip(&footage_jpeg)
+        .map(|((camera, summary), footage)| {
             let (major, minor, angle) = camera.kernel_spread();
+            // What the footage's frames showed, and whether G_s2r draws from it.
+            let jpeg = footage.as_ref().map(|f| {
+                json!({
+                    "images_read": f.sampled,
+                    "qualities": f.qualities,
+                    "drawn_from": if f.is_jpeg() { "footage" } else { "range" },
+                })
+            });
             json!({
                 "source": options.data.real_lr[camera.source].path,
                 "candidate_noise_tiles": summary.candidate_tiles,
@@ -139,6 +151,7 @@ fn fit_degradation(
                 "content_anisotropy": summary.content_anisotropy,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
+                "footage_jpeg": jpeg,
             })
         })
         .collect();

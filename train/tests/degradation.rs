@@ -308,6 +308,7 @@ fn compression_follows_blur_and_noise() {
         noise: silent.shallow_clone(),
         noise_scales: None,
         jpeg_quality,
+        jpeg_qualities: None,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
@@ -398,7 +399,7 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         d["stage1"]
             .as_str()
             .unwrap()
-            .ends_with("JPEG quality 30–95"),
+            .ends_with("JPEG at a quality drawn from 30–95"),
         "{d}"
     );
     for key in [

@@ -21,7 +21,9 @@
 //! camera whose footage is compressed (every source not marked `lossless`) is JPEG-compressed at
 //! a quality drawn uniformly from that range, as Real-ESRGAN does. Its level is not
 //! identifiable from unpaired spectra: the two domains' content moves them more than a codec
-//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md).
+//! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Footage that is JPEG
+//! tells its qualities another way, by the lattice its coefficients lie on
+//! ([`crate::archs::jpeg_quality`]); with `jpeg_qualities = "footage"` G_s2r draws from those.
 //!
 //! The bank's tiles are the flattest of all, so they come from the footage's quietest images
 //! and its quietest draws: too little noise, for which the kernel fit makes up with too little
@@ -40,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::archs::jpeg_quality::FootageJpeg;
 use crate::data::Rgb8;
 use crate::degrade::jpeg_roundtrip;
 use crate::metrics::{immerkaer_operator, rgb_to_y};
@@ -70,6 +73,22 @@ pub struct DegradationConfig {
     /// How the two domains' content difference is measured on the low band ([`ContentGain`]).
     #[serde(default)]
     pub content_gain: ContentGain,
+    /// Where a compressed source's JPEG qualities come from ([`JpegQualities`]).
+    #[serde(default)]
+    pub jpeg_qualities: JpegQualities,
+}
+
+/// `networks.degradation.jpeg_qualities`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JpegQualities {
+    /// Drawn from `jpeg_quality`'s range.
+    #[default]
+    Range,
+    /// Drawn from the qualities read from the source's own frames
+    /// ([`crate::archs::jpeg_quality`]), where at least half of those looked at show a JPEG
+    /// lattice; from the range otherwise (other codecs, scaled footage).
+    Footage,
 }
 
 /// `networks.degradation.content_gain`.
@@ -109,6 +128,7 @@ impl Default for DegradationConfig {
             jpeg_quality: None,
             noise_level: NoiseLevel::Chroma,
             content_gain: ContentGain::Orientation,
+            jpeg_qualities: JpegQualities::Range,
         }
     }
 }
@@ -164,6 +184,9 @@ pub struct CameraDegradation {
     /// image's mosaic is multiplied by one drawn. None: the bank's level.
     pub noise_scales: Option<Tensor>,
     pub jpeg_quality: Option<[u8; 2]>,
+    /// `[N]` qualities read from the footage ([`JpegQualities::Footage`]); one is drawn per
+    /// image in place of the range. None: the range.
+    pub jpeg_qualities: Option<Tensor>,
 }
 
 /// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
@@ -226,6 +249,33 @@ impl ExplicitDegradation {
         Ok((ExplicitDegradation { cameras }, summaries))
     }
 
+    /// With `jpeg_qualities = "footage"`, each camera that compresses draws its qualities from
+    /// those read from its own footage (`read(source)`) where the footage is JPEG. Returns what
+    /// was read, per camera (None where nothing was read).
+    pub fn read_footage_jpeg(
+        &mut self,
+        config: &DegradationConfig,
+        read: &dyn Fn(usize) -> Result<FootageJpeg>,
+    ) -> Result<Vec<Option<FootageJpeg>>> {
+        self.cameras
+            .iter_mut()
+            .map(|cam| {
+                if config.jpeg_qualities != JpegQualities::Footage || cam.jpeg_quality.is_none() {
+                    return Ok(None);
+                }
+                let footage = read(cam.source).with_context(|| {
+                    format!("reading the JPEG qualities of source {}", cam.source)
+                })?;
+                if footage.is_jpeg() {
+                    let qualities: Vec<i64> =
+                        footage.qualities.iter().map(|&q| i64::from(q)).collect();
+                    cam.jpeg_qualities = Some(Tensor::from_slice(&qualities));
+                }
+                Ok(Some(footage))
+            })
+            .collect()
+    }
+
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
     /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
     /// JPEG-compressed if that camera compresses.
@@ -282,7 +332,12 @@ impl ExplicitDegradation {
                 let Some([lo, hi]) = cam.jpeg_quality else {
                     return Ok(image);
                 };
-                let quality = rng.random_range(lo..=hi);
+                let quality = match &cam.jpeg_qualities {
+                    Some(read) => {
+                        u8::try_from(read.int64_value(&[rng.random_range(0..read.size()[0])]))?
+                    }
+                    None => rng.random_range(lo..=hi),
+                };
                 Ok(jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
                     .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
                     .to_tensor()
@@ -306,6 +361,12 @@ impl ExplicitDegradation {
                     tensors.push((
                         format!("{}.noise_scales", cam.source),
                         scales.shallow_clone(),
+                    ));
+                }
+                if let Some(qualities) = &cam.jpeg_qualities {
+                    tensors.push((
+                        format!("{}.jpeg_qualities", cam.source),
+                        qualities.shallow_clone(),
                     ));
                 }
                 tensors
@@ -335,6 +396,7 @@ impl ExplicitDegradation {
             };
             let (kernel, noise) = (take("kernel")?, take("noise")?);
             let noise_scales = take("noise_scales").ok();
+            let jpeg_qualities = take("jpeg_qualities").ok().map(|q| q.to_kind(Kind::Int64));
             let (ks, ns) = (kernel.size(), noise.size());
             ensure!(
                 ks.len() == 2 && ks[0] == ks[1] && ks[0] % 2 == 1,
@@ -356,12 +418,24 @@ impl ExplicitDegradation {
                     "noise levels of camera {source} hold a negative or non-finite value"
                 );
             }
+            if let Some(qualities) = &jpeg_qualities {
+                let size = qualities.size();
+                ensure!(
+                    size.len() == 1 && size[0] > 0,
+                    "JPEG qualities of camera {source} have shape {size:?}, expected [N]"
+                );
+                ensure!(
+                    i64::try_from(qualities.min())? >= 1 && i64::try_from(qualities.max())? <= 100,
+                    "JPEG qualities of camera {source} hold a value outside 1..=100"
+                );
+            }
             cameras.push(CameraDegradation {
                 source,
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
                 noise_scales: noise_scales.map(|s| s.to_kind(Kind::Float).to_device(device)),
                 jpeg_quality: compression(source),
+                jpeg_qualities,
             });
         }
         let kernel_sizes: Vec<i64> = cameras.iter().map(|c| c.kernel.size()[0]).collect();
@@ -473,6 +547,7 @@ impl CameraDegradation {
                 noise,
                 noise_scales,
                 jpeg_quality: storage.jpeg_quality,
+                jpeg_qualities: None,
             },
             FitSummary {
                 candidate_tiles,
@@ -524,6 +599,25 @@ impl CameraDegradation {
         percentiles(scales, [0.1, 0.5, 0.9])
             .ok()
             .map(|p| p.map(|scale| scale * bank))
+    }
+
+    /// The compression in words: none, the range, or the qualities read from the footage.
+    pub fn describe_compression(&self) -> String {
+        match (self.jpeg_quality, &self.jpeg_qualities) {
+            (None, _) => "no compression".to_string(),
+            (Some(_), Some(read)) => {
+                let values = Vec::<i64>::try_from(read.to_device(Device::Cpu)).unwrap_or_default();
+                let (lo, hi) = (values.iter().min(), values.iter().max());
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) => format!(
+                        "JPEG at the qualities read from {} of its images ({lo}–{hi})",
+                        values.len()
+                    ),
+                    _ => "JPEG at the qualities read from its images".to_string(),
+                }
+            }
+            (Some([lo, hi]), None) => format!("JPEG at a quality drawn from {lo}–{hi}"),
+        }
     }
 
     /// The noise in words: the bank, and the levels it is scaled to if any.

@@ -5,4 +5,5 @@
 
 pub mod cyclegan;
 pub mod degradation;
+pub mod jpeg_quality;
 pub mod vgg;

@@ -127,6 +127,17 @@ impl TrainingData {
         self.dataset.real_lr.len()
     }
 
+    /// The real LR images and frames of `data.real_lr` entry `source`, in order.
+    pub fn real_lr_of(&self, source: usize) -> Vec<&Rgb8> {
+        let ds = &self.dataset;
+        ds.real_lr
+            .iter()
+            .zip(&ds.real_lr_source)
+            .filter(|(_, &s)| s == source)
+            .map(|(image, _)| image)
+            .collect()
+    }
+
     /// Non-overlapping HR training patches in the HR domain (what an epoch counts).
     pub fn hr_patches(&self) -> usize {
         let side = self.dataset.lr_patch * self.dataset.scale;
