@@ -11,6 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use crate::archs::degradation::NoiseLevel;
 use crate::data::{is_image_file, list_images, record, CaptureLimits, SourceSpec, StreamSource};
 use crate::export::export;
 use crate::model::{CycleSrModel, SavedState};
@@ -329,6 +330,11 @@ fn new_run(args: &CameraArgs, name: &str, run_dir: &Path) -> Result<(Options, Ca
             ..SourceSpec::from(footage_dir(run_dir, k, f))
         })
         .collect();
+    // The recipe keeps the bank's noise level, which suits its mix of nine cameras; one camera
+    // stored losslessly has its own noise levels measured, as `--lossless` promises.
+    if args.lossless {
+        options.networks.degradation.noise_level = NoiseLevel::Chroma;
+    }
     let options = options.with_overrides(&args.overrides)?;
     let recipe = if args.overrides.is_empty() {
         recipe_name

@@ -52,6 +52,29 @@ fn total_change(deltas: &[(String, Tensor)]) -> f64 {
         .sum()
 }
 
+/// Every shipped options file parses and validates, and the shipped models' recipe keeps the
+/// stage 1 they were trained with.
+#[test]
+fn shipped_configs_are_valid() {
+    use cyclesr_train::archs::degradation::{ContentGain, NoiseLevel};
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Options::load(&path).unwrap();
+            count += 1;
+        }
+    }
+    assert!(count >= 5, "{count} options files in {}", configs.display());
+    let recipe = Options::load(&configs.join("default-model.toml")).unwrap();
+    assert_eq!(recipe.networks.degradation.noise_level, NoiseLevel::Bank);
+    assert_eq!(
+        recipe.networks.degradation.content_gain,
+        ContentGain::Scalar
+    );
+}
+
 #[test]
 fn joint_sends_sr_loss_into_g_s2r_and_separate_does_not() {
     let dir = temp_dir("gradient-paths");
