@@ -164,6 +164,17 @@ pub struct CameraRun {
     pub lossless: bool,
 }
 
+impl CameraRun {
+    /// How its footage was stored, in the provenance's word.
+    fn storage(&self) -> &'static str {
+        if self.lossless {
+            "lossless"
+        } else {
+            "compressed"
+        }
+    }
+}
+
 const CAMERA_RUN: &str = "camera.json";
 
 pub fn run(args: &CameraArgs) -> Result<()> {
@@ -215,15 +226,7 @@ pub fn run(args: &CameraArgs) -> Result<()> {
         ),
         ("hr".to_string(), camera.hr.display().to_string()),
         ("recipe".to_string(), camera.recipe.clone()),
-        (
-            "footage".to_string(),
-            if camera.lossless {
-                "lossless"
-            } else {
-                "compressed"
-            }
-            .to_string(),
-        ),
+        ("footage".to_string(), camera.storage().to_string()),
         (
             "iterations".to_string(),
             format!("{} of {}", outcome.iteration, outcome.total),
@@ -284,11 +287,7 @@ fn resume_run(args: &CameraArgs, run_dir: &Path, state: &Path) -> Result<(Option
         camera.lossless == args.lossless,
         "--resume: the run in {} took its footage as {}; give --lossless as it was given",
         run_dir.display(),
-        if camera.lossless {
-            "lossless"
-        } else {
-            "compressed"
-        }
+        camera.storage()
     );
     ensure!(
         state.exists(),

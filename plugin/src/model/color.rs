@@ -20,6 +20,12 @@ impl YuvEncoding {
         kb: 0.114,
         full_range: false,
     };
+    /// JFIF's, the Y'CbCr of JPEG files.
+    pub const BT601_FULL: YuvEncoding = YuvEncoding {
+        kr: 0.299,
+        kb: 0.114,
+        full_range: true,
+    };
     pub const BT709_LIMITED: YuvEncoding = YuvEncoding {
         kr: 0.2126,
         kb: 0.0722,

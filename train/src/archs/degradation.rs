@@ -407,11 +407,7 @@ impl ExplicitDegradation {
                 "noise bank of camera {source} has shape {ns:?}, expected [T, 3, t, t]"
             );
             if let Some(scales) = &noise_scales {
-                let size = scales.size();
-                ensure!(
-                    size.len() == 1 && size[0] > 0,
-                    "noise levels of camera {source} have shape {size:?}, expected [N]"
-                );
+                ensure_vector(scales, "noise levels", source)?;
                 ensure!(
                     f64::try_from(scales.min())? >= 0.0
                         && f64::try_from(scales.isfinite().all())? == 1.0,
@@ -419,11 +415,7 @@ impl ExplicitDegradation {
                 );
             }
             if let Some(qualities) = &jpeg_qualities {
-                let size = qualities.size();
-                ensure!(
-                    size.len() == 1 && size[0] > 0,
-                    "JPEG qualities of camera {source} have shape {size:?}, expected [N]"
-                );
+                ensure_vector(qualities, "JPEG qualities", source)?;
                 ensure!(
                     i64::try_from(qualities.min())? >= 1 && i64::try_from(qualities.max())? <= 100,
                     "JPEG qualities of camera {source} hold a value outside 1..=100"
@@ -634,6 +626,16 @@ impl CameraDegradation {
             None => bank,
         }
     }
+}
+
+/// Checks that a camera's `what` in a state is a non-empty `[N]` vector.
+fn ensure_vector(values: &Tensor, what: &str, source: usize) -> Result<()> {
+    let size = values.size();
+    ensure!(
+        size.len() == 1 && size[0] > 0,
+        "{what} of camera {source} have shape {size:?}, expected [N]"
+    );
+    Ok(())
 }
 
 /// A bank whose chroma noise σ is under this (code values) is greyscale: 8-bit rounding alone

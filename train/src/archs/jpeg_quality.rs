@@ -14,6 +14,8 @@
 use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 
+use gstcyclesr::model::color::YuvEncoding;
+
 use crate::data::Rgb8;
 
 /// The luminance table of ITU-T T.81, Annex K.1, row by row (vertical frequency first).
@@ -120,15 +122,10 @@ fn estimate_at(luma: &Tensor, offset: (i64, i64), tables: &Tensor) -> Result<Opt
     })
 }
 
-/// JPEG's luma (BT.601 full range, as JFIF) minus 128, `[H, W]`, double precision.
+/// JPEG's luma (JFIF's BT.601 full range) minus 128, `[H, W]`, double precision.
 fn jpeg_luma(image: &Rgb8) -> Tensor {
-    let rgb = Tensor::from_slice(&image.data).to_kind(Kind::Double).view([
-        image.height as i64,
-        image.width as i64,
-        3,
-    ]);
-    let weights = Tensor::from_slice(&[0.299f64, 0.587, 0.114]);
-    rgb.matmul(&weights) - 128.0
+    let (luma, _, _) = YuvEncoding::BT601_FULL.from_rgb(&image.to_tensor().to_kind(Kind::Double));
+    luma - 128.0
 }
 
 /// The orthonormal 8-point DCT-II matrix: JPEG's forward transform is `D · block · Dᵀ`.
