@@ -527,6 +527,21 @@ impl CameraDegradation {
             opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
         }
         let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
+        let (kernel, noise) = match std::env::var("CYCLESR_ADV") {
+            Ok(steps) => {
+                let (kernel, gain) = adversarial_refine(
+                    &free.detach(),
+                    &real,
+                    &synthetic,
+                    &noise,
+                    noise_scales.as_ref(),
+                    storage.jpeg_quality,
+                    steps.parse()?,
+                )?;
+                (kernel, noise * gain)
+            }
+            Err(_) => (kernel, noise),
+        };
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
         let noise_scale_percentiles = match &noise_scales {
             Some(scales) => Some(percentiles(scales, [0.1, 0.5, 0.9])?),
@@ -846,4 +861,116 @@ fn minus_plane(tiles: &Tensor) -> Tensor {
     let projection = (&design / &norms).matmul(&design.transpose(0, 1)); // [t², t²]
     let flat = tiles.reshape([count * c, t * t]);
     (&flat - flat.matmul(&projection)).view([count, c, t, t])
+}
+
+fn high_pass_y(x: &Tensor) -> Tensor {
+    let y = rgb_to_y(x).to_kind(Kind::Float);
+    let g = Tensor::from_slice(&[1.0f32, 4.0, 6.0, 4.0, 1.0]).to_device(x.device()) / 16.0;
+    let k = (g.unsqueeze(1) * g.unsqueeze(0)).view([1, 1, 5, 5]);
+    let blurred = y.pad([2, 2, 2, 2], "replicate", None).conv2d(
+        &k,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        1,
+    );
+    (y - blurred) * 10.0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adversarial_refine(
+    free0: &Tensor,
+    real: &Tensor,
+    synthetic: &Tensor,
+    noise: &Tensor,
+    scales: Option<&Tensor>,
+    jpeg: Option<[u8; 2]>,
+    steps: i64,
+) -> Result<(Tensor, f64)> {
+    let device = real.device();
+    let gvs = nn::VarStore::new(device);
+    let free = gvs.root().var_copy("free", free0);
+    let log_gain = gvs.root().zeros("log_gain", &[]);
+    let dvs = nn::VarStore::new(device);
+    let d = {
+        let r = dvs.root();
+        let c = |i, o, k, name: &str| nn::conv2d(&r / name, i, o, k, Default::default());
+        nn::seq()
+            .add(c(1, 32, 5, "c1"))
+            .add_fn(|x| x.leaky_relu())
+            .add(c(32, 32, 3, "c2"))
+            .add_fn(|x| x.leaky_relu())
+            .add(c(32, 32, 1, "c3"))
+            .add_fn(|x| x.leaky_relu())
+            .add(c(32, 1, 1, "c4"))
+    };
+    let mut gopt = nn::Adam {
+        beta1: 0.5,
+        ..Default::default()
+    }
+    .build(&gvs, 0.005)?;
+    let mut dopt = nn::Adam {
+        beta1: 0.5,
+        ..Default::default()
+    }
+    .build(&dvs, 2e-4)?;
+    let mut rng = seeded(7);
+    let (n_real, n_syn) = (real.size()[0], synthetic.size()[0]);
+    let (b, p) = (64i64, real.size()[3]);
+    let k = free0.size()[0];
+    for step in 0..steps {
+        let ri: Vec<i64> = (0..b).map(|_| rng.random_range(0..n_real)).collect();
+        let si: Vec<i64> = (0..b).map(|_| rng.random_range(0..n_syn)).collect();
+        let real_b = real.index_select(0, &Tensor::from_slice(&ri).to_device(device));
+        let syn_b = synthetic.index_select(0, &Tensor::from_slice(&si).to_device(device));
+        let kernel = symmetric_kernel(&free);
+        let weight = kernel.view([1, 1, k, k]).repeat([3, 1, 1, 1]);
+        let blurred = syn_b
+            .pad([k / 2, k / 2, k / 2, k / 2], "replicate", None)
+            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 3);
+        let mut nz = mosaic(noise, b, p, &mut rng)?
+            .narrow(2, 0, p)
+            .narrow(3, 0, p);
+        if let Some(s) = scales {
+            nz *= draw_scales(s, b, &mut rng);
+        }
+        let degraded = (blurred + nz * log_gain.exp()).clamp(0.0, 1.0);
+        let fake = match jpeg {
+            Some([lo, hi]) => {
+                let compressed = tch::no_grad(|| -> Result<Tensor> {
+                    let imgs = (0..b)
+                        .map(|i| {
+                            let q = rng.random_range(lo..=hi);
+                            Ok(jpeg_roundtrip(&Rgb8::from_tensor(&degraded.get(i))?, q)?
+                                .to_tensor()
+                                .to_device(device))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Tensor::stack(&imgs, 0))
+                })?;
+                &degraded + (compressed - &degraded).detach()
+            }
+            None => degraded,
+        };
+        let d_real = high_pass_y(&real_b).apply(&d);
+        let d_fake = high_pass_y(&fake.detach()).apply(&d);
+        let d_loss = (d_real - 1.0).square().mean(Kind::Float) + d_fake.square().mean(Kind::Float);
+        dopt.backward_step(&d_loss);
+        let g_loss = (high_pass_y(&fake).apply(&d) - 1.0)
+            .square()
+            .mean(Kind::Float);
+        gopt.backward_step(&g_loss);
+        if step % 100 == 0 || step == steps - 1 {
+            eprintln!(
+                "ADV step {step} d {:.4} g {:.4} gain {:.3} centre {:.3}",
+                f64::try_from(&d_loss)?,
+                f64::try_from(&g_loss)?,
+                f64::try_from(log_gain.exp())?,
+                f64::try_from(kernel.get(k / 2).get(k / 2))?
+            );
+        }
+    }
+    let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
+    Ok((kernel, f64::try_from(log_gain.exp())?))
 }
