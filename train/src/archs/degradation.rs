@@ -702,45 +702,21 @@ fn orientation_gain(log_ratio: &Tensor, band: &Tensor) -> Result<(Tensor, f64)> 
     let f = Tensor::fft_fftfreq(p, 1.0, options);
     let angle = f.unsqueeze(1).atan2(&f.unsqueeze(0)) * 2.0;
     let (cos, sin) = (angle.cos(), angle.sin());
-    let radius = (f.unsqueeze(1).square() + f.unsqueeze(0).square()).sqrt() / LOW_BAND_END;
-    let setting = std::env::var("CYCLESR_ORIENT_GAMMA").unwrap_or_else(|_| "0".into());
-    let gammas: Vec<f64> = if setting == "fit" {
-        (0..=12).map(|i| f64::from(i) * 0.25).collect()
-    } else {
-        vec![setting.parse()?]
-    };
+    let design = Tensor::stack(
+        &[
+            Tensor::ones_like(&cos).masked_select(band),
+            cos.masked_select(band),
+            sin.masked_select(band),
+        ],
+        1,
+    );
     let values = log_ratio.masked_select(band).unsqueeze(1);
-    let mut best: Option<(f64, f64, Tensor, Tensor)> = None;
-    for gamma in gammas {
-        let growth = radius.pow_tensor_scalar(gamma);
-        let (gc, gs) = (&cos * &growth, &sin * &growth);
-        let design = Tensor::stack(
-            &[
-                Tensor::ones_like(&cos).masked_select(band),
-                gc.masked_select(band),
-                gs.masked_select(band),
-            ],
-            1,
-        );
-        let normal = design.transpose(0, 1).matmul(&design);
-        let coefficients =
-            Tensor::linalg_solve(&normal, &design.transpose(0, 1).matmul(&values), true);
-        let residual = f64::try_from(
-            (design.matmul(&coefficients) - &values)
-                .square()
-                .sum(Kind::Float),
-        )?;
-        if best.as_ref().is_none_or(|b| residual < b.1) {
-            let b = coefficients.get(1).squeeze();
-            let c = coefficients.get(2).squeeze();
-            best = Some((gamma, residual, gc * b, gs * c));
-        }
-    }
-    let (gamma, residual, bc, cs) = best.unwrap();
-    let harmonics = bc + cs;
-    let amplitude = f64::try_from(harmonics.masked_select(band).abs().max())?;
-    eprintln!("ORIENT gamma {gamma} residual {residual:.4} amplitude_at_band {amplitude:.3}");
-    Ok((harmonics, (2.0f64 * amplitude).exp()))
+    let normal = design.transpose(0, 1).matmul(&design);
+    let coefficients = Tensor::linalg_solve(&normal, &design.transpose(0, 1).matmul(&values), true);
+    let b = coefficients.get(1).squeeze();
+    let c = coefficients.get(2).squeeze();
+    let amplitude = f64::try_from((b.square() + c.square()).sqrt())?;
+    Ok((cos * b + sin * c, (2.0f64 * amplitude).exp()))
 }
 
 /// `[count, 1, 1, 1]` scales drawn uniformly from `scales` `[N]`.
