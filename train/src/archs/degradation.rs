@@ -467,34 +467,6 @@ impl CameraDegradation {
             config.kernel
         );
         let target = log_power(&mean_power_spectrum(&rgb_to_y(&real).to_kind(Kind::Float)));
-        let synthetic = if std::env::var("CYCLESR_MATCH").is_ok() {
-            let per_patch = |x: &Tensor| {
-                let y = rgb_to_y(x).to_kind(Kind::Float);
-                let n = y.size()[0];
-                let centred = &y - y.mean_dim(&[2i64, 3][..], true, Kind::Float);
-                let pw = centred
-                    .fft_fft2(None::<&[i64]>, [-2i64, -1], "backward")
-                    .abs()
-                    .square();
-                let band = radial_frequency(p, &pw.get(0).get(0))
-                    .gt(0.0)
-                    .logical_and(&radial_frequency(p, &pw.get(0).get(0)).le(LOW_BAND_END));
-                (pw.view([n, p * p])
-                    .index_select(1, &band.view(-1).nonzero().squeeze_dim(1))
-                    + 1e-8)
-                    .log()
-            };
-            let (fr, fs) = (per_patch(&real), per_patch(&synthetic));
-            let distance = Tensor::cdist(&fr, &fs, 2.0, None::<i64>);
-            let nearest = distance.argmin(1, false);
-            eprintln!(
-                "MATCH distinct synthetic patches used: {}",
-                i64::try_from(nearest.unique_dim(0, false, false, false).0.size()[0])?
-            );
-            synthetic.index_select(0, &nearest)
-        } else {
-            synthetic
-        };
         let mut rng = seeded(0);
         let mut noise_patches = mosaic(&noise, real.size()[0], p, &mut rng)?;
         if let Some(scales) = &noise_scales {
