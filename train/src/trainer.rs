@@ -151,6 +151,7 @@ fn fit_degradation(
                 "content_anisotropy": summary.content_anisotropy,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
+                "adversarial": summary.adversarial,
                 "footage_jpeg": jpeg,
             })
         })

@@ -5,6 +5,7 @@ mod common;
 use common::{
     args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
 };
+use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
     chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, DegradationConfig,
     ExplicitDegradation, NoiseLevel, SourceStorage,
@@ -606,4 +607,107 @@ fn blind_degradations_follow_the_rng_and_vary_per_image() {
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), &p| (l.min(p), h.max(p)));
     assert!(high - low > 1.0, "levels do not vary: {psnrs:?}");
+}
+
+/// A camera fresh from a spectral fit, as [`adversarial_fit::refine`] takes it: the identity's
+/// kernel and a bank of Gaussian tiles of `sigma`.
+fn camera_with_bank(sigma: f64, jpeg_quality: Option<[u8; 2]>) -> CameraDegradation {
+    CameraDegradation {
+        source: 0,
+        kernel: symmetric_kernel(&near_identity(5, Device::Cpu)),
+        noise: gaussian(&[256, 3, 8, 8], 41) * sigma,
+        noise_scales: None,
+        jpeg_quality,
+        jpeg_qualities: None,
+    }
+}
+
+/// The bank at half the footage's noise: the discriminator sees the grain, and the refinement
+/// raises the level towards the footage's. Same seed, same result.
+#[test]
+fn adversarial_refinement_raises_a_quiet_bank_towards_the_footage() {
+    let sigma = 6.0 / 255.0;
+    let crop = |t: Tensor| t.narrow(2, 0, 16).narrow(3, 0, 16);
+    let real = crop(natural_patches(512, 42) + gaussian(&[512, 3, 32, 32], 43) * sigma);
+    let synthetic = crop(natural_patches(512, 44));
+    let free = near_identity(5, Device::Cpu);
+    let refine = |steps| {
+        adversarial_fit::refine(
+            camera_with_bank(sigma / 2.0, None),
+            &free,
+            &real,
+            &synthetic,
+            steps,
+            7,
+        )
+        .unwrap()
+    };
+    let (camera, summary) = refine(300);
+    assert_eq!(summary.steps, 300);
+    assert!(
+        (1.4..2.6).contains(&summary.noise_gain),
+        "noise gain {} for a bank at half the footage's level",
+        summary.noise_gain
+    );
+    let bank = camera_with_bank(sigma / 2.0, None).noise;
+    assert!(camera
+        .noise
+        .allclose(&(bank * summary.noise_gain), 1e-5, 1e-7, false));
+    assert!((camera.kernel.sum(Kind::Double).double_value(&[]) - 1.0).abs() < 1e-5);
+
+    let ((a, sa), (b, sb)) = (refine(20), refine(20));
+    assert!(a.kernel.equal(&b.kernel) && a.noise.equal(&b.noise));
+    assert_eq!(sa.noise_gain, sb.noise_gain);
+
+    // Through the fit's options; patches too small for the discriminator are named.
+    let config = DegradationConfig {
+        kernel: 5,
+        noise_tile: 4,
+        noise_tiles: 64,
+        fit_steps: 10,
+        adversarial_steps: 2,
+        ..DegradationConfig::default()
+    };
+    let (_, summary) =
+        CameraDegradation::fit(0, &real, &synthetic, &config, SourceStorage::default()).unwrap();
+    assert_eq!(summary.adversarial.map(|a| a.steps), Some(2));
+    let crop6 = |t: &Tensor| t.narrow(2, 0, 6).narrow(3, 0, 6);
+    let e = CameraDegradation::fit(
+        0,
+        &crop6(&real),
+        &crop6(&synthetic),
+        &config,
+        SourceStorage::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(format!("{e:#}").contains("6-px"), "{e:#}");
+}
+
+/// G_s2r's JPEG has no gradient of its own: with a kernel that asks for one, the output is
+/// still the JPEG round trip, and the kernel gets the gradient of the uncompressed output.
+#[test]
+fn jpeg_passes_the_gradient_straight_through() {
+    let synthetic = natural_patches(4, 45);
+    let free = near_identity(5, Device::Cpu).set_requires_grad(true);
+    let degraded = |kernel: Tensor| {
+        let explicit = ExplicitDegradation {
+            cameras: vec![CameraDegradation {
+                kernel,
+                ..camera_with_bank(2.0 / 255.0, Some([50, 50]))
+            }],
+        };
+        explicit
+            .forward(&synthetic, &mut rand::rngs::StdRng::seed_from_u64(3))
+            .unwrap()
+    };
+    let with_gradient = degraded(symmetric_kernel(&free));
+    let without = tch::no_grad(|| degraded(symmetric_kernel(&free)));
+    assert!(!without.requires_grad());
+    assert!((&with_gradient - &without).abs().max().double_value(&[]) < 1e-6);
+    (with_gradient * &synthetic).sum(Kind::Float).backward();
+    let grad = free.grad();
+    assert!(
+        grad.abs().max().double_value(&[]) > 0.0 && grad.isfinite().all().int64_value(&[]) == 1
+    );
 }

@@ -34,6 +34,10 @@
 //! colour cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
 //! removes the chroma noise this measures. Not modelled: noise that depends on brightness,
 //! beyond the spread of levels between patches.
+//!
+//! With `adversarial_steps`, the spectral fit is where an adversarial one starts: the kernel
+//! and one gain on the noise are then trained against a discriminator that compares G_s2r's
+//! output with the footage patch by patch ([`crate::archs::adversarial_fit`]).
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
@@ -42,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::archs::adversarial_fit::{self, AdversarialSummary};
 use crate::archs::jpeg_quality::FootageJpeg;
 use crate::data::Rgb8;
 use crate::degrade::jpeg_roundtrip;
@@ -76,6 +81,14 @@ pub struct DegradationConfig {
     /// Where a compressed source's JPEG qualities come from ([`JpegQualities`]).
     #[serde(default)]
     pub jpeg_qualities: JpegQualities,
+    /// Steps of the adversarial refinement of the kernel and the noise level after the
+    /// spectral fit ([`crate::archs::adversarial_fit`]); 0: the spectral fit alone.
+    #[serde(default = "default_adversarial_steps")]
+    pub adversarial_steps: i64,
+}
+
+fn default_adversarial_steps() -> i64 {
+    DegradationConfig::default().adversarial_steps
 }
 
 /// `networks.degradation.jpeg_qualities`.
@@ -129,6 +142,7 @@ impl Default for DegradationConfig {
             noise_level: NoiseLevel::Chroma,
             content_gain: ContentGain::Orientation,
             jpeg_qualities: JpegQualities::Range,
+            adversarial_steps: 0,
         }
     }
 }
@@ -147,10 +161,11 @@ impl DegradationConfig {
             self.noise_tiles
         );
         ensure!(
-            self.fit_patches >= 1 && self.fit_steps >= 0,
-            "networks.degradation.fit_patches {} must be positive and fit_steps {} not negative",
+            self.fit_patches >= 1 && self.fit_steps >= 0 && self.adversarial_steps >= 0,
+            "networks.degradation.fit_patches {} must be positive, fit_steps {} and adversarial_steps {} not negative",
             self.fit_patches,
-            self.fit_steps
+            self.fit_steps,
+            self.adversarial_steps
         );
         if let Some([lo, hi]) = self.jpeg_quality {
             ensure!(
@@ -207,6 +222,9 @@ const LOW_BAND_END: f64 = 0.1;
 /// four on the diagonals nearest the origin, which fit patches of at least 15 px hold.
 const ORIENTATION_BINS: i64 = 8;
 
+/// Seeds the adversarial refinement's draws and discriminator (with the camera's source).
+const ADVERSARIAL_SEED: u64 = 0xAD5E;
+
 /// What the fit of one camera ([`CameraDegradation::fit`]) reached, for logs.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct FitSummary {
@@ -225,6 +243,8 @@ pub struct FitSummary {
     /// With [`ContentGain::Orientation`]: the ratio of its largest to its smallest gain over
     /// orientations. None where the fit patches were too small to measure it.
     pub content_anisotropy: Option<f64>,
+    /// What the adversarial refinement reached; None without one.
+    pub adversarial: Option<AdversarialSummary>,
 }
 
 impl ExplicitDegradation {
@@ -344,7 +364,14 @@ impl ExplicitDegradation {
                     .to_device(x.device()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&images, 0))
+        let compressed = Tensor::stack(&images, 0);
+        // JPEG has no gradient: where one is asked for (the adversarial fit), it passes the
+        // gradient on as the identity.
+        Ok(if degraded.requires_grad() {
+            &degraded + (compressed - &degraded).detach()
+        } else {
+            compressed
+        })
     }
 
     /// Tensors for a training state: `<source>.kernel`, `<source>.noise` and, where levels
@@ -468,7 +495,10 @@ impl CameraDegradation {
         );
         let target = log_power(&mean_power_spectrum(&rgb_to_y(&real).to_kind(Kind::Float)));
         let mut rng = seeded(0);
-        let mut noise_patches = mosaic(&noise, real.size()[0], p, &mut rng)?;
+        // A mosaic is a whole number of tiles: cut to the patches' side.
+        let mut noise_patches = mosaic(&noise, real.size()[0], p, &mut rng)?
+            .narrow(2, 0, p)
+            .narrow(3, 0, p);
         if let Some(scales) = &noise_scales {
             noise_patches *= draw_scales(scales, real.size()[0], &mut rng);
         }
@@ -532,15 +562,29 @@ impl CameraDegradation {
             Some(scales) => Some(percentiles(scales, [0.1, 0.5, 0.9])?),
             None => None,
         };
+        let camera = CameraDegradation {
+            source,
+            kernel,
+            noise,
+            noise_scales,
+            jpeg_quality: storage.jpeg_quality,
+            jpeg_qualities: None,
+        };
+        let (camera, adversarial) = if config.adversarial_steps > 0 {
+            let (camera, summary) = adversarial_fit::refine(
+                camera,
+                &free.detach(),
+                &real,
+                &synthetic,
+                config.adversarial_steps,
+                ADVERSARIAL_SEED ^ source as u64,
+            )?;
+            (camera, Some(summary))
+        } else {
+            (camera, None)
+        };
         Ok((
-            CameraDegradation {
-                source,
-                kernel,
-                noise,
-                noise_scales,
-                jpeg_quality: storage.jpeg_quality,
-                jpeg_qualities: None,
-            },
+            camera,
             FitSummary {
                 candidate_tiles,
                 noise_sigma,
@@ -549,6 +593,7 @@ impl CameraDegradation {
                 log_spectrum_error_fitted: fitted_error,
                 content_gain: f64::try_from(scalar_log_gain.exp())?,
                 content_anisotropy,
+                adversarial,
             },
         ))
     }

@@ -1,0 +1,178 @@
+//! The explicit G_s2r refined adversarially: after the spectral fit
+//! ([`crate::archs::degradation`]), its blur kernel and one gain on its noise are trained
+//! against a small discriminator that tells G_s2r(synthetic) from real LR patch by patch.
+//!
+//! The spectral fit compares mean spectra, in which the blur of the camera and the texture of
+//! the footage's scenes look alike. The discriminator sees 7×7 LR px of the high-pass of Y at a
+//! time (as KernelGAN's, Bell-Kligler et al., NeurIPS 2019, which compares the scales of one
+//! image; here the two domains): the profile of edges, the grain of noise, a codec's blocks.
+//! G_s2r's own compression is in the loop; JPEG has no gradient, so it passes the gradient on
+//! as the identity (a straight-through estimator). The parameters are averaged over the
+//! second half of the steps, where an adversarial game oscillates rather than converges.
+
+use anyhow::{ensure, Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Kind, Tensor};
+
+use crate::archs::degradation::{symmetric_kernel, CameraDegradation, ExplicitDegradation};
+use crate::metrics::rgb_to_y;
+use crate::model::with_seeded_torch_rng;
+
+/// Patches per step, from each domain.
+const BATCH: i64 = 64;
+/// Adam rates of the kernel logits and noise gain, and of the discriminator.
+const LR_DEGRADATION: f64 = 0.002;
+const LR_DISCRIMINATOR: f64 = 1e-3;
+/// The discriminator's width, and the side its first score sees.
+const FEATURES: i64 = 64;
+const RECEPTIVE_FIELD: i64 = 7;
+/// The high-pass is scaled so that its spread is near 1 for the discriminator's first layer.
+const HIGH_PASS_SCALE: f64 = 10.0;
+
+/// What the refinement reached, for logs.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct AdversarialSummary {
+    pub steps: i64,
+    /// The factor on the noise bank's level (`noise_sigma_y` in `degradation-fit.json` is the
+    /// bank as cut, before it).
+    pub noise_gain: f64,
+    /// The discriminator's LSGAN loss, mean over the last tenth of the steps: 0.5 when it
+    /// cannot tell the domains apart.
+    pub discriminator_loss: f64,
+}
+
+/// The local discriminator on `[N, 1, p, p]` high-pass Y: a map of scores, receptive field 7 px.
+fn discriminator(root: &nn::Path) -> impl Module {
+    let conv = |name: &str, i, o, k| nn::conv2d(root / name, i, o, k, Default::default());
+    nn::seq()
+        .add(conv("conv1", 1, FEATURES, 5))
+        .add_fn(|x| x.leaky_relu())
+        .add(conv("conv2", FEATURES, FEATURES, 3))
+        .add_fn(|x| x.leaky_relu())
+        .add(conv("conv3", FEATURES, FEATURES, 1))
+        .add_fn(|x| x.leaky_relu())
+        .add(conv("score", FEATURES, 1, 1))
+}
+
+/// Y minus its 5×5 binomial blur, scaled: what blur, noise and codecs change.
+fn high_pass_y(x: &Tensor) -> Tensor {
+    let y = rgb_to_y(x).to_kind(Kind::Float);
+    let taps = Tensor::from_slice(&[1.0f32, 4.0, 6.0, 4.0, 1.0]).to_device(x.device()) / 16.0;
+    let binomial = (taps.unsqueeze(1) * taps.unsqueeze(0)).view([1, 1, 5, 5]);
+    let smooth = y.pad([2, 2, 2, 2], "replicate", None).conv2d(
+        &binomial,
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        1,
+    );
+    (y - smooth) * HIGH_PASS_SCALE
+}
+
+/// Refines `camera` (fresh from the spectral fit, whose kernel logits are `free`) for `steps`
+/// steps on its `real` and the `synthetic` LR patches `[N, 3, p, p]`: returns the camera with
+/// the averaged kernel and its noise bank times the averaged gain.
+pub fn refine(
+    camera: CameraDegradation,
+    free: &Tensor,
+    real: &Tensor,
+    synthetic: &Tensor,
+    steps: i64,
+    seed: u64,
+) -> Result<(CameraDegradation, AdversarialSummary)> {
+    let p = real.size()[3];
+    ensure!(
+        p >= RECEPTIVE_FIELD,
+        "the adversarial fit's discriminator needs patches of at least {RECEPTIVE_FIELD} px, got {p}-px ones (data.lr_patch)"
+    );
+    let device = real.device();
+    let degradation_vars = nn::VarStore::new(device);
+    let free = degradation_vars.root().var_copy("free", free);
+    let log_gain = degradation_vars.root().zeros("log_gain", &[]);
+    let discriminator_vars = nn::VarStore::new(device);
+    let d = with_seeded_torch_rng(seed as i64, || discriminator(&discriminator_vars.root()));
+    let adam = nn::Adam {
+        beta1: 0.5,
+        ..Default::default()
+    };
+    let mut degradation_opt = adam
+        .build(&degradation_vars, LR_DEGRADATION)
+        .context("degradation optimiser")?;
+    let mut discriminator_opt = adam
+        .build(&discriminator_vars, LR_DISCRIMINATOR)
+        .context("discriminator optimiser")?;
+
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (n_real, n_synthetic) = (real.size()[0], synthetic.size()[0]);
+    let draw = |patches: &Tensor, n: i64, rng: &mut StdRng| {
+        let picks: Vec<i64> = (0..BATCH).map(|_| rng.random_range(0..n)).collect();
+        patches.index_select(0, &Tensor::from_slice(&picks).to_device(device))
+    };
+    let mut free_sum = Tensor::zeros_like(&free);
+    let (mut log_gain_sum, mut averaged) = (0.0, 0.0);
+    let (mut loss_sum, mut loss_count) = (0.0, 0.0);
+    for step in 0..steps {
+        if step >= steps / 2 {
+            free_sum += free.detach();
+            log_gain_sum += f64::try_from(log_gain.detach())?;
+            averaged += 1.0;
+        }
+        let real_batch = draw(real, n_real, &mut rng);
+        let synthetic_batch = draw(synthetic, n_synthetic, &mut rng);
+        let current = ExplicitDegradation {
+            cameras: vec![CameraDegradation {
+                source: camera.source,
+                kernel: symmetric_kernel(&free),
+                noise: &camera.noise * log_gain.exp(),
+                noise_scales: camera.noise_scales.as_ref().map(Tensor::shallow_clone),
+                jpeg_quality: camera.jpeg_quality,
+                jpeg_qualities: camera.jpeg_qualities.as_ref().map(Tensor::shallow_clone),
+            }],
+        };
+        let fake = current.forward(&synthetic_batch, &mut rng)?;
+
+        let d_loss = (high_pass_y(&real_batch).apply(&d) - 1.0)
+            .square()
+            .mean(Kind::Float)
+            + high_pass_y(&fake.detach())
+                .apply(&d)
+                .square()
+                .mean(Kind::Float);
+        discriminator_opt.backward_step(&d_loss);
+        let g_loss = (high_pass_y(&fake).apply(&d) - 1.0)
+            .square()
+            .mean(Kind::Float);
+        degradation_opt.backward_step(&g_loss);
+        if step >= steps - (steps / 10).max(1) {
+            loss_sum += f64::try_from(&d_loss)?;
+            loss_count += 1.0;
+        }
+    }
+    let (kernel, gain) = if averaged > 0.0 {
+        let kernel = tch::no_grad(|| symmetric_kernel(&(free_sum / averaged)));
+        (kernel, (log_gain_sum / averaged).exp())
+    } else {
+        (camera.kernel.shallow_clone(), 1.0)
+    };
+    let summary = AdversarialSummary {
+        steps,
+        noise_gain: gain,
+        discriminator_loss: if loss_count > 0.0 {
+            loss_sum / loss_count
+        } else {
+            f64::NAN
+        },
+    };
+    let noise = &camera.noise * gain;
+    Ok((
+        CameraDegradation {
+            kernel: kernel.detach(),
+            noise,
+            ..camera
+        },
+        summary,
+    ))
+}
