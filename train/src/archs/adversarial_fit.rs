@@ -28,7 +28,7 @@ const LR_DISCRIMINATOR: f64 = 1e-3;
 /// The discriminator's width, and the side its first score sees.
 const FEATURES: i64 = 64;
 const RECEPTIVE_FIELD: i64 = 7;
-/// The high-pass is scaled so that its spread is near 1 for the discriminator's first layer.
+/// Scales the high-pass, whose edges are tenths of the range, to order 1 for the first layer.
 const HIGH_PASS_SCALE: f64 = 10.0;
 
 /// What the refinement reached, for logs.
