@@ -56,13 +56,17 @@ fn discriminator(root: &nn::Path) -> impl Module {
         .add(conv("score", FEATURES, 1, 1))
 }
 
-/// Y minus its 5×5 binomial blur, scaled: what blur, noise and codecs change.
-fn high_pass_y(x: &Tensor) -> Tensor {
+/// The 5×5 binomial blur `[1, 1, 5, 5]` that [`high_pass_y`] removes.
+fn binomial_5x5(device: tch::Device) -> Tensor {
+    let taps = Tensor::from_slice(&[1.0f32, 4.0, 6.0, 4.0, 1.0]).to_device(device) / 16.0;
+    (taps.unsqueeze(1) * taps.unsqueeze(0)).view([1, 1, 5, 5])
+}
+
+/// Y minus its `binomial` blur, scaled: what blur, noise and codecs change.
+fn high_pass_y(x: &Tensor, binomial: &Tensor) -> Tensor {
     let y = rgb_to_y(x).to_kind(Kind::Float);
-    let taps = Tensor::from_slice(&[1.0f32, 4.0, 6.0, 4.0, 1.0]).to_device(x.device()) / 16.0;
-    let binomial = (taps.unsqueeze(1) * taps.unsqueeze(0)).view([1, 1, 5, 5]);
     let smooth = y.pad([2, 2, 2, 2], "replicate", None).conv2d(
-        &binomial,
+        binomial,
         None::<Tensor>,
         [1, 1],
         [0, 0],
@@ -105,6 +109,7 @@ pub fn refine(
         .build(&discriminator_vars, LR_DISCRIMINATOR)
         .context("discriminator optimiser")?;
 
+    let binomial = binomial_5x5(device);
     let mut rng = StdRng::seed_from_u64(seed);
     let (n_real, n_synthetic) = (real.size()[0], synthetic.size()[0]);
     let draw = |patches: &Tensor, n: i64, rng: &mut StdRng| {
@@ -132,19 +137,15 @@ pub fn refine(
                 jpeg_qualities: camera.jpeg_qualities.as_ref().map(Tensor::shallow_clone),
             }],
         };
-        let fake = current.forward(&synthetic_batch, &mut rng)?;
+        // One high-pass of the fake serves both steps; the discriminator's sees no gradient.
+        let fake = high_pass_y(&current.forward(&synthetic_batch, &mut rng)?, &binomial);
 
-        let d_loss = (high_pass_y(&real_batch).apply(&d) - 1.0)
+        let d_loss = (high_pass_y(&real_batch, &binomial).apply(&d) - 1.0)
             .square()
             .mean(Kind::Float)
-            + high_pass_y(&fake.detach())
-                .apply(&d)
-                .square()
-                .mean(Kind::Float);
+            + fake.detach().apply(&d).square().mean(Kind::Float);
         discriminator_opt.backward_step(&d_loss);
-        let g_loss = (high_pass_y(&fake).apply(&d) - 1.0)
-            .square()
-            .mean(Kind::Float);
+        let g_loss = (fake.apply(&d) - 1.0).square().mean(Kind::Float);
         degradation_opt.backward_step(&g_loss);
         if step >= steps - (steps / 10).max(1) {
             loss_sum += f64::try_from(&d_loss)?;
