@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Kind, Tensor};
 
+use crate::archs::cyclegan::GaussianLowPass;
 use crate::archs::degradation::{symmetric_kernel, CameraDegradation, ExplicitDegradation};
 use crate::metrics::rgb_to_y;
 use crate::model::with_seeded_torch_rng;
@@ -56,24 +57,11 @@ fn discriminator(root: &nn::Path) -> impl Module {
         .add(conv("score", FEATURES, 1, 1))
 }
 
-/// The 5×5 binomial blur `[1, 1, 5, 5]` that [`high_pass_y`] removes.
-fn binomial_5x5(device: tch::Device) -> Tensor {
-    let taps = Tensor::from_slice(&[1.0f32, 4.0, 6.0, 4.0, 1.0]).to_device(device) / 16.0;
-    (taps.unsqueeze(1) * taps.unsqueeze(0)).view([1, 1, 5, 5])
-}
-
-/// Y minus its `binomial` blur, scaled: what blur, noise and codecs change.
-fn high_pass_y(x: &Tensor, binomial: &Tensor) -> Tensor {
+/// Y minus its 5×5 Gaussian blur (σ = 1 px, as the high-pass discriminators of
+/// [`crate::archs::cyclegan`] take), scaled: what blur, noise and codecs change.
+fn high_pass_y(x: &Tensor, low_pass: &GaussianLowPass) -> Tensor {
     let y = rgb_to_y(x).to_kind(Kind::Float);
-    let smooth = y.pad([2, 2, 2, 2], "replicate", None).conv2d(
-        binomial,
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        1,
-    );
-    (y - smooth) * HIGH_PASS_SCALE
+    (&y - low_pass.forward(&y)) * HIGH_PASS_SCALE
 }
 
 /// Refines `camera` (fresh from the spectral fit, whose kernel logits are `free`) for `steps`
@@ -109,7 +97,7 @@ pub fn refine(
         .build(&discriminator_vars, LR_DISCRIMINATOR)
         .context("discriminator optimiser")?;
 
-    let binomial = binomial_5x5(device);
+    let low_pass = GaussianLowPass::new(1, device);
     let mut rng = StdRng::seed_from_u64(seed);
     let (n_real, n_synthetic) = (real.size()[0], synthetic.size()[0]);
     let draw = |patches: &Tensor, n: i64, rng: &mut StdRng| {
@@ -138,9 +126,9 @@ pub fn refine(
             }],
         };
         // One high-pass of the fake serves both steps; the discriminator's sees no gradient.
-        let fake = high_pass_y(&current.forward(&synthetic_batch, &mut rng)?, &binomial);
+        let fake = high_pass_y(&current.forward(&synthetic_batch, &mut rng)?, &low_pass);
 
-        let d_loss = (high_pass_y(&real_batch, &binomial).apply(&d) - 1.0)
+        let d_loss = (high_pass_y(&real_batch, &low_pass).apply(&d) - 1.0)
             .square()
             .mean(Kind::Float)
             + fake.detach().apply(&d).square().mean(Kind::Float);
