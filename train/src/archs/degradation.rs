@@ -358,13 +358,6 @@ impl ExplicitDegradation {
                     }
                     None => rng.random_range(lo..=hi),
                 };
-                if let Ok(range) = std::env::var("CYCLESR_H264") {
-                    let (lo, hi) = range.split_once(',').context("CYCLESR_H264=lo,hi")?;
-                    let qp: u32 = rng.random_range(lo.parse::<u32>()?..=hi.parse::<u32>()?);
-                    return Ok(crate::degrade::h264_roundtrip(&Rgb8::from_tensor(&image)?, qp)?
-                        .to_tensor()
-                        .to_device(x.device()));
-                }
                 Ok(jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
                     .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
                     .to_tensor()
