@@ -8,9 +8,9 @@ use gstcyclesr::model::arch::{SrArch, SrConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::archs::cyclegan::{DiscriminatorConfig, TranslatorConfig};
-use crate::archs::degradation::{DegradationConfig, SourceStorage};
+use crate::archs::degradation::{Compression, DegradationConfig, SourceStorage};
 use crate::archs::vgg::VggDiscriminatorConfig;
-use crate::data::DataOptions;
+use crate::data::{DataOptions, FootageCodec};
 
 /// Which column of the paper's comparison a run trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -289,13 +289,17 @@ fn default_device() -> String {
 }
 
 impl Options {
-    /// The JPEG quality range the explicit G_s2r compresses source `source` of `data.real_lr`
-    /// at: `networks.degradation.jpeg_quality`, unless that source is `lossless`.
-    pub fn compression_of(&self, source: usize) -> Option<[u8; 2]> {
-        match self.data.real_lr.get(source) {
-            Some(spec) if spec.lossless => None,
-            _ => self.networks.degradation.jpeg_quality,
-        }
+    /// How the explicit G_s2r compresses source `source` of `data.real_lr`: as that source
+    /// is stored ([`DegradationConfig::compression`]).
+    pub fn compression_of(&self, source: usize) -> Option<Compression> {
+        let (lossless, codec) = self
+            .data
+            .real_lr
+            .get(source)
+            .map_or((false, FootageCodec::Jpeg), |spec| {
+                (spec.lossless, spec.codec)
+            });
+        self.networks.degradation.compression(lossless, codec)
     }
 
     /// How source `source` of `data.real_lr` is stored, for the explicit G_s2r's fit.
@@ -306,7 +310,7 @@ impl Options {
                 .real_lr
                 .get(source)
                 .is_some_and(|spec| spec.lossless),
-            jpeg_quality: self.compression_of(source),
+            compression: self.compression_of(source),
         }
     }
 

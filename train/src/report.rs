@@ -299,7 +299,8 @@ fn degradation_section(
         html.push_str(
             "</table>\n<p class=\"caption\">Fitted before training (stage 1 explicit): the blur of the camera's optics \
              and processing as a kernel fitted to the footage's power spectrum, and a bank of its own noise cut from \
-             flat regions; then, unless the footage is marked lossless, JPEG at a quality drawn per patch: from the \
+             flat regions; then, unless the footage is marked lossless, its codec: H.264 intra at a quantizer drawn \
+             per patch for footage marked codec = \"h264\", otherwise JPEG at a quality drawn per patch: from the \
              qualities read from the footage's own frames where they are JPEG and jpeg_qualities = \"footage\", \
              from a range otherwise.</p>\n",
         );

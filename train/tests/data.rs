@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cyclesr_train::data::{
-    decode_video, imresize, imresize_to, save_png, DataOptions, FrameRange, Loader, PairedSet,
-    SourceSpec, TrainingData,
+    decode_video, imresize, imresize_to, save_png, DataOptions, FootageCodec, FrameRange, Loader,
+    PairedSet, SourceSpec, TrainingData,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -424,12 +424,14 @@ fn source_specs_accept_paths_and_tables() {
     let opts: DataOptions = toml::from_str(
         r#"
         hr = ["photos"]
-        real_lr = ["clip.avi", { path = "cam.mp4", start_frame = 2, end_frame = 8, step = 3 }, { path = "frames", lossless = true }]
+        real_lr = ["clip.avi", { path = "cam.mp4", start_frame = 2, end_frame = 8, step = 3, codec = "h264" }, { path = "frames", lossless = true }]
         "#,
     )
     .unwrap();
     assert_eq!(opts.real_lr[0], SourceSpec::from(PathBuf::from("clip.avi")));
     assert!(!opts.real_lr[1].lossless && opts.real_lr[2].lossless);
+    assert_eq!(opts.real_lr[0].codec, FootageCodec::Jpeg);
+    assert_eq!(opts.real_lr[1].codec, FootageCodec::H264);
     let range = opts.real_lr[1].range();
     assert_eq!(
         range,
@@ -450,6 +452,28 @@ fn source_specs_accept_paths_and_tables() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("stride"), "{error}");
+
+    // Lossless footage went through no codec: both at once is a contradiction, named.
+    let error = toml::from_str::<DataOptions>(
+        r#"
+        hr = ["photos"]
+        real_lr = [{ path = "tape.mkv", lossless = true, codec = "h264" }]
+        "#,
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("tape.mkv") && message.contains("`lossless` or `codec`"),
+        "{message}"
+    );
+    let error = toml::from_str::<DataOptions>(
+        r#"
+        hr = ["photos"]
+        real_lr = [{ path = "cam.mp4", codec = "vp9" }]
+        "#,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("vp9"), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +543,7 @@ fn video_frames_honour_range_and_step() {
             end_frame: Some(9),
             step: 4,
             lossless: false,
+            codec: FootageCodec::Jpeg,
         },
         SourceSpec::from(fake),
     ];

@@ -7,11 +7,11 @@ use common::{
 };
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
-    chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, DegradationConfig,
-    ExplicitDegradation, NoiseLevel, SourceStorage,
+    chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, Compression,
+    DegradationConfig, ExplicitDegradation, NoiseLevel, SourceStorage,
 };
-use cyclesr_train::data::Rgb8;
-use cyclesr_train::degrade::{gaussian_kernel, jpeg_roundtrip};
+use cyclesr_train::data::{FootageCodec, Rgb8};
+use cyclesr_train::degrade::{gaussian_kernel, h264_roundtrip, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::metrics::rgb_to_y;
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
@@ -303,12 +303,12 @@ fn fit_names_footage_it_cannot_measure() {
 fn compression_follows_blur_and_noise() {
     let identity = Tensor::ones([1, 1], CPU);
     let silent = Tensor::zeros([1, 3, 16, 16], CPU);
-    let camera = |jpeg_quality| CameraDegradation {
+    let camera = |compression| CameraDegradation {
         source: 0,
         kernel: identity.shallow_clone(),
         noise: silent.shallow_clone(),
         noise_scales: None,
-        jpeg_quality,
+        compression,
         jpeg_qualities: None,
     };
     let x = natural_patches(4, 11).narrow(2, 0, 24);
@@ -316,7 +316,7 @@ fn compression_follows_blur_and_noise() {
         cameras: vec![camera(None)],
     };
     let compressed = ExplicitDegradation {
-        cameras: vec![camera(Some([20, 20]))],
+        cameras: vec![camera(Some(Compression::Jpeg([20, 20])))],
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -332,6 +332,63 @@ fn compression_follows_blur_and_noise() {
     }
     let energy = |t: &Tensor| -> f64 { (0..4).map(|i| high_band_energy(&t.get(i)).unwrap()).sum() };
     assert!(energy(&out) < 0.8 * energy(&uncompressed));
+
+    // H.264 footage: x264's intra round trip at a quantizer from the range.
+    let h264 = ExplicitDegradation {
+        cameras: vec![camera(Some(Compression::H264([36, 36])))],
+    };
+    let out = h264
+        .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(3))
+        .unwrap();
+    assert_eq!(out.size(), x.size());
+    for i in 0..4 {
+        let expected = h264_roundtrip(&Rgb8::from_tensor(&uncompressed.get(i)).unwrap(), 36)
+            .unwrap()
+            .to_tensor();
+        assert!(out.get(i).equal(&expected), "image {i}");
+    }
+    assert!(energy(&out) < 0.8 * energy(&uncompressed));
+}
+
+/// Each source's codec as it is stored: none when lossless, H.264 at `h264_quantizer` when
+/// marked so, JPEG at `jpeg_quality` otherwise (none without a range).
+#[test]
+fn compression_follows_how_the_footage_is_stored() {
+    let config = DegradationConfig {
+        jpeg_quality: Some([30, 95]),
+        ..DegradationConfig::default()
+    };
+    assert_eq!(config.h264_quantizer, [20, 40]);
+    assert_eq!(config.compression(true, FootageCodec::Jpeg), None);
+    assert_eq!(config.compression(true, FootageCodec::H264), None);
+    assert_eq!(
+        config.compression(false, FootageCodec::Jpeg),
+        Some(Compression::Jpeg([30, 95]))
+    );
+    assert_eq!(
+        config.compression(false, FootageCodec::H264),
+        Some(Compression::H264([20, 40]))
+    );
+    let no_jpeg = DegradationConfig::default();
+    assert_eq!(no_jpeg.compression(false, FootageCodec::Jpeg), None);
+    assert_eq!(
+        no_jpeg.compression(false, FootageCodec::H264),
+        Some(Compression::H264([20, 40]))
+    );
+    for bad in [[30, 20], [40, 51]] {
+        let e = DegradationConfig {
+            h264_quantizer: bad,
+            ..DegradationConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        let [lo, hi] = bad;
+        assert!(
+            e.to_string()
+                .contains(&format!("h264_quantizer [{lo}, {hi}]")),
+            "{e}"
+        );
+    }
 }
 
 fn explicit_overrides() -> Vec<String> {
@@ -452,12 +509,15 @@ fn each_source_is_fitted_as_its_own_camera() {
         &config,
         &|source| SourceStorage {
             lossless: false,
-            jpeg_quality: (source == 3).then_some([50, 90]),
+            compression: (source == 3).then_some(Compression::Jpeg([50, 90])),
         },
     )
     .unwrap();
-    assert_eq!(explicit.cameras[0].jpeg_quality, None);
-    assert_eq!(explicit.cameras[1].jpeg_quality, Some([50, 90]));
+    assert_eq!(explicit.cameras[0].compression, None);
+    assert_eq!(
+        explicit.cameras[1].compression,
+        Some(Compression::Jpeg([50, 90]))
+    );
     assert_eq!(summaries.len(), 2);
     let sources: Vec<usize> = explicit.cameras.iter().map(|c| c.source).collect();
     assert_eq!(sources, [0, 3]);
@@ -478,10 +538,13 @@ fn each_source_is_fitted_as_its_own_camera() {
 
     // The state round trip keeps both cameras.
     let tensors = explicit.tensors().into_iter().collect();
-    let lossless_first = |source: usize| (source != 0).then_some([40, 60]);
+    let lossless_first = |source: usize| (source != 0).then_some(Compression::H264([24, 38]));
     let back = ExplicitDegradation::from_tensors(tensors, &lossless_first, Device::Cpu).unwrap();
-    assert_eq!(back.cameras[0].jpeg_quality, None);
-    assert_eq!(back.cameras[1].jpeg_quality, Some([40, 60]));
+    assert_eq!(back.cameras[0].compression, None);
+    assert_eq!(
+        back.cameras[1].compression,
+        Some(Compression::H264([24, 38]))
+    );
     assert_eq!(back.cameras.len(), 2);
     assert_eq!(back.cameras[1].source, 3);
 }
@@ -533,7 +596,7 @@ fn chroma_noise_levels_follow_the_loud_footage() {
     };
     let lossless = SourceStorage {
         lossless: true,
-        jpeg_quality: None,
+        compression: None,
     };
     let (camera, summary) =
         CameraDegradation::fit(0, &real, &synthetic, &config, lossless).unwrap();
@@ -567,7 +630,7 @@ fn chroma_noise_levels_follow_the_loud_footage() {
     // SourceStorage not marked lossless may have lost its chroma noise to a codec: the bank's level.
     let compressed = SourceStorage {
         lossless: false,
-        jpeg_quality: Some([90, 90]),
+        compression: Some(Compression::Jpeg([90, 90])),
     };
     let (compressed, summary) =
         CameraDegradation::fit(0, &real, &synthetic, &config, compressed).unwrap();
@@ -611,13 +674,13 @@ fn blind_degradations_follow_the_rng_and_vary_per_image() {
 
 /// A camera fresh from a spectral fit, as [`adversarial_fit::refine`] takes it: the identity's
 /// kernel and a bank of Gaussian tiles of `sigma`.
-fn camera_with_bank(sigma: f64, jpeg_quality: Option<[u8; 2]>) -> CameraDegradation {
+fn camera_with_bank(sigma: f64, compression: Option<Compression>) -> CameraDegradation {
     CameraDegradation {
         source: 0,
         kernel: symmetric_kernel(&near_identity(5, Device::Cpu)),
         noise: gaussian(&[256, 3, 8, 8], 41) * sigma,
         noise_scales: None,
-        jpeg_quality,
+        compression,
         jpeg_qualities: None,
     }
 }
@@ -694,7 +757,7 @@ fn jpeg_passes_the_gradient_straight_through() {
         let explicit = ExplicitDegradation {
             cameras: vec![CameraDegradation {
                 kernel,
-                ..camera_with_bank(2.0 / 255.0, Some([50, 50]))
+                ..camera_with_bank(2.0 / 255.0, Some(Compression::Jpeg([50, 50])))
             }],
         };
         explicit

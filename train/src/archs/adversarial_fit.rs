@@ -6,8 +6,8 @@
 //! the footage's scenes look alike. The discriminator sees 7×7 LR px of the high-pass of Y at a
 //! time (as KernelGAN's, Bell-Kligler et al., NeurIPS 2019, which compares the scales of one
 //! image; here the two domains): the profile of edges, the grain of noise, a codec's blocks.
-//! G_s2r's own compression is in the loop; JPEG has no gradient, so it passes the gradient on
-//! as the identity (a straight-through estimator). The parameters are averaged over the
+//! G_s2r's own compression is in the loop; its codecs have no gradient, so they pass the
+//! gradient on as the identity (a straight-through estimator). The parameters are averaged over the
 //! second half of the steps, where an adversarial game oscillates rather than converges.
 
 use anyhow::{ensure, Context, Result};
@@ -121,7 +121,7 @@ pub fn refine(
                 kernel: symmetric_kernel(&free),
                 noise: &camera.noise * log_gain.exp(),
                 noise_scales: camera.noise_scales.as_ref().map(Tensor::shallow_clone),
-                jpeg_quality: camera.jpeg_quality,
+                compression: camera.compression,
                 jpeg_qualities: camera.jpeg_qualities.as_ref().map(Tensor::shallow_clone),
             }],
         };

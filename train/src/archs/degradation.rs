@@ -24,6 +24,9 @@
 //! does, and a fitted quality picked 95 everywhere (docs/RESULTS.md). Footage that is JPEG
 //! tells its qualities another way, by the lattice its coefficients lie on
 //! ([`crate::archs::jpeg_quality`]); with `jpeg_qualities = "footage"` G_s2r draws from those.
+//! A source marked `codec = "h264"` is H.264 intra-coded by x264 instead, at a quantizer
+//! drawn from `h264_quantizer`: its 4- and 16-px blocks and deblocking filter leave other
+//! traces than JPEG's 8-px blocks, which a discriminator tells apart.
 //!
 //! The bank's tiles are the flattest of all, so they come from the footage's quietest images
 //! and its quietest draws: too little noise, for which the kernel fit makes up with too little
@@ -48,8 +51,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::archs::adversarial_fit::{self, AdversarialSummary};
 use crate::archs::jpeg_quality::FootageJpeg;
+use crate::data::FootageCodec;
 use crate::data::Rgb8;
-use crate::degrade::jpeg_roundtrip;
+use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
 use crate::metrics::{immerkaer_operator, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
@@ -81,6 +85,10 @@ pub struct DegradationConfig {
     /// Where a compressed source's JPEG qualities come from ([`JpegQualities`]).
     #[serde(default)]
     pub jpeg_qualities: JpegQualities,
+    /// x264 constant-quantizer range `[lo, hi]` (0–50) of the H.264 intra coding G_s2r
+    /// applies for sources marked `codec = "h264"`, one drawn per image.
+    #[serde(default = "default_h264_quantizer")]
+    pub h264_quantizer: [u8; 2],
     /// Steps of the adversarial refinement of the kernel and the noise level after the
     /// spectral fit ([`crate::archs::adversarial_fit`]); 0: the spectral fit alone.
     #[serde(default = "default_adversarial_steps")]
@@ -89,6 +97,10 @@ pub struct DegradationConfig {
 
 fn default_adversarial_steps() -> i64 {
     DegradationConfig::default().adversarial_steps
+}
+
+fn default_h264_quantizer() -> [u8; 2] {
+    DegradationConfig::default().h264_quantizer
 }
 
 /// `networks.degradation.jpeg_qualities`.
@@ -142,6 +154,8 @@ impl Default for DegradationConfig {
             noise_level: NoiseLevel::Chroma,
             content_gain: ContentGain::Orientation,
             jpeg_qualities: JpegQualities::Range,
+            // From visually clean to heavily blocky: a camera's quantizer is not known.
+            h264_quantizer: [20, 40],
             adversarial_steps: 0,
         }
     }
@@ -173,7 +187,41 @@ impl DegradationConfig {
                 "networks.degradation.jpeg_quality [{lo}, {hi}] must be a range within 1..=100"
             );
         }
+        let [lo, hi] = self.h264_quantizer;
+        ensure!(
+            lo <= hi && hi <= 50,
+            "networks.degradation.h264_quantizer [{lo}, {hi}] must be a range within 0..=50"
+        );
         Ok(())
+    }
+
+    /// How G_s2r compresses a source stored as `lossless` with `codec`: none for lossless
+    /// footage, H.264 for H.264 footage, JPEG otherwise where `jpeg_quality` is set.
+    pub fn compression(&self, lossless: bool, codec: FootageCodec) -> Option<Compression> {
+        match (lossless, codec) {
+            (true, _) => None,
+            (false, FootageCodec::H264) => Some(Compression::H264(self.h264_quantizer)),
+            (false, FootageCodec::Jpeg) => self.jpeg_quality.map(Compression::Jpeg),
+        }
+    }
+}
+
+/// The codec G_s2r's output goes through, with the range its level is drawn from per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// JPEG at a quality in `[lo, hi]` (or at one read from the footage).
+    Jpeg([u8; 2]),
+    /// H.264 intra at an x264 constant quantizer in `[lo, hi]`.
+    H264([u8; 2]),
+}
+
+impl Compression {
+    /// The JPEG quality range, for JPEG.
+    pub fn jpeg_quality(&self) -> Option<[u8; 2]> {
+        match self {
+            Compression::Jpeg(range) => Some(*range),
+            Compression::H264(_) => None,
+        }
     }
 }
 
@@ -183,13 +231,13 @@ impl DegradationConfig {
 pub struct SourceStorage {
     /// Marked `lossless` in `data.real_lr`: its chroma noise is intact.
     pub lossless: bool,
-    /// The JPEG quality range G_s2r's output is compressed at; none: no compression.
-    pub jpeg_quality: Option<[u8; 2]>,
+    /// How G_s2r's output is compressed; none: not at all.
+    pub compression: Option<Compression>,
 }
 
 /// One camera's fitted degradation: `kernel` `[k, k]` (sums to 1, point-symmetric) and
-/// `noise` `[T, 3, t, t]` (zero-mean tiles), and the JPEG quality range its output is
-/// compressed at, if its footage is compressed.
+/// `noise` `[T, 3, t, t]` (zero-mean tiles), and the codec its output goes through, if its
+/// footage is compressed.
 pub struct CameraDegradation {
     /// Index of its source in `data.real_lr`.
     pub source: usize,
@@ -198,7 +246,7 @@ pub struct CameraDegradation {
     /// `[N]`: the real patches' noise levels over the bank's ([`NoiseLevel::Chroma`]); each
     /// image's mosaic is multiplied by one drawn. None: the bank's level.
     pub noise_scales: Option<Tensor>,
-    pub jpeg_quality: Option<[u8; 2]>,
+    pub compression: Option<Compression>,
     /// `[N]` qualities read from the footage ([`JpegQualities::Footage`]); one is drawn per
     /// image in place of the range. None: the range.
     pub jpeg_qualities: Option<Tensor>,
@@ -280,7 +328,9 @@ impl ExplicitDegradation {
         self.cameras
             .iter_mut()
             .map(|cam| {
-                if config.jpeg_qualities != JpegQualities::Footage || cam.jpeg_quality.is_none() {
+                let compresses_to_jpeg =
+                    cam.compression.is_some_and(|c| c.jpeg_quality().is_some());
+                if config.jpeg_qualities != JpegQualities::Footage || !compresses_to_jpeg {
                     return Ok(None);
                 }
                 let footage = read(cam.source).with_context(|| {
@@ -298,7 +348,7 @@ impl ExplicitDegradation {
 
     /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
     /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
-    /// JPEG-compressed if that camera compresses.
+    /// compressed by that camera's codec, if it has one.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
@@ -341,7 +391,7 @@ impl ExplicitDegradation {
             .narrow(3, 0, w)
             .to_device(x.device());
         let degraded = (blurred + noise).clamp(0.0, 1.0);
-        if picks.iter().all(|cam| cam.jpeg_quality.is_none()) {
+        if picks.iter().all(|cam| cam.compression.is_none()) {
             return Ok(degraded);
         }
         let images = picks
@@ -349,23 +399,29 @@ impl ExplicitDegradation {
             .enumerate()
             .map(|(i, cam)| {
                 let image = degraded.get(i as i64);
-                let Some([lo, hi]) = cam.jpeg_quality else {
-                    return Ok(image);
-                };
-                let quality = match &cam.jpeg_qualities {
-                    Some(read) => {
-                        u8::try_from(read.int64_value(&[rng.random_range(0..read.size()[0])]))?
+                let decoded = match cam.compression {
+                    None => return Ok(image),
+                    Some(Compression::Jpeg([lo, hi])) => {
+                        let quality = match &cam.jpeg_qualities {
+                            Some(read) => u8::try_from(
+                                read.int64_value(&[rng.random_range(0..read.size()[0])]),
+                            )?,
+                            None => rng.random_range(lo..=hi),
+                        };
+                        jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
+                            .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
                     }
-                    None => rng.random_range(lo..=hi),
+                    Some(Compression::H264([lo, hi])) => {
+                        let quantizer = rng.random_range(lo..=hi);
+                        h264_roundtrip(&Rgb8::from_tensor(&image)?, u32::from(quantizer))
+                            .with_context(|| format!("G_s2r's H.264 at quantizer {quantizer}"))?
+                    }
                 };
-                Ok(jpeg_roundtrip(&Rgb8::from_tensor(&image)?, quality)
-                    .with_context(|| format!("G_s2r's JPEG at quality {quality}"))?
-                    .to_tensor()
-                    .to_device(x.device()))
+                Ok(decoded.to_tensor().to_device(x.device()))
             })
             .collect::<Result<Vec<_>>>()?;
         let compressed = Tensor::stack(&images, 0);
-        // JPEG has no gradient: where one is asked for (the adversarial fit), it passes the
+        // Codecs have no gradient: where one is asked for (the adversarial fit), it passes the
         // gradient on as the identity.
         Ok(if degraded.requires_grad() {
             &degraded + (compressed - &degraded).detach()
@@ -405,7 +461,7 @@ impl ExplicitDegradation {
     /// compression from `compression` (the state's options).
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
-        compression: &dyn Fn(usize) -> Option<[u8; 2]>,
+        compression: &dyn Fn(usize) -> Option<Compression>,
         device: Device,
     ) -> Result<ExplicitDegradation> {
         let mut sources: Vec<usize> = tensors
@@ -453,7 +509,7 @@ impl ExplicitDegradation {
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
                 noise_scales: noise_scales.map(|s| s.to_kind(Kind::Float).to_device(device)),
-                jpeg_quality: compression(source),
+                compression: compression(source),
                 jpeg_qualities,
             });
         }
@@ -567,7 +623,7 @@ impl CameraDegradation {
             kernel,
             noise,
             noise_scales,
-            jpeg_quality: storage.jpeg_quality,
+            compression: storage.compression,
             jpeg_qualities: None,
         };
         let (camera, adversarial) = if config.adversarial_steps > 0 {
@@ -640,9 +696,12 @@ impl CameraDegradation {
 
     /// The compression in words: none, the range, or the qualities read from the footage.
     pub fn describe_compression(&self) -> String {
-        match (self.jpeg_quality, &self.jpeg_qualities) {
+        match (self.compression, &self.jpeg_qualities) {
             (None, _) => "no compression".to_string(),
-            (Some(_), Some(read)) => {
+            (Some(Compression::H264([lo, hi])), _) => {
+                format!("H.264 intra at a quantizer drawn from {lo}–{hi}")
+            }
+            (Some(Compression::Jpeg(_)), Some(read)) => {
                 let values = Vec::<i64>::try_from(read.to_device(Device::Cpu)).unwrap_or_default();
                 let (lo, hi) = (values.iter().min(), values.iter().max());
                 match (lo, hi) {
@@ -653,7 +712,9 @@ impl CameraDegradation {
                     _ => "JPEG at the qualities read from its images".to_string(),
                 }
             }
-            (Some([lo, hi]), None) => format!("JPEG at a quality drawn from {lo}–{hi}"),
+            (Some(Compression::Jpeg([lo, hi])), None) => {
+                format!("JPEG at a quality drawn from {lo}–{hi}")
+            }
         }
     }
 

@@ -144,7 +144,7 @@ impl DataOptions {
 
 /// A real-LR source: a video, an image folder or an image file, with the frames to use.
 /// In a TOML file either a plain path string or a table
-/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2, lossless = false }`.
+/// `{ path = "...", start_frame = 0, end_frame = 600, step = 2, lossless = false, codec = "jpeg" }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceSpec {
     pub path: PathBuf,
@@ -160,6 +160,27 @@ pub struct SourceSpec {
     /// are compressed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
+    /// The codec the footage went through, which the explicit G_s2r imitates. Default
+    /// `"jpeg"`; not allowed with `lossless`.
+    #[serde(skip_serializing_if = "FootageCodec::is_jpeg")]
+    pub codec: FootageCodec,
+}
+
+/// `codec` of a real-LR source: how compressed footage was compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FootageCodec {
+    /// JPEG, or a codec of 8-px DCT blocks like it (MJPEG, MPEG-2, DV).
+    #[default]
+    Jpeg,
+    /// H.264 (AVC): 4- and 16-px transform blocks, an in-loop deblocking filter.
+    H264,
+}
+
+impl FootageCodec {
+    fn is_jpeg(&self) -> bool {
+        *self == FootageCodec::Jpeg
+    }
 }
 
 impl SourceSpec {
@@ -181,6 +202,7 @@ impl From<PathBuf> for SourceSpec {
             end_frame: None,
             step: 1,
             lossless: false,
+            codec: FootageCodec::Jpeg,
         }
     }
 }
@@ -198,6 +220,8 @@ struct SourceTable {
     step: u64,
     #[serde(default)]
     lossless: bool,
+    #[serde(default)]
+    codec: Option<FootageCodec>,
 }
 
 fn default_step() -> u64 {
@@ -212,19 +236,28 @@ impl<'de> Deserialize<'de> for SourceSpec {
         impl<'de> Visitor<'de> for SpecVisitor {
             type Value = SourceSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path or a table { path, start_frame, end_frame, step, lossless }")
+                f.write_str(
+                    "a path or a table { path, start_frame, end_frame, step, lossless, codec }",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SourceSpec, E> {
                 Ok(SourceSpec::from(PathBuf::from(v)))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SourceSpec, A::Error> {
                 let t = SourceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if t.lossless && t.codec.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "real LR source {}: `lossless` footage went through no codec; give `lossless` or `codec`, not both",
+                        t.path.display()
+                    )));
+                }
                 Ok(SourceSpec {
                     path: t.path,
                     start_frame: t.start_frame,
                     end_frame: t.end_frame,
                     step: t.step,
                     lossless: t.lossless,
+                    codec: t.codec.unwrap_or_default(),
                 })
             }
         }
