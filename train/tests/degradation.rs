@@ -337,6 +337,10 @@ fn compression_follows_blur_and_noise() {
     let h264 = ExplicitDegradation {
         cameras: vec![camera(Some(Compression::H264([36, 36])))],
     };
+    assert_eq!(
+        h264.cameras[0].describe_compression(),
+        "H.264 intra at a quantizer drawn from 36–36"
+    );
     let out = h264
         .forward(&x, &mut rand::rngs::StdRng::seed_from_u64(3))
         .unwrap();

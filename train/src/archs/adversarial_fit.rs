@@ -7,8 +7,9 @@
 //! time (as KernelGAN's, Bell-Kligler et al., NeurIPS 2019, which compares the scales of one
 //! image; here the two domains): the profile of edges, the grain of noise, a codec's blocks.
 //! G_s2r's own compression is in the loop; its codecs have no gradient, so they pass the
-//! gradient on as the identity (a straight-through estimator). The parameters are averaged over the
-//! second half of the steps, where an adversarial game oscillates rather than converges.
+//! gradient on as the identity (a straight-through estimator). The parameters are averaged
+//! over the second half of the steps, where an adversarial game oscillates rather than
+//! converges.
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;

@@ -51,8 +51,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::archs::adversarial_fit::{self, AdversarialSummary};
 use crate::archs::jpeg_quality::FootageJpeg;
-use crate::data::FootageCodec;
-use crate::data::Rgb8;
+use crate::data::{FootageCodec, Rgb8};
 use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
 use crate::metrics::{immerkaer_operator, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
