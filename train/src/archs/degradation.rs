@@ -412,22 +412,8 @@ impl ExplicitDegradation {
                     }
                     Some(Compression::H264([lo, hi])) => {
                         let quantizer = rng.random_range(lo..=hi);
-                        if let Ok(n) = std::env::var("CYCLESR_H264_CONTEXT") {
-                            let n: i64 = n.parse()?;
-                            let (h, w) = (image.size()[1], image.size()[2]);
-                            let padded = image
-                                .unsqueeze(0)
-                                .reflection_pad2d([n, n, n, n])
-                                .squeeze_dim(0);
-                            let coded = h264_roundtrip(&Rgb8::from_tensor(&padded)?, u32::from(quantizer))?
-                                .to_tensor()
-                                .narrow(1, n, h)
-                                .narrow(2, n, w);
-                            Rgb8::from_tensor(&coded)?
-                        } else {
                         h264_roundtrip(&Rgb8::from_tensor(&image)?, u32::from(quantizer))
                             .with_context(|| format!("G_s2r's H.264 at quantizer {quantizer}"))?
-                        }
                     }
                 };
                 Ok(decoded.to_tensor().to_device(x.device()))
