@@ -432,6 +432,9 @@ fn source_specs_accept_paths_and_tables() {
     assert!(!opts.real_lr[1].lossless && opts.real_lr[2].lossless);
     assert_eq!(opts.real_lr[0].codec, FootageCodec::Jpeg);
     assert_eq!(opts.real_lr[1].codec, FootageCodec::H264);
+    // As a run's options.toml writes them, for --resume.
+    let written: DataOptions = toml::from_str(&toml::to_string(&opts).unwrap()).unwrap();
+    assert_eq!(written.real_lr, opts.real_lr);
     let range = opts.real_lr[1].range();
     assert_eq!(
         range,

@@ -77,7 +77,7 @@ fn reads_back_the_quality_and_the_grid() {
 #[test]
 fn footage_qualities_replace_the_range() {
     use cyclesr_train::archs::degradation::{
-        CameraDegradation, DegradationConfig, ExplicitDegradation, JpegQualities,
+        CameraDegradation, Compression, DegradationConfig, ExplicitDegradation, JpegQualities,
     };
     use cyclesr_train::archs::jpeg_quality::read_footage;
     use rand::SeedableRng;
@@ -88,20 +88,22 @@ fn footage_qualities_replace_the_range() {
     let frames: Vec<&Rgb8> = frames.iter().collect();
     let plain: Vec<Rgb8> = (0..4).map(|i| scene(96, 20 + i)).collect();
     let plain: Vec<&Rgb8> = plain.iter().collect();
-    let camera = |source, jpeg_quality| CameraDegradation {
+    let camera = |source, compression| CameraDegradation {
         source,
         kernel: Tensor::ones([1, 1], (Kind::Float, Device::Cpu)),
         noise: Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu)),
         noise_scales: None,
-        jpeg_quality,
+        compression,
         jpeg_qualities: None,
     };
-    // Source 0 is JPEG footage, 1 has no lattice, 2 is lossless.
+    // Source 0 is JPEG footage, 1 has no lattice, 2 is lossless, 3 is marked H.264.
+    let range = Some(Compression::Jpeg([90, 95]));
     let mut g = ExplicitDegradation {
         cameras: vec![
-            camera(0, Some([90, 95])),
-            camera(1, Some([90, 95])),
+            camera(0, range),
+            camera(1, range),
             camera(2, None),
+            camera(3, Some(Compression::H264([20, 40]))),
         ],
     };
     let config = DegradationConfig {
@@ -116,7 +118,7 @@ fn footage_qualities_replace_the_range() {
         .unwrap();
     assert_eq!(read[0].as_ref().unwrap().qualities, vec![40; 4]);
     assert!(read[0].as_ref().unwrap().is_jpeg());
-    assert!(!read[1].as_ref().unwrap().is_jpeg() && read[2].is_none());
+    assert!(!read[1].as_ref().unwrap().is_jpeg() && read[2].is_none() && read[3].is_none());
     assert!(g.cameras[1].jpeg_qualities.is_none() && g.cameras[2].jpeg_qualities.is_none());
     assert!(g.cameras[0].describe_compression().contains("40–40"));
 
@@ -136,8 +138,7 @@ fn footage_qualities_replace_the_range() {
     let tensors = || -> std::collections::HashMap<String, Tensor> {
         jpeg_camera.tensors().into_iter().collect()
     };
-    let back =
-        ExplicitDegradation::from_tensors(tensors(), &|_| Some([90, 95]), Device::Cpu).unwrap();
+    let back = ExplicitDegradation::from_tensors(tensors(), &|_| range, Device::Cpu).unwrap();
     assert!(back.cameras[0]
         .jpeg_qualities
         .as_ref()
@@ -145,7 +146,7 @@ fn footage_qualities_replace_the_range() {
         .equal(&Tensor::from_slice(&[40i64; 4])));
     let mut bad = tensors();
     bad.insert("0.jpeg_qualities".into(), Tensor::from_slice(&[40i64, 0]));
-    let Err(e) = ExplicitDegradation::from_tensors(bad, &|_| Some([90, 95]), Device::Cpu) else {
+    let Err(e) = ExplicitDegradation::from_tensors(bad, &|_| range, Device::Cpu) else {
         panic!("a quality of 0 was accepted");
     };
     assert!(e.to_string().contains("outside 1..=100"), "{e}");
