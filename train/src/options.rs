@@ -292,6 +292,11 @@ impl Options {
     /// How the explicit G_s2r compresses source `source` of `data.real_lr`: as that source
     /// is stored ([`DegradationConfig::compression`]).
     pub fn compression_of(&self, source: usize) -> Option<Compression> {
+        self.storage_of(source).compression
+    }
+
+    /// How source `source` of `data.real_lr` is stored, for the explicit G_s2r's fit.
+    pub fn storage_of(&self, source: usize) -> SourceStorage {
         let (lossless, codec) = self
             .data
             .real_lr
@@ -299,18 +304,9 @@ impl Options {
             .map_or((false, FootageCodec::Jpeg), |spec| {
                 (spec.lossless, spec.codec)
             });
-        self.networks.degradation.compression(lossless, codec)
-    }
-
-    /// How source `source` of `data.real_lr` is stored, for the explicit G_s2r's fit.
-    pub fn storage_of(&self, source: usize) -> SourceStorage {
         SourceStorage {
-            lossless: self
-                .data
-                .real_lr
-                .get(source)
-                .is_some_and(|spec| spec.lossless),
-            compression: self.compression_of(source),
+            lossless,
+            compression: self.networks.degradation.compression(lossless, codec),
         }
     }
 

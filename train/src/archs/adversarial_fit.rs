@@ -66,8 +66,8 @@ fn high_pass_y(x: &Tensor, low_pass: &GaussianLowPass) -> Tensor {
 }
 
 /// Refines `camera` (fresh from the spectral fit, whose kernel logits are `free`) for `steps`
-/// steps on its `real` and the `synthetic` LR patches `[N, 3, p, p]`: returns the camera with
-/// the averaged kernel and its noise bank times the averaged gain.
+/// (at least 1) steps on its `real` and the `synthetic` LR patches `[N, 3, p, p]`: returns the
+/// camera with the averaged kernel and its noise bank times the averaged gain.
 pub fn refine(
     camera: CameraDegradation,
     free: &Tensor,
@@ -76,6 +76,10 @@ pub fn refine(
     steps: i64,
     seed: u64,
 ) -> Result<(CameraDegradation, AdversarialSummary)> {
+    ensure!(
+        steps >= 1,
+        "the adversarial fit needs at least one step, got {steps}"
+    );
     let p = real.size()[3];
     ensure!(
         p >= RECEPTIVE_FIELD,
@@ -141,20 +145,13 @@ pub fn refine(
             loss_count += 1.0;
         }
     }
-    let (kernel, gain) = if averaged > 0.0 {
-        let kernel = tch::no_grad(|| symmetric_kernel(&(free_sum / averaged)));
-        (kernel, (log_gain_sum / averaged).exp())
-    } else {
-        (camera.kernel.shallow_clone(), 1.0)
-    };
+    // With at least one step, the second half and the last tenth each hold one or more.
+    let kernel = tch::no_grad(|| symmetric_kernel(&(free_sum / averaged)));
+    let gain = (log_gain_sum / averaged).exp();
     let summary = AdversarialSummary {
         steps,
         noise_gain: gain,
-        discriminator_loss: if loss_count > 0.0 {
-            loss_sum / loss_count
-        } else {
-            f64::NAN
-        },
+        discriminator_loss: loss_sum / loss_count,
     };
     let noise = &camera.noise * gain;
     Ok((

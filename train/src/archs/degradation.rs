@@ -214,16 +214,6 @@ pub enum Compression {
     H264([u8; 2]),
 }
 
-impl Compression {
-    /// The JPEG quality range, for JPEG.
-    pub fn jpeg_quality(&self) -> Option<[u8; 2]> {
-        match self {
-            Compression::Jpeg(range) => Some(*range),
-            Compression::H264(_) => None,
-        }
-    }
-}
-
 /// How one source's footage is stored, which decides what its fit can measure and how its
 /// G_s2r compresses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -327,8 +317,7 @@ impl ExplicitDegradation {
         self.cameras
             .iter_mut()
             .map(|cam| {
-                let compresses_to_jpeg =
-                    cam.compression.is_some_and(|c| c.jpeg_quality().is_some());
+                let compresses_to_jpeg = matches!(cam.compression, Some(Compression::Jpeg(_)));
                 if config.jpeg_qualities != JpegQualities::Footage || !compresses_to_jpeg {
                     return Ok(None);
                 }
