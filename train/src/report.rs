@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
+use crate::archs::degradation::CameraDegradation;
 use crate::camera::{recipe_line, CameraRun};
 use crate::compare::{side_by_side, GAP};
 use crate::data::{imresize, list_images, load_rgb8, load_rgb8_for_training, save_png, Rgb8};
@@ -287,12 +288,7 @@ fn degradation_section(
                         .get(camera.source)
                         .map_or("?", String::as_str)
                 ),
-                match camera.noise_sigma_percentiles() {
-                    Some([lo, mid, hi]) => format!(
-                        "{mid:.2}, drawn per image ({lo:.2}–{hi:.2} from 10th to 90th percentile)"
-                    ),
-                    None => format!("{:.2}", camera.noise_sigma()),
-                },
+                describe_noise_cell(camera),
                 camera.describe_compression()
             );
         }
@@ -524,4 +520,24 @@ fn before_after_section(
         );
     }
     Ok(())
+}
+
+/// The noise σ column of one camera: its level, how it is drawn per image, and how it follows
+/// brightness.
+fn describe_noise_cell(camera: &CameraDegradation) -> String {
+    let level = match camera.noise_sigma_percentiles() {
+        Some([lo, mid, hi]) => {
+            format!("{mid:.2}, drawn per image ({lo:.2}–{hi:.2} from 10th to 90th percentile)")
+        }
+        None => format!("{:.2}", camera.noise_sigma()),
+    };
+    match camera.brightness_levels() {
+        Some(levels) => {
+            let (lo, hi) = levels.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &l| {
+                (lo.min(l), hi.max(l))
+            });
+            format!("{level}; ×{lo:.2}–×{hi:.2} with brightness, as the footage's")
+        }
+        None => level,
+    }
 }

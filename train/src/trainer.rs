@@ -144,6 +144,7 @@ fn fit_degradation(
                 "candidate_noise_tiles": summary.candidate_tiles,
                 "noise_sigma_y": summary.noise_sigma,
                 "noise_scale_percentiles": summary.noise_scale_percentiles,
+                "noise_by_brightness": camera.brightness_levels(),
                 "kernel_sigma_major_lr_px": major,
                 "kernel_sigma_minor_lr_px": minor,
                 "kernel_angle_degrees": angle,

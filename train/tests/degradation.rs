@@ -7,8 +7,9 @@ use common::{
 };
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
-    chroma_noise_sigma, near_identity, symmetric_kernel, CameraDegradation, Compression,
-    DegradationConfig, ExplicitDegradation, NoiseLevel, SourceStorage,
+    chroma_noise_sigma, level_at_brightness, near_identity, symmetric_kernel, CameraDegradation,
+    Compression, DegradationConfig, ExplicitDegradation, NoiseBrightness, NoiseLevel,
+    SourceStorage, TILE_MEAN_RANGE,
 };
 use cyclesr_train::data::{FootageCodec, Rgb8};
 use cyclesr_train::degrade::{gaussian_kernel, h264_roundtrip, jpeg_roundtrip};
@@ -308,6 +309,7 @@ fn compression_follows_blur_and_noise() {
         kernel: identity.shallow_clone(),
         noise: silent.shallow_clone(),
         noise_scales: None,
+        noise_by_brightness: None,
         compression,
         jpeg_qualities: None,
     };
@@ -657,6 +659,126 @@ fn chroma_noise_levels_follow_the_loud_footage() {
     assert!(e.to_string().contains("negative or non-finite"), "{e}");
 }
 
+/// Flat grey patches, one level per patch drawn from [0.2, 0.8], with noise of σ
+/// `sigma_at_half` · √(level / 0.5) in each channel: a sensor's shot noise.
+fn shot_noise_patches(n: i64, sigma_at_half: f64, seed: u64) -> Tensor {
+    let levels = uniform(&[n, 1, 1, 1], seed) * 0.6 + 0.2;
+    let sigma = (&levels / 0.5).sqrt() * sigma_at_half;
+    &levels + gaussian(&[n, 3, 32, 32], seed + 1) * sigma
+}
+
+/// The luma of an RGB grey `level`, as the brightness nodes read it (studio range).
+fn grey_luma(level: f64) -> f64 {
+    (16.0 + 219.0 * level) / 255.0
+}
+
+/// Piecewise linear between evenly spaced nodes over the tiles' brightness range, constant
+/// beyond, checked by hand on three nodes.
+#[test]
+fn noise_level_is_read_between_brightness_nodes() {
+    let (lo, hi) = TILE_MEAN_RANGE;
+    let levels = Tensor::from_slice(&[1.0f32, 2.0, 4.0]);
+    let quarter = lo + (hi - lo) / 4.0;
+    let three_quarters = lo + 3.0 * (hi - lo) / 4.0;
+    let luma = Tensor::from_slice(&[0.0, lo, quarter, (lo + hi) / 2.0, three_quarters, hi, 1.0])
+        .to_kind(Kind::Float);
+    let read = Vec::<f32>::try_from(level_at_brightness(&levels, &luma)).unwrap();
+    let expected = [1.0, 1.0, 1.5, 2.0, 3.0, 4.0, 4.0];
+    for (r, e) in read.iter().zip(expected) {
+        assert!(
+            (f64::from(*r) - e).abs() < 1e-5,
+            "{read:?} against {expected:?}"
+        );
+    }
+}
+
+/// With `noise_brightness = "footage"`, footage whose noise grows as the root of brightness
+/// gives a curve that grows so, and G_s2r's noise on a flat grey follows it; compressed
+/// footage and the default keep one level; the curve survives the state and bad ones are
+/// refused.
+#[test]
+fn noise_follows_brightness_as_the_footage_does() {
+    let real = shot_noise_patches(512, 8.0 / 255.0, 61);
+    let synthetic = natural_patches(512, 62);
+    let config = DegradationConfig {
+        noise_tiles: 256,
+        fit_steps: 20,
+        noise_level: NoiseLevel::Bank,
+        noise_brightness: NoiseBrightness::Footage,
+        ..DegradationConfig::default()
+    };
+    let lossless = SourceStorage {
+        lossless: true,
+        compression: None,
+    };
+    let (camera, _) = CameraDegradation::fit(0, &real, &synthetic, &config, lossless).unwrap();
+    let curve = camera.noise_by_brightness.as_ref().expect("a curve");
+    let at = |level: f64| {
+        level_at_brightness(curve, &Tensor::from_slice(&[grey_luma(level) as f32]))
+            .double_value(&[0])
+    };
+    let ratio = at(0.8) / at(0.2);
+    assert!(
+        (ratio / 2.0 - 1.0).abs() < 0.15,
+        "curve ratio {ratio}, expected 2"
+    );
+    assert!(camera.describe_noise().contains("by brightness"));
+
+    let noise_sigma = |explicit: &ExplicitDegradation, level: f64| -> f64 {
+        let flat = Tensor::full([16, 3, 32, 32], level, CPU);
+        let out = explicit
+            .forward(&flat, &mut rand::rngs::StdRng::seed_from_u64(63))
+            .unwrap();
+        (out - level).std(true).double_value(&[]) * 255.0
+    };
+    let explicit = ExplicitDegradation {
+        cameras: vec![camera],
+    };
+    let (dark, bright) = (noise_sigma(&explicit, 0.2), noise_sigma(&explicit, 0.8));
+    assert!(
+        (bright / dark / 2.0 - 1.0).abs() < 0.15,
+        "σ {dark} at 0.2 and {bright} at 0.8, expected twice"
+    );
+    assert!(
+        (bright / (8.0 * 0.8f64.sqrt() / 0.5f64.sqrt()) - 1.0).abs() < 0.2,
+        "σ {bright} at 0.8"
+    );
+
+    // A codec smooths flat regions unevenly: compressed footage keeps one level, as does the
+    // default.
+    let compressed = SourceStorage {
+        lossless: false,
+        compression: Some(Compression::Jpeg([90, 90])),
+    };
+    let (camera, _) = CameraDegradation::fit(0, &real, &synthetic, &config, compressed).unwrap();
+    assert!(camera.noise_by_brightness.is_none());
+    let uniform_config = DegradationConfig {
+        noise_brightness: NoiseBrightness::Uniform,
+        ..config
+    };
+    let (camera, _) =
+        CameraDegradation::fit(0, &real, &synthetic, &uniform_config, lossless).unwrap();
+    assert!(camera.noise_by_brightness.is_none());
+
+    let tensors: std::collections::HashMap<String, Tensor> =
+        explicit.tensors().into_iter().collect();
+    assert!(tensors.contains_key("0.noise_by_brightness"));
+    let back = ExplicitDegradation::from_tensors(tensors, &|_| None, Device::Cpu).unwrap();
+    assert_eq!(noise_sigma(&back, 0.8), bright);
+    for bad in [
+        Tensor::from_slice(&[1.0f32]),
+        Tensor::from_slice(&[1.0f32, 0.0]),
+    ] {
+        let mut tensors: std::collections::HashMap<String, Tensor> =
+            explicit.tensors().into_iter().collect();
+        tensors.insert("0.noise_by_brightness".into(), bad);
+        let e = ExplicitDegradation::from_tensors(tensors, &|_| None, Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("noise levels by brightness"), "{e}");
+    }
+}
+
 /// SR_blind's degradations: reproducible from the RNG, different for each image, and strong.
 #[test]
 fn blind_degradations_follow_the_rng_and_vary_per_image() {
@@ -684,6 +806,7 @@ fn camera_with_bank(sigma: f64, compression: Option<Compression>) -> CameraDegra
         kernel: symmetric_kernel(&near_identity(5, Device::Cpu)),
         noise: gaussian(&[256, 3, 8, 8], 41) * sigma,
         noise_scales: None,
+        noise_by_brightness: None,
         compression,
         jpeg_qualities: None,
     }

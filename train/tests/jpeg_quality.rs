@@ -93,6 +93,7 @@ fn footage_qualities_replace_the_range() {
         kernel: Tensor::ones([1, 1], (Kind::Float, Device::Cpu)),
         noise: Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu)),
         noise_scales: None,
+        noise_by_brightness: None,
         compression,
         jpeg_qualities: None,
     };

@@ -126,6 +126,10 @@ pub fn refine(
                 kernel: symmetric_kernel(&free),
                 noise: &camera.noise * log_gain.exp(),
                 noise_scales: camera.noise_scales.as_ref().map(Tensor::shallow_clone),
+                noise_by_brightness: camera
+                    .noise_by_brightness
+                    .as_ref()
+                    .map(Tensor::shallow_clone),
                 compression: camera.compression,
                 jpeg_qualities: camera.jpeg_qualities.as_ref().map(Tensor::shallow_clone),
             }],

@@ -78,6 +78,10 @@ pub struct DegradationConfig {
     /// the footage's ([`NoiseLevel`]).
     #[serde(default)]
     pub noise_level: NoiseLevel,
+    /// Whether G_s2r's noise follows the brightness of the image it is added to
+    /// ([`NoiseBrightness`]).
+    #[serde(default)]
+    pub noise_brightness: NoiseBrightness,
     /// How the two domains' content difference is measured on the low band ([`ContentGain`]).
     #[serde(default)]
     pub content_gain: ContentGain,
@@ -128,6 +132,21 @@ pub enum ContentGain {
     Orientation,
 }
 
+/// `networks.degradation.noise_brightness`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseBrightness {
+    /// The same level at every brightness.
+    #[default]
+    Uniform,
+    /// A level that varies with brightness as the footage's does: a sensor's shot noise grows
+    /// with the light it counts, and a tone curve reshapes that. The footage's level at each
+    /// brightness is measured on its flattest tiles of that brightness
+    /// ([`noise_by_brightness`]); each noise pixel is scaled to the level at the brightness of
+    /// the pixel it lands on.
+    Footage,
+}
+
 /// `networks.degradation.noise_level`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,6 +170,7 @@ impl Default for DegradationConfig {
             fit_steps: 400,
             jpeg_quality: None,
             noise_level: NoiseLevel::Chroma,
+            noise_brightness: NoiseBrightness::Uniform,
             content_gain: ContentGain::Orientation,
             jpeg_qualities: JpegQualities::Range,
             // From visually clean to heavily blocky: a camera's quantizer is not known.
@@ -235,6 +255,11 @@ pub struct CameraDegradation {
     /// `[N]`: the real patches' noise levels over the bank's ([`NoiseLevel::Chroma`]); each
     /// image's mosaic is multiplied by one drawn. None: the bank's level.
     pub noise_scales: Option<Tensor>,
+    /// `[B]`: the noise level relative to the bank's at B brightnesses (luma) evenly spaced
+    /// over [`TILE_MEAN_RANGE`], constant beyond ([`NoiseBrightness::Footage`]); each noise
+    /// pixel is multiplied by it, read at the brightness of the pixel it lands on. None: the
+    /// same level everywhere.
+    pub noise_by_brightness: Option<Tensor>,
     pub compression: Option<Compression>,
     /// `[N]` qualities read from the footage ([`JpegQualities::Footage`]); one is drawn per
     /// image in place of the range. None: the range.
@@ -250,7 +275,7 @@ pub struct ExplicitDegradation {
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
 /// candidates: near black or white (luma under 0.1 or over 0.9), clipping removes part of the
 /// noise.
-const TILE_MEAN_RANGE: (f64, f64) = (0.149, 0.835);
+pub const TILE_MEAN_RANGE: (f64, f64) = (0.149, 0.835);
 
 /// Upper edge of the band the content gain is measured on, in cycles per pixel.
 const LOW_BAND_END: f64 = 0.1;
@@ -366,18 +391,24 @@ impl ExplicitDegradation {
         let side = h.max(w);
         let noise = picks
             .iter()
-            .map(|cam| {
-                let noise = mosaic(&cam.noise, 1, side, rng)?;
-                Ok(match &cam.noise_scales {
-                    Some(scales) => noise * draw_scales(scales, 1, rng),
-                    None => noise,
-                })
+            .enumerate()
+            .map(|(i, cam)| {
+                let mut noise = mosaic(&cam.noise, 1, side, rng)?
+                    .narrow(2, 0, h)
+                    .narrow(3, 0, w)
+                    .to_device(x.device());
+                if let Some(scales) = &cam.noise_scales {
+                    noise *= draw_scales(scales, 1, rng).to_device(x.device());
+                }
+                // The level follows the image's brightness; it is not a lever for the kernel.
+                if let Some(levels) = &cam.noise_by_brightness {
+                    let luma = rgb_to_y(&blurred.get(i as i64).detach()).to_kind(Kind::Float);
+                    noise *= level_at_brightness(&levels.to_device(x.device()), &luma);
+                }
+                Ok(noise)
             })
             .collect::<Result<Vec<_>>>()?;
-        let noise = Tensor::cat(&noise, 0)
-            .narrow(2, 0, h)
-            .narrow(3, 0, w)
-            .to_device(x.device());
+        let noise = Tensor::cat(&noise, 0);
         let degraded = (blurred + noise).clamp(0.0, 1.0);
         if picks.iter().all(|cam| cam.compression.is_none()) {
             return Ok(degraded);
@@ -418,8 +449,9 @@ impl ExplicitDegradation {
         })
     }
 
-    /// Tensors for a training state: `<source>.kernel`, `<source>.noise` and, where levels
-    /// were measured, `<source>.noise_scales` of each camera.
+    /// Tensors for a training state: `<source>.kernel`, `<source>.noise` and, where they
+    /// were measured, `<source>.noise_scales`, `<source>.noise_by_brightness` and
+    /// `<source>.jpeg_qualities` of each camera.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         self.cameras
             .iter()
@@ -432,6 +464,12 @@ impl ExplicitDegradation {
                     tensors.push((
                         format!("{}.noise_scales", cam.source),
                         scales.shallow_clone(),
+                    ));
+                }
+                if let Some(levels) = &cam.noise_by_brightness {
+                    tensors.push((
+                        format!("{}.noise_by_brightness", cam.source),
+                        levels.shallow_clone(),
                     ));
                 }
                 if let Some(qualities) = &cam.jpeg_qualities {
@@ -467,6 +505,7 @@ impl ExplicitDegradation {
             };
             let (kernel, noise) = (take("kernel")?, take("noise")?);
             let noise_scales = take("noise_scales").ok();
+            let noise_by_brightness = take("noise_by_brightness").ok();
             let jpeg_qualities = take("jpeg_qualities").ok().map(|q| q.to_kind(Kind::Int64));
             let (ks, ns) = (kernel.size(), noise.size());
             ensure!(
@@ -485,6 +524,15 @@ impl ExplicitDegradation {
                     "noise levels of camera {source} hold a negative or non-finite value"
                 );
             }
+            if let Some(levels) = &noise_by_brightness {
+                ensure_vector(levels, "noise levels by brightness", source)?;
+                ensure!(
+                    levels.size()[0] >= 2
+                        && f64::try_from(levels.min())? > 0.0
+                        && f64::try_from(levels.isfinite().all())? == 1.0,
+                    "noise levels by brightness of camera {source} must be two or more positive, finite values"
+                );
+            }
             if let Some(qualities) = &jpeg_qualities {
                 ensure_vector(qualities, "JPEG qualities", source)?;
                 ensure!(
@@ -497,6 +545,8 @@ impl ExplicitDegradation {
                 kernel: kernel.to_kind(Kind::Float).to_device(device),
                 noise: noise.to_kind(Kind::Float).to_device(device),
                 noise_scales: noise_scales.map(|s| s.to_kind(Kind::Float).to_device(device)),
+                noise_by_brightness: noise_by_brightness
+                    .map(|l| l.to_kind(Kind::Float).to_device(device)),
                 compression: compression(source),
                 jpeg_qualities,
             });
@@ -523,10 +573,16 @@ impl CameraDegradation {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
         let synthetic = synthetic.to_kind(Kind::Float);
-        let (noise, candidate_tiles) = noise_bank(&real, config)?;
+        // A codec smooths flat regions more where they are bright or dark, so only footage
+        // stored losslessly shows how its noise follows brightness.
+        let by_brightness = config.noise_brightness == NoiseBrightness::Footage && storage.lossless;
+        let (noise, candidate_tiles, noise_by_brightness) =
+            noise_bank(&real, config, by_brightness)?;
         let noise_sigma = f64::try_from(rgb_to_y(&noise).std(true))? * 255.0;
         let noise_scales = match config.noise_level {
-            NoiseLevel::Chroma if storage.lossless => noise_scales(&real, &noise)?,
+            NoiseLevel::Chroma if storage.lossless => {
+                noise_scales(&real, &noise, noise_by_brightness.as_ref())?
+            }
             _ => None,
         };
 
@@ -545,6 +601,19 @@ impl CameraDegradation {
             .narrow(3, 0, p);
         if let Some(scales) = &noise_scales {
             noise_patches *= draw_scales(scales, real.size()[0], &mut rng);
+        }
+        if let Some(levels) = &noise_by_brightness {
+            // At the brightness of the synthetic patches it will be added to.
+            ensure!(
+                synthetic.size()[2..] == real.size()[2..],
+                "synthetic LR patches {:?} and real ones {:?} differ in size",
+                synthetic.size(),
+                real.size()
+            );
+            let picks = Tensor::arange(real.size()[0], (Kind::Int64, real.device()))
+                .remainder(synthetic.size()[0]);
+            let luma = rgb_to_y(&synthetic.index_select(0, &picks)).to_kind(Kind::Float);
+            noise_patches *= level_at_brightness(levels, &luma);
         }
         let noise_power = mean_power_spectrum(&rgb_to_y(&noise_patches).to_kind(Kind::Float));
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
@@ -611,6 +680,7 @@ impl CameraDegradation {
             kernel,
             noise,
             noise_scales,
+            noise_by_brightness,
             compression: storage.compression,
             jpeg_qualities: None,
         };
@@ -713,12 +783,31 @@ impl CameraDegradation {
             self.noise.size()[0],
             self.noise_sigma()
         );
-        match self.noise_sigma_percentiles() {
+        let bank = match self.noise_sigma_percentiles() {
             Some([lo, mid, hi]) => format!(
                 "{bank} scaled per image to the footage's levels (σ {lo:.2}, {mid:.2}, {hi:.2} at its 10th, 50th and 90th percentiles)"
             ),
             None => bank,
+        };
+        match self.brightness_levels() {
+            Some(levels) => {
+                let levels: Vec<String> = levels.iter().map(|l| format!("{l:.2}")).collect();
+                format!(
+                    "{bank}, and per pixel by brightness (×{} from luma {:.2} to {:.2})",
+                    levels.join(", "),
+                    TILE_MEAN_RANGE.0,
+                    TILE_MEAN_RANGE.1
+                )
+            }
+            None => bank,
         }
+    }
+
+    /// The noise's level relative to the bank's at evenly spaced brightnesses, if it varies.
+    pub fn brightness_levels(&self) -> Option<Vec<f64>> {
+        let levels = self.noise_by_brightness.as_ref()?;
+        let levels = Vec::<f32>::try_from(levels.to_device(Device::Cpu)).ok()?;
+        Some(levels.into_iter().map(f64::from).collect())
     }
 }
 
@@ -777,13 +866,30 @@ pub fn chroma_noise_sigma(images: &Tensor) -> Result<Tensor> {
 /// `[N]` levels of the real patches' noise over the bank's, both from [`chroma_noise_sigma`]
 /// (the bank's as the RMS over its tiles: a mosaic's power is its tiles' mean power). None
 /// where the bank has no chroma noise to measure (greyscale footage, such as a surveillance
-/// camera's infrared mode): its noise stays at the bank's level.
-fn noise_scales(real: &Tensor, bank: &Tensor) -> Result<Option<Tensor>> {
+/// camera's infrared mode): its noise stays at the bank's level. With `by_brightness`, each
+/// patch's level is divided by the RMS of that curve over its pixels: what is left is how
+/// much louder the patch is than its brightness explains, which G_s2r multiplies back by the
+/// curve at its own image's brightness.
+fn noise_scales(
+    real: &Tensor,
+    bank: &Tensor,
+    by_brightness: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
     let bank_level = f64::try_from(chroma_noise_sigma(bank)?.square().mean(Kind::Float).sqrt())?;
     if bank_level < GREY_CHROMA_LEVEL {
         return Ok(None);
     }
-    Ok(Some(chroma_noise_sigma(real)? / bank_level))
+    let levels = chroma_noise_sigma(real)? / bank_level;
+    Ok(Some(match by_brightness {
+        Some(curve) => {
+            let expected = level_at_brightness(curve, &rgb_to_y(real))
+                .square()
+                .mean_dim(&[1i64, 2, 3][..], false, Kind::Float)
+                .sqrt();
+            levels / expected
+        }
+        None => levels,
+    }))
 }
 
 /// The orientation part of [`ContentGain::Orientation`] on the `[p, p]` FFT grid: the least-squares
@@ -889,7 +995,11 @@ fn mosaic(bank: &Tensor, count: i64, side: i64, rng: &mut StdRng) -> Result<Tens
 /// from black and white, minus its least-squares plane per channel, and of those the
 /// `noise_tiles` flattest (least residual variance: flat regions show noise alone). Also
 /// returns the number of candidate tiles.
-fn noise_bank(real: &Tensor, config: &DegradationConfig) -> Result<(Tensor, i64)> {
+fn noise_bank(
+    real: &Tensor,
+    config: &DegradationConfig,
+    by_brightness: bool,
+) -> Result<(Tensor, i64, Option<Tensor>)> {
     let t = config.noise_tile;
     let (n, c, h, w) = real.size4()?;
     ensure!(c == 3, "real LR patches have {c} channels, expected 3");
@@ -918,13 +1028,105 @@ fn noise_bank(real: &Tensor, config: &DegradationConfig) -> Result<(Tensor, i64)
         TILE_MEAN_RANGE.1
     );
     let tiles = tiles.index_select(0, &usable);
+    let mean_y = mean_y.index_select(0, &usable);
     let residual = minus_plane(&tiles);
     let variance = residual
         .square()
         .mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
     let keep = config.noise_tiles.min(candidates);
-    let (_, flattest) = variance.topk(keep, 0, false, true);
-    Ok((residual.index_select(0, &flattest), candidates))
+    if !by_brightness {
+        let (_, flattest) = variance.topk(keep, 0, false, true);
+        return Ok((residual.index_select(0, &flattest), candidates, None));
+    }
+    // The flattest tiles for their brightness, each brought to the bank's level: at their
+    // brightness the footage's noise may be louder or quieter.
+    let levels = noise_by_brightness(&mean_y, &variance)?;
+    let level = level_at_brightness(&levels, &mean_y);
+    let (_, flattest) = (variance / level.square()).topk(keep, 0, false, true);
+    let bank =
+        residual.index_select(0, &flattest) / level.index_select(0, &flattest).view([-1, 1, 1, 1]);
+    Ok((bank, candidates, Some(levels)))
+}
+
+/// Brightnesses at which [`noise_by_brightness`] measures the footage's noise level, evenly
+/// spaced over [`TILE_MEAN_RANGE`].
+const BRIGHTNESS_NODES: i64 = 8;
+
+/// Tiles a brightness bin needs for its level to be measured; bins with fewer take their
+/// nearest measured neighbour's.
+const TILES_PER_BRIGHTNESS: i64 = 100;
+
+/// The share of each brightness bin's tiles, flattest first, below which its level is read.
+/// Texture only adds variance, so the flattest tiles of each brightness are the ones that show
+/// its noise; in footage of photos, tiles flatter than the 5th percentile are mostly noise,
+/// the 13th already carries texture. A low quantile of noise-only variance reads the level a
+/// little low, by about the same factor at every brightness, which the curve's normalisation
+/// removes.
+const BRIGHTNESS_QUANTILE: f64 = 0.05;
+
+/// `[B]` noise levels at the [`BRIGHTNESS_NODES`], relative to their mean over the tiles, from
+/// the candidate tiles' mean luma `[T]` and residual variance `[T]`: in each bin around a node,
+/// the root of the [`BRIGHTNESS_QUANTILE`]-th variance.
+pub fn noise_by_brightness(mean_y: &Tensor, variance: &Tensor) -> Result<Tensor> {
+    let (lo, hi) = TILE_MEAN_RANGE;
+    let step = (hi - lo) / (BRIGHTNESS_NODES - 1) as f64;
+    let mean_y = Vec::<f32>::try_from(mean_y.to_device(Device::Cpu).to_kind(Kind::Float))?;
+    let variance = Vec::<f32>::try_from(variance.to_device(Device::Cpu).to_kind(Kind::Float))?;
+    let mut bins = vec![Vec::new(); BRIGHTNESS_NODES as usize];
+    for (&y, &v) in mean_y.iter().zip(&variance) {
+        let node = ((f64::from(y) - lo) / step)
+            .round()
+            .clamp(0.0, (BRIGHTNESS_NODES - 1) as f64);
+        bins[node as usize].push(v);
+    }
+    let measured: Vec<Option<f64>> = bins
+        .iter_mut()
+        .map(|bin| {
+            if (bin.len() as i64) < TILES_PER_BRIGHTNESS {
+                return None;
+            }
+            bin.sort_by(f32::total_cmp);
+            let at = (BRIGHTNESS_QUANTILE * (bin.len() - 1) as f64).round() as usize;
+            Some(f64::from(bin[at]).max(0.0).sqrt())
+        })
+        .collect();
+    let known: Vec<usize> = (0..measured.len())
+        .filter(|&i| measured[i].is_some())
+        .collect();
+    let levels: Vec<f64> = if known.is_empty() {
+        // Too few tiles at every brightness to tell a trend: the same level everywhere.
+        vec![1.0; measured.len()]
+    } else {
+        (0..measured.len())
+            .map(|i| {
+                let nearest = known.iter().min_by_key(|&&k| k.abs_diff(i)).expect("known");
+                measured[*nearest].expect("measured")
+            })
+            .collect()
+    };
+    ensure!(
+        levels.iter().all(|&l| l > 0.0 && l.is_finite()),
+        "the footage's flattest tiles have no noise at some brightness (levels {levels:?}): it is too clean or too flat to measure"
+    );
+    let levels = Tensor::from_slice(&levels).to_kind(Kind::Float);
+    // Relative to the level the tiles see on average: the bank keeps its scale.
+    let at_tiles = level_at_brightness(&levels, &Tensor::from_slice(&mean_y));
+    Ok(&levels / at_tiles.mean(Kind::Float))
+}
+
+/// The level of `levels` (`[B]` at the [`BRIGHTNESS_NODES`]) at each luma of `luma`, linearly
+/// interpolated between nodes and constant beyond the end ones; same shape as `luma`.
+pub fn level_at_brightness(levels: &Tensor, luma: &Tensor) -> Tensor {
+    let nodes = levels.size()[0];
+    let (lo, hi) = TILE_MEAN_RANGE;
+    let position = ((luma.to_kind(Kind::Float) - lo) * ((nodes - 1) as f64 / (hi - lo)))
+        .clamp(0.0, (nodes - 1) as f64);
+    let below = position.floor().clamp_max((nodes - 2) as f64);
+    let fraction = &position - &below;
+    let below = below.to_kind(Kind::Int64);
+    let levels = levels.to_device(luma.device());
+    let at = |index: &Tensor| levels.take(index);
+    at(&below) * (1.0 - &fraction) + at(&(&below + 1)) * fraction
 }
 
 /// `[T, C, t, t]` tiles minus the least-squares plane a + b·x + c·y of each channel.
