@@ -35,8 +35,8 @@
 //! on the differences between colour channels' high-pass ([`chroma_noise_sigma`]). A scene's
 //! texture is nearly the same in R, G and B; a sensor's noise is drawn per channel. Only
 //! colour cameras whose footage is stored losslessly get it, since a codec's chroma subsampling
-//! removes the chroma noise this measures. Not modelled: noise that depends on brightness,
-//! beyond the spread of levels between patches.
+//! removes the chroma noise this measures. With `noise_brightness = "footage"`, lossless
+//! footage's noise also follows brightness as its own does ([`noise_by_brightness`]).
 //!
 //! With `adversarial_steps`, the spectral fit is where an adversarial one starts: the kernel
 //! and one gain on the noise are then trained against a discriminator that compares G_s2r's
