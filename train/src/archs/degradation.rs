@@ -1079,31 +1079,25 @@ pub fn noise_by_brightness(mean_y: &Tensor, variance: &Tensor) -> Result<Tensor>
             .clamp(0.0, (BRIGHTNESS_NODES - 1) as f64);
         bins[node as usize].push(v);
     }
-    let measured: Vec<Option<f64>> = bins
+    let measured: Vec<(usize, f64)> = bins
         .iter_mut()
-        .map(|bin| {
-            if (bin.len() as i64) < TILES_PER_BRIGHTNESS {
-                return None;
-            }
+        .enumerate()
+        .filter(|(_, bin)| bin.len() as i64 >= TILES_PER_BRIGHTNESS)
+        .map(|(node, bin)| {
             bin.sort_by(f32::total_cmp);
             let at = (BRIGHTNESS_QUANTILE * (bin.len() - 1) as f64).round() as usize;
-            Some(f64::from(bin[at]).max(0.0).sqrt())
+            (node, f64::from(bin[at]).max(0.0).sqrt())
         })
         .collect();
-    let known: Vec<usize> = (0..measured.len())
-        .filter(|&i| measured[i].is_some())
+    // Too few tiles at every brightness to tell a trend: the same level everywhere.
+    let levels: Vec<f64> = (0..bins.len())
+        .map(|node| {
+            measured
+                .iter()
+                .min_by_key(|(measured_node, _)| measured_node.abs_diff(node))
+                .map_or(1.0, |&(_, level)| level)
+        })
         .collect();
-    let levels: Vec<f64> = if known.is_empty() {
-        // Too few tiles at every brightness to tell a trend: the same level everywhere.
-        vec![1.0; measured.len()]
-    } else {
-        (0..measured.len())
-            .map(|i| {
-                let nearest = known.iter().min_by_key(|&&k| k.abs_diff(i)).expect("known");
-                measured[*nearest].expect("measured")
-            })
-            .collect()
-    };
     ensure!(
         levels.iter().all(|&l| l > 0.0 && l.is_finite()),
         "the footage's flattest tiles have no noise at some brightness (levels {levels:?}): it is too clean or too flat to measure"
