@@ -1070,10 +1070,10 @@ const BRIGHTNESS_QUANTILE: f64 = 0.05;
 pub fn noise_by_brightness(mean_y: &Tensor, variance: &Tensor) -> Result<Tensor> {
     let (lo, hi) = TILE_MEAN_RANGE;
     let step = (hi - lo) / (BRIGHTNESS_NODES - 1) as f64;
-    let mean_y = Vec::<f32>::try_from(mean_y.to_device(Device::Cpu).to_kind(Kind::Float))?;
+    let lumas = Vec::<f32>::try_from(mean_y.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let variance = Vec::<f32>::try_from(variance.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let mut bins = vec![Vec::new(); BRIGHTNESS_NODES as usize];
-    for (&y, &v) in mean_y.iter().zip(&variance) {
+    for (&y, &v) in lumas.iter().zip(&variance) {
         let node = ((f64::from(y) - lo) / step)
             .round()
             .clamp(0.0, (BRIGHTNESS_NODES - 1) as f64);
@@ -1102,9 +1102,11 @@ pub fn noise_by_brightness(mean_y: &Tensor, variance: &Tensor) -> Result<Tensor>
         levels.iter().all(|&l| l > 0.0 && l.is_finite()),
         "the footage's flattest tiles have no noise at some brightness (levels {levels:?}): it is too clean or too flat to measure"
     );
-    let levels = Tensor::from_slice(&levels).to_kind(Kind::Float);
+    let levels = Tensor::from_slice(&levels)
+        .to_kind(Kind::Float)
+        .to_device(mean_y.device());
     // Relative to the level the tiles see on average: the bank keeps its scale.
-    let at_tiles = level_at_brightness(&levels, &Tensor::from_slice(&mean_y));
+    let at_tiles = level_at_brightness(&levels, mean_y);
     Ok(&levels / at_tiles.mean(Kind::Float))
 }
 
