@@ -403,7 +403,7 @@ impl ExplicitDegradation {
                 // The level follows the image's brightness; it is not a lever for the kernel.
                 if let Some(levels) = &cam.noise_by_brightness {
                     let luma = rgb_to_y(&blurred.get(i as i64).detach()).to_kind(Kind::Float);
-                    noise *= level_at_brightness(&levels.to_device(x.device()), &luma);
+                    noise *= level_at_brightness(levels, &luma);
                 }
                 Ok(noise)
             })
@@ -1089,12 +1089,12 @@ pub fn noise_by_brightness(mean_y: &Tensor, variance: &Tensor) -> Result<Tensor>
             (node, f64::from(bin[at]).max(0.0).sqrt())
         })
         .collect();
-    // Too few tiles at every brightness to tell a trend: the same level everywhere.
     let levels: Vec<f64> = (0..bins.len())
         .map(|node| {
             measured
                 .iter()
                 .min_by_key(|(measured_node, _)| measured_node.abs_diff(node))
+                // Too few tiles at every brightness to tell a trend: one level everywhere.
                 .map_or(1.0, |&(_, level)| level)
         })
         .collect();
