@@ -29,12 +29,13 @@ use gstcyclesr::model::color::{downsample_chroma, upsample_chroma, YuvEncoding};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::{
     i420_planes, imresize, load_rgb8_for_training, make_element, named_images, run_to_appsink,
     save_png, Rgb8,
 };
+use crate::eval::Translator;
 
 /// Degradation levels of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -575,8 +576,14 @@ pub struct DegradeArgs {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value_t = Preset::Mild)]
     pub preset: Preset,
+    /// Instead of a preset, degrade with stage 1 of this training state (`train fit`'s
+    /// checkpoint): LR = G_s2r(bicubic ↓scale of the photo), the pseudo-pairs CycleSR's
+    /// indirect path trains G_l2h on, here as files for any SR trainer.
+    #[arg(long, conflicts_with_all = ["preset", "jpeg_quality"])]
+    pub stage1: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With --stage1, it must be the state's `data.scale`.
     #[arg(long, default_value_t = 4)]
     pub scale: i64,
     /// Also JPEG-compress every LR image at this quality (1–100), last (replaces the `camera`
@@ -597,14 +604,38 @@ pub struct DegradeRecord {
     /// `[height, width]` of the HR written (after JPEG halving and cropping to the scale).
     pub hr_size: [usize; 2],
     pub lr_size: [usize; 2],
-    pub degradation: Degradation,
+    /// The preset's draw; None where a stage 1 degraded the image (its LR is aligned with
+    /// the HR: no shift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degradation: Option<Degradation>,
+}
+
+impl DegradeRecord {
+    /// See [`Degradation::shift`].
+    pub fn shift(&self) -> (i64, i64) {
+        self.degradation.as_ref().map_or((0, 0), |d| d.shift)
+    }
+}
+
+/// The stage 1 that degraded a set (`train degrade --stage1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage1Record {
+    /// The training state.
+    pub state: PathBuf,
+    /// What its G_s2r is, with an explicit one's kernel, noise and codec.
+    pub description: String,
 }
 
 /// `degradation.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DegradeManifest {
-    pub preset: Preset,
+    /// One of the two degraded the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage1: Option<Stage1Record>,
     pub seed: u64,
     pub scale: i64,
     pub jpeg_downscale: bool,
@@ -613,7 +644,7 @@ pub struct DegradeManifest {
 
 /// The RNG of one image: from the run's seed and the image's name (not its position), so
 /// adding photos does not change the others' degradations.
-fn image_rng(seed: u64, name: &str) -> StdRng {
+pub fn image_rng(seed: u64, name: &str) -> StdRng {
     // FNV-1a: stable across builds, unlike std's hasher.
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -651,6 +682,20 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let translator = match &args.stage1 {
+        Some(state) => {
+            let translator = Translator::load(state, Device::Cpu)?;
+            ensure!(
+                translator.scale == args.scale,
+                "--scale is {} but training state {} was trained at data.scale {}",
+                args.scale,
+                state.display(),
+                translator.scale
+            );
+            Some(translator)
+        }
+        None => None,
+    };
     let (lr_dir, hr_dir) = (args.out.join("lr"), args.out.join("hr"));
     for dir in [&lr_dir, &hr_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -666,12 +711,25 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
             }
         };
         let mut rng = image_rng(args.seed, &name);
-        let mut degradation = args.preset.sample(args.scale, &mut rng);
-        if args.jpeg_quality.is_some() {
-            degradation.jpeg_quality = args.jpeg_quality;
-        }
-        let lr = degrade(&hr, &degradation, rng.random())
-            .with_context(|| format!("degrading {}", path.display()))?;
+        let (lr, degradation) = match &translator {
+            Some(translator) => {
+                let synthetic = imresize(&hr, 1.0 / args.scale as f64).clamp(0.0, 1.0);
+                let lr = translator
+                    .degrade(&synthetic, rng.random())
+                    .and_then(|lr| Rgb8::from_tensor(&lr))
+                    .with_context(|| format!("stage 1 on {}", path.display()))?;
+                (lr, None)
+            }
+            None => {
+                let mut degradation = args.preset.sample(args.scale, &mut rng);
+                if args.jpeg_quality.is_some() {
+                    degradation.jpeg_quality = args.jpeg_quality;
+                }
+                let lr = degrade(&hr, &degradation, rng.random())
+                    .with_context(|| format!("degrading {}", path.display()))?;
+                (lr, Some(degradation))
+            }
+        };
         save_png(&hr, &hr_dir.join(format!("{name}.png")))?;
         save_png(&lr.to_tensor(), &lr_dir.join(format!("{name}.png")))?;
         let hr_size = [hr.size()[1] as usize, hr.size()[2] as usize];
@@ -693,7 +751,14 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
     }
     ensure!(!records.is_empty(), "every input image was skipped");
     let manifest = DegradeManifest {
-        preset: args.preset,
+        preset: translator.is_none().then_some(args.preset),
+        stage1: match (&args.stage1, &translator) {
+            (Some(state), Some(translator)) => Some(Stage1Record {
+                state: state.clone(),
+                description: translator.describe(),
+            }),
+            _ => None,
+        },
         seed: args.seed,
         scale: args.scale,
         jpeg_downscale: args.jpeg_downscale,

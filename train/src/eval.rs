@@ -384,6 +384,8 @@ pub enum Stage1 {
 /// Stage 1 of a training state, run on single images.
 pub struct Translator {
     pub stage1: Stage1,
+    /// The state's `data.scale`: the synthetic LR stage 1 takes is the HR downscaled by it.
+    pub scale: i64,
     device: Device,
 }
 
@@ -402,6 +404,7 @@ impl Translator {
             .with_context(|| format!("stage 1 of training state {}", path.display()))?;
             return Ok(Translator {
                 stage1: Stage1::Explicit(degradation),
+                scale: options.data.scale,
                 device,
             });
         }
@@ -428,6 +431,7 @@ impl Translator {
                 g_r2s,
                 g_s2r,
             },
+            scale: options.data.scale,
             device,
         })
     }

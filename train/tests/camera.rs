@@ -40,6 +40,7 @@ fn make_clip(dir: &Path, frames: u32) -> PathBuf {
         inputs: vec![dir.join("photos")],
         out: dir.join("degraded"),
         preset: Preset::Mild,
+        stage1: None,
         seed: 1,
         scale: 4,
         jpeg_quality: None,

@@ -45,6 +45,7 @@ fn args(input: &Path, out: &Path, preset: Preset, seed: u64) -> DegradeArgs {
         inputs: vec![input.to_path_buf()],
         out: out.to_path_buf(),
         preset,
+        stage1: None,
         seed,
         scale: 4,
         jpeg_quality: None,
@@ -94,7 +95,7 @@ fn outputs_have_the_scaled_sizes() {
     assert!(m
         .images
         .iter()
-        .all(|r| r.degradation.jpeg_quality == Some(60)));
+        .all(|r| r.degradation.as_ref().unwrap().jpeg_quality == Some(60)));
 }
 
 #[test]
@@ -110,7 +111,11 @@ fn mild_levels_are_fixed_and_wild_levels_vary() {
         .iter()
         .all(|r| r.degradation == mild.images[0].degradation));
     let wild = manifest(&wild);
-    let params: Vec<_> = wild.images.iter().map(|r| &r.degradation).collect();
+    let params: Vec<_> = wild
+        .images
+        .iter()
+        .map(|r| r.degradation.as_ref().unwrap())
+        .collect();
     assert!(params[0] != params[1] && params[1] != params[2] && params[0] != params[2]);
     assert!(params.iter().all(|d| d.h264_qp.is_none()));
 
@@ -118,7 +123,7 @@ fn mild_levels_are_fixed_and_wild_levels_vary() {
     if has_h264() {
         run(&args(&input, &codec, Preset::Codec, 3)).unwrap();
         let codec = manifest(&codec);
-        assert!(codec.images.iter().all(|r| r.degradation.h264_qp.is_some()));
+        assert!(codec.images.iter().all(|r| r.degradation.as_ref().unwrap().h264_qp.is_some()));
     }
 }
 

@@ -105,11 +105,12 @@ fn stage_1_report_compares_by_the_recorded_shift() {
             source: hr_path,
             hr_size: [48, 64],
             lr_size: [12, 16],
-            degradation: shifted.clone(),
+            degradation: Some(shifted.clone()),
         });
     }
     let manifest = DegradeManifest {
-        preset: Preset::Mild,
+        preset: Some(Preset::Mild),
+        stage1: None,
         seed: 0,
         scale: 4,
         jpeg_downscale: false,

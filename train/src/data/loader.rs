@@ -755,7 +755,10 @@ pub(super) fn pair_shifts(
         manifest
             .images
             .into_iter()
-            .map(|r| (r.name, r.degradation.shift))
+            .map(|r| {
+                let shift = r.shift();
+                (r.name, shift)
+            })
             .collect(),
     ))
 }
