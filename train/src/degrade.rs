@@ -60,6 +60,45 @@ pub enum Preset {
     Camera,
 }
 
+/// A part of the chain that `train degrade --without` leaves out, the rest drawn as before:
+/// ablations that tell what blur, noise and compression each contribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// The motion and optical blur (the downscale's own antialiasing stays).
+    Blur,
+    /// Poisson and Gaussian noise; the `camera` preset's sensor keeps its mosaic and colour
+    /// processing without shot or read noise.
+    Noise,
+    /// JPEG and H.264.
+    Compression,
+}
+
+impl Degradation {
+    /// This degradation without `part`.
+    pub fn without(mut self, part: Part) -> Degradation {
+        match part {
+            Part::Blur => {
+                self.motion_blur = None;
+                self.gaussian_blur = None;
+            }
+            Part::Noise => {
+                self.poisson_peak = None;
+                self.gaussian_noise = None;
+                if let Some(sensor) = &mut self.sensor {
+                    sensor.shot = 0.0;
+                    sensor.read = 0.0;
+                }
+            }
+            Part::Compression => {
+                self.jpeg_quality = None;
+                self.h264_qp = None;
+            }
+        }
+        self
+    }
+}
+
 /// Motion blur: a uniform line through the kernel's centre.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -590,6 +629,10 @@ pub struct DegradeArgs {
     /// preset's own quality).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: Option<u8>,
+    /// Leave this part of the preset's chain out (repeatable); every other level is drawn as
+    /// without it, so the same seed gives the same shift, blur and noise levels.
+    #[arg(long, value_enum, conflicts_with = "stage1")]
+    pub without: Vec<Part>,
     /// Halve JPEG inputs first, washing out their blocking (DATA.md).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub jpeg_downscale: bool,
@@ -636,6 +679,9 @@ pub struct DegradeManifest {
     pub preset: Option<Preset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage1: Option<Stage1Record>,
+    /// The parts of the preset's chain left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<Part>,
     pub seed: u64,
     pub scale: i64,
     pub jpeg_downscale: bool,
@@ -725,6 +771,9 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
                 if args.jpeg_quality.is_some() {
                     degradation.jpeg_quality = args.jpeg_quality;
                 }
+                for &part in &args.without {
+                    degradation = degradation.without(part);
+                }
                 let lr = degrade(&hr, &degradation, rng.random())
                     .with_context(|| format!("degrading {}", path.display()))?;
                 (lr, Some(degradation))
@@ -759,6 +808,7 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
             }),
             _ => None,
         },
+        without: args.without.clone(),
         seed: args.seed,
         scale: args.scale,
         jpeg_downscale: args.jpeg_downscale,

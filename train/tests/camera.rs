@@ -44,6 +44,7 @@ fn make_clip(dir: &Path, frames: u32) -> PathBuf {
         seed: 1,
         scale: 4,
         jpeg_quality: None,
+        without: Vec::new(),
         jpeg_downscale: true,
     })
     .unwrap();

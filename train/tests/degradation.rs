@@ -926,6 +926,7 @@ fn degrade_with_a_fitted_stage_1_writes_its_pseudo_pairs() {
         seed: 5,
         scale,
         jpeg_quality: None,
+        without: Vec::new(),
         jpeg_downscale: true,
     };
     cyclesr_train::degrade::run(&degrade_args(4)).unwrap();
@@ -940,7 +941,10 @@ fn degrade_with_a_fitted_stage_1_writes_its_pseudo_pairs() {
     assert_eq!(stage1.description, translator.describe());
     assert_eq!(manifest.images.len(), 2);
     for record in &manifest.images {
-        assert_eq!((record.degradation.as_ref(), record.shift()), (None, (0, 0)));
+        assert_eq!(
+            (record.degradation.as_ref(), record.shift()),
+            (None, (0, 0))
+        );
         let hr = load_rgb8(&dir.join(format!("pairs/hr/{}.png", record.name)))
             .unwrap()
             .to_tensor();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use cyclesr_train::data::{imresize, load_rgb8, save_png, Rgb8};
 use cyclesr_train::degrade::{
     degrade, gaussian_kernel, h264_roundtrip, jpeg_roundtrip, motion_kernel, run, Degradation,
-    DegradeArgs, DegradeManifest, Preset,
+    DegradeArgs, DegradeManifest, Part, Preset,
 };
 use cyclesr_train::metrics::{psnr, rgb_to_y, NtireProtocol};
 use rand::rngs::StdRng;
@@ -49,6 +49,7 @@ fn args(input: &Path, out: &Path, preset: Preset, seed: u64) -> DegradeArgs {
         seed,
         scale: 4,
         jpeg_quality: None,
+        without: Vec::new(),
         jpeg_downscale: true,
     }
 }
@@ -98,6 +99,42 @@ fn outputs_have_the_scaled_sizes() {
         .all(|r| r.degradation.as_ref().unwrap().jpeg_quality == Some(60)));
 }
 
+/// `--without noise --without compression` on the camera preset: the same draws less those
+/// parts (recorded), and the LR is exactly the chain of the recorded levels, no noise drawn.
+#[test]
+fn without_leaves_parts_out_and_draws_the_rest_alike() {
+    let input = input_folder("without");
+    let root = input.parent().unwrap();
+    let (full, clean) = (root.join("full"), root.join("clean"));
+    run(&args(&input, &full, Preset::Camera, 4)).unwrap();
+    run(&DegradeArgs {
+        without: vec![Part::Noise, Part::Compression],
+        ..args(&input, &clean, Preset::Camera, 4)
+    })
+    .unwrap();
+    let (full, clean_manifest) = (manifest(&full), manifest(&clean));
+    assert_eq!(clean_manifest.without, [Part::Noise, Part::Compression]);
+    for (f, c) in full.images.iter().zip(&clean_manifest.images) {
+        let (f, d) = (
+            f.degradation.as_ref().unwrap(),
+            c.degradation.as_ref().unwrap(),
+        );
+        assert_eq!(
+            *d,
+            f.clone().without(Part::Noise).without(Part::Compression)
+        );
+        assert!(f.jpeg_quality.is_some() && d.jpeg_quality.is_none());
+        let sensor = d.sensor.as_ref().unwrap();
+        assert_eq!((sensor.shot, sensor.read), (0.0, 0.0));
+        assert!(d.gaussian_blur.is_some(), "the blur stays");
+        let hr = load_rgb8(&clean.join(format!("hr/{}.png", c.name)))
+            .unwrap()
+            .to_tensor();
+        let lr = load_rgb8(&clean.join(format!("lr/{}.png", c.name))).unwrap();
+        assert_eq!(lr, degrade(&hr, d, 12345).unwrap());
+    }
+}
+
 #[test]
 fn mild_levels_are_fixed_and_wild_levels_vary() {
     let input = input_folder("levels");
@@ -123,7 +160,10 @@ fn mild_levels_are_fixed_and_wild_levels_vary() {
     if has_h264() {
         run(&args(&input, &codec, Preset::Codec, 3)).unwrap();
         let codec = manifest(&codec);
-        assert!(codec.images.iter().all(|r| r.degradation.as_ref().unwrap().h264_qp.is_some()));
+        assert!(codec
+            .images
+            .iter()
+            .all(|r| r.degradation.as_ref().unwrap().h264_qp.is_some()));
     }
 }
 

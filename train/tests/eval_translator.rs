@@ -111,6 +111,7 @@ fn stage_1_report_compares_by_the_recorded_shift() {
     let manifest = DegradeManifest {
         preset: Some(Preset::Mild),
         stage1: None,
+        without: Vec::new(),
         seed: 0,
         scale: 4,
         jpeg_downscale: false,
