@@ -801,13 +801,14 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
     ensure!(!records.is_empty(), "every input image was skipped");
     let manifest = DegradeManifest {
         preset: translator.is_none().then_some(args.preset),
-        stage1: match (&args.stage1, &translator) {
-            (Some(state), Some(translator)) => Some(Stage1Record {
+        stage1: args
+            .stage1
+            .as_ref()
+            .zip(translator.as_ref())
+            .map(|(state, translator)| Stage1Record {
                 state: state.clone(),
                 description: translator.describe(),
             }),
-            _ => None,
-        },
         without: args.without.clone(),
         seed: args.seed,
         scale: args.scale,

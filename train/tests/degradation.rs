@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    args, assert_same_state, eval_args, final_state, report, temp_dir, tiny_options, write_images,
+    args, assert_same_state, eval_args, explicit_overrides, final_state, report, temp_dir,
+    tiny_options, write_images,
 };
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
@@ -11,16 +12,13 @@ use cyclesr_train::archs::degradation::{
     Compression, DegradationConfig, ExplicitDegradation, NoiseBrightness, NoiseLevel,
     SourceStorage, TILE_MEAN_RANGE,
 };
-use cyclesr_train::data::{imresize, load_rgb8, FootageCodec, Rgb8};
-use cyclesr_train::degrade::{
-    gaussian_kernel, h264_roundtrip, image_rng, jpeg_roundtrip, DegradeArgs, DegradeManifest,
-    Preset,
-};
-use cyclesr_train::eval::{run, EvalArgs, Translator};
+use cyclesr_train::data::{FootageCodec, Rgb8};
+use cyclesr_train::degrade::{gaussian_kernel, h264_roundtrip, jpeg_roundtrip};
+use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::metrics::rgb_to_y;
 use cyclesr_train::spectrum::{high_band_energy, mean_power_spectrum};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -398,19 +396,6 @@ fn compression_follows_how_the_footage_is_stored() {
             "{e}"
         );
     }
-}
-
-fn explicit_overrides() -> Vec<String> {
-    [
-        "networks.degradation.noise_tile=4",
-        "networks.degradation.noise_tiles=16",
-        "networks.degradation.fit_patches=64",
-        "networks.degradation.fit_steps=20",
-        "networks.degradation.kernel=5",
-        "networks.degradation.jpeg_quality=[30, 95]",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit; the JPEG
@@ -902,69 +887,5 @@ fn jpeg_passes_the_gradient_straight_through() {
     let grad = free.grad();
     assert!(
         grad.abs().max().double_value(&[]) > 0.0 && grad.isfinite().all().int64_value(&[]) == 1
-    );
-}
-
-/// `train degrade --stage1`: each LR file is G_s2r(bicubic ↓4 of the photo) drawn from the
-/// image's own seed, the manifest names the state and records no preset and no shift, and a
-/// scale other than the state's is refused.
-#[test]
-fn degrade_with_a_fitted_stage_1_writes_its_pseudo_pairs() {
-    let dir = temp_dir("degrade-stage1");
-    fit(&FitArgs {
-        overrides: explicit_overrides(),
-        ..args(tiny_options(&dir, "explicit", 1))
-    })
-    .unwrap();
-    let state = dir.join("run/checkpoints").join(LATEST);
-    write_images(&dir.join("photos"), 2, 50, 42, 7);
-    let degrade_args = |scale| DegradeArgs {
-        inputs: vec![dir.join("photos")],
-        out: dir.join("pairs"),
-        preset: Preset::Mild,
-        stage1: Some(state.clone()),
-        seed: 5,
-        scale,
-        jpeg_quality: None,
-        without: Vec::new(),
-        jpeg_downscale: true,
-    };
-    cyclesr_train::degrade::run(&degrade_args(4)).unwrap();
-
-    let translator = Translator::load(&state, Device::Cpu).unwrap();
-    let manifest: DegradeManifest =
-        serde_json::from_slice(&std::fs::read(dir.join("pairs/degradation.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest.preset, None);
-    let stage1 = manifest.stage1.as_ref().unwrap();
-    assert_eq!(stage1.state, state);
-    assert_eq!(stage1.description, translator.describe());
-    assert_eq!(manifest.images.len(), 2);
-    for record in &manifest.images {
-        assert_eq!(
-            (record.degradation.as_ref(), record.shift()),
-            (None, (0, 0))
-        );
-        let hr = load_rgb8(&dir.join(format!("pairs/hr/{}.png", record.name)))
-            .unwrap()
-            .to_tensor();
-        assert_eq!(record.hr_size, [40, 48], "cropped to a multiple of 4");
-        let synthetic = imresize(&hr, 0.25).clamp(0.0, 1.0);
-        let expected = translator
-            .degrade(&synthetic, image_rng(5, &record.name).random())
-            .unwrap();
-        let written = load_rgb8(&dir.join(format!("pairs/lr/{}.png", record.name))).unwrap();
-        assert_eq!(written, Rgb8::from_tensor(&expected).unwrap());
-        // G_s2r did something: its noise alone moves the LR off bicubic.
-        assert_ne!(written, Rgb8::from_tensor(&synthetic).unwrap());
-    }
-
-    let e = cyclesr_train::degrade::run(&degrade_args(2)).unwrap_err();
-    let message = format!("{e:#}");
-    assert!(
-        message.contains("--scale is 2")
-            && message.contains(&state.display().to_string())
-            && message.contains("data.scale 4"),
-        "{message}"
     );
 }

@@ -1,13 +1,18 @@
-//! `train degrade`: reproducibility, sizes, preset levels, kernels and codecs.
+//! `train degrade`: reproducibility, sizes, preset levels, kernels and codecs, and pairs made
+//! by a trained stage 1.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use cyclesr_train::data::{imresize, load_rgb8, save_png, Rgb8};
 use cyclesr_train::degrade::{
-    degrade, gaussian_kernel, h264_roundtrip, jpeg_roundtrip, motion_kernel, run, Degradation,
-    DegradeArgs, DegradeManifest, Part, Preset,
+    degrade, gaussian_kernel, h264_roundtrip, image_rng, jpeg_roundtrip, motion_kernel, run,
+    Degradation, DegradeArgs, DegradeManifest, Part, Preset,
 };
+use cyclesr_train::eval::Translator;
 use cyclesr_train::metrics::{psnr, rgb_to_y, NtireProtocol};
+use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::Tensor;
@@ -330,4 +335,69 @@ fn sensor_pipeline_round_trips_and_adds_its_noise() {
         quiet < exact && loud < quiet - 8.0,
         "{exact} {quiet} {loud}"
     );
+}
+
+/// `train degrade --stage1`, with an explicit and a CycleGAN stage 1: each LR file is
+/// G_s2r(bicubic ↓4 of the photo) drawn from the image's own seed, the manifest names the
+/// state and records no preset and no shift, and a scale other than the state's is refused.
+#[test]
+fn stage_1_of_a_training_state_makes_the_pairs() {
+    for (mode, overrides) in [
+        ("explicit", common::explicit_overrides()),
+        ("cyclegan", Vec::new()),
+    ] {
+        let dir = temp_dir(&format!("stage1-{mode}"));
+        fit(&FitArgs {
+            overrides,
+            ..common::args(common::tiny_options(&dir, mode, 1))
+        })
+        .unwrap();
+        let state = dir.join("run/checkpoints").join(LATEST);
+        common::write_images(&dir.join("photos"), 2, 50, 42, 7);
+        let degrade_args = |scale| DegradeArgs {
+            inputs: vec![dir.join("photos")],
+            out: dir.join("pairs"),
+            preset: Preset::Mild,
+            stage1: Some(state.clone()),
+            seed: 5,
+            scale,
+            jpeg_quality: None,
+            without: Vec::new(),
+            jpeg_downscale: true,
+        };
+        run(&degrade_args(4)).unwrap();
+
+        let translator = Translator::load(&state, tch::Device::Cpu).unwrap();
+        let m = manifest(&dir.join("pairs"));
+        assert_eq!(m.preset, None);
+        let stage1 = m.stage1.as_ref().unwrap();
+        assert_eq!(stage1.state, state);
+        assert_eq!(stage1.description, translator.describe());
+        assert_eq!(m.images.len(), 2);
+        for record in &m.images {
+            assert_eq!(
+                (record.degradation.as_ref(), record.shift()),
+                (None, (0, 0))
+            );
+            assert_eq!(record.hr_size, [40, 48], "cropped to a multiple of 4");
+            let hr = load_rgb8(&dir.join(format!("pairs/hr/{}.png", record.name)))
+                .unwrap()
+                .to_tensor();
+            let synthetic = imresize(&hr, 0.25).clamp(0.0, 1.0);
+            let expected = translator
+                .degrade(&synthetic, image_rng(5, &record.name).random())
+                .unwrap();
+            let written = load_rgb8(&dir.join(format!("pairs/lr/{}.png", record.name))).unwrap();
+            assert_eq!(written, Rgb8::from_tensor(&expected).unwrap(), "{mode}");
+            assert_ne!(written, Rgb8::from_tensor(&synthetic).unwrap(), "{mode}");
+        }
+
+        let message = format!("{:#}", run(&degrade_args(2)).unwrap_err());
+        assert!(
+            message.contains("--scale is 2")
+                && message.contains(&state.display().to_string())
+                && message.contains("data.scale 4"),
+            "{message}"
+        );
+    }
 }

@@ -212,3 +212,17 @@ pub fn run_to_eos(description: &str, timeout_seconds: u64) {
     );
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// Overrides that make mode `explicit` fit its stage 1 in a moment on the tiny data.
+pub fn explicit_overrides() -> Vec<String> {
+    [
+        "networks.degradation.noise_tile=4",
+        "networks.degradation.noise_tiles=16",
+        "networks.degradation.fit_patches=64",
+        "networks.degradation.fit_steps=20",
+        "networks.degradation.kernel=5",
+        "networks.degradation.jpeg_quality=[30, 95]",
+    ]
+    .map(String::from)
+    .to_vec()
+}
