@@ -761,7 +761,7 @@ pub fn run(args: &DegradeArgs) -> Result<()> {
             Some(translator) => {
                 let synthetic = imresize(&hr, 1.0 / args.scale as f64).clamp(0.0, 1.0);
                 let lr = translator
-                    .degrade(&synthetic, rng.random())
+                    .degrade(&hr, &synthetic, rng.random())
                     .and_then(|lr| Rgb8::from_tensor(&lr))
                     .with_context(|| format!("stage 1 on {}", path.display()))?;
                 (lr, None)

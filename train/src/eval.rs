@@ -180,7 +180,7 @@ impl DegradationReport {
             let mut translated_sums = [0.0; 3];
             for draw in 0..draws {
                 let translated = translator
-                    .degrade(&synthetic, index as u64 + (draw << 32))
+                    .degrade(&hr, &synthetic, index as u64 + (draw << 32))
                     .with_context(context)?;
                 let values = [
                     noise_sigma(&translated),
@@ -396,12 +396,13 @@ impl Translator {
         let mut state = SavedState::read(path)?;
         let options = state.options.clone();
         if options.mode.uses_explicit_degradation() {
-            let degradation = ExplicitDegradation::from_tensors(
+            let mut degradation = ExplicitDegradation::from_tensors(
                 state.take("degradation/"),
                 &|source| options.compression_of(source),
                 device,
             )
             .with_context(|| format!("stage 1 of training state {}", path.display()))?;
+            degradation.hr_grid = options.explicit_hr_grid();
             return Ok(Translator {
                 stage1: Stage1::Explicit(degradation),
                 scale: options.data.scale,
@@ -436,14 +437,18 @@ impl Translator {
         })
     }
 
-    /// G_s2r(synthetic) for a `[3, h, w]` CPU image in [0, 1], on the CPU, clamped to [0, 1]
-    /// (the residual translator is not bounded); an explicit G_s2r draws its noise from `seed`.
-    pub fn degrade(&self, synthetic: &Tensor, seed: u64) -> Result<Tensor> {
+    /// G_s2r(synthetic) for a `[3, h, w]` CPU image in [0, 1], the bicubic↓`scale` of `hr`,
+    /// on the CPU, clamped to [0, 1] (the residual translator is not bounded); an explicit
+    /// G_s2r draws its noise from `seed`, and one on the HR grid degrades `hr`.
+    pub fn degrade(&self, hr: &Tensor, synthetic: &Tensor, seed: u64) -> Result<Tensor> {
         match &self.stage1 {
             Stage1::Cycle { g_s2r, .. } => catch_torch(|| self.run(g_s2r, synthetic)),
             Stage1::Explicit(degradation) => {
                 let mut rng = rand::SeedableRng::seed_from_u64(seed);
-                let input = synthetic.unsqueeze(0).to_device(self.device);
+                let input = degradation
+                    .input(hr, synthetic)
+                    .unsqueeze(0)
+                    .to_device(self.device);
                 let out = tch::no_grad(|| degradation.forward(&input, &mut rng))?;
                 Ok(out.squeeze_dim(0).to_device(Device::Cpu))
             }
@@ -459,11 +464,12 @@ impl Translator {
                     .cameras
                     .iter()
                     .map(|camera| {
-                        let (major, minor, angle) = camera.kernel_spread();
+                        let (major, minor, angle) = d.kernel_spread_lr(camera);
                         format!(
-                            "source {source}: {k}x{k} kernel with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, {noise}, {compression}",
+                            "source {source}: {k}x{k} kernel{grid} with σ {major:.2} x {minor:.2} LR px at {angle:.0}°, {noise}, {compression}",
                             source = camera.source,
                             k = camera.kernel.size()[0],
+                            grid = if d.hr_grid.is_some() { " on the HR grid" } else { "" },
                             noise = camera.describe_noise(),
                             compression = camera.describe_compression()
                         )

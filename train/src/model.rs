@@ -349,14 +349,15 @@ impl CycleSrModel {
         self.options.mode.uses_explicit_degradation() && self.degradation.is_none()
     }
 
-    /// Fits the explicit G_s2r on unpaired LR patches: `real` per `data.real_lr` source,
-    /// `synthetic` shared (any device); `read_jpeg(source)` reads a compressed source's JPEG
+    /// Fits the explicit G_s2r on unpaired patches: real LR per `data.real_lr` source, and
+    /// the `input` patches G_s2r degrades, shared (synthetic LR, or HR with an HR-grid
+    /// kernel; any device); `read_jpeg(source)` reads a compressed source's JPEG
     /// qualities from its footage when the options ask for them. Returns each camera's fit and
     /// what was read.
     pub fn fit_degradation(
         &mut self,
         real: &[(usize, Tensor)],
-        synthetic: &Tensor,
+        input: &Tensor,
         read_jpeg: &dyn Fn(usize) -> Result<FootageJpeg>,
     ) -> Result<(Vec<FitSummary>, Vec<Option<FootageJpeg>>)> {
         let real: Vec<(usize, Tensor)> = real
@@ -364,12 +365,10 @@ impl CycleSrModel {
             .map(|(source, t)| (*source, t.to_device(self.device)))
             .collect();
         let config = &self.options.networks.degradation;
-        let (mut degradation, summaries) = ExplicitDegradation::fit(
-            &real,
-            &synthetic.to_device(self.device),
-            config,
-            &|source| self.options.storage_of(source),
-        )?;
+        let (mut degradation, summaries) =
+            ExplicitDegradation::fit(&real, &input.to_device(self.device), config, &|source| {
+                self.options.storage_of(source)
+            })?;
         let footage_jpeg = degradation.read_footage_jpeg(config, read_jpeg)?;
         self.degradation = Some(degradation);
         Ok((summaries, footage_jpeg))
@@ -413,7 +412,7 @@ impl CycleSrModel {
                 self.sr_step(lr, &batch.hr, lr_sr, clip, false, &mut values)?
             }
             Phase::SrOnTranslated => {
-                let approx_real = self.approximate_real(&batch.syn_lr, &mut rng)?;
+                let approx_real = self.approximate_real(&batch.hr, &batch.syn_lr, &mut rng)?;
                 self.sr_step(&approx_real, &batch.hr, lr_sr, clip, false, &mut values)?
             }
         }
@@ -425,8 +424,14 @@ impl CycleSrModel {
     }
 
     /// G_s2r(synthetic LR) with stage 1 frozen: the explicit degradation (noise drawn from
-    /// `rng`), the blind degradations of SR_blind, or the CycleGAN generator.
-    fn approximate_real(&self, synthetic: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+    /// `rng`; an HR-grid one degrades `hr`), the blind degradations of SR_blind, or the
+    /// CycleGAN generator.
+    fn approximate_real(
+        &self,
+        hr: &Tensor,
+        synthetic: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<Tensor> {
         if self.options.mode == Mode::SrBlind {
             return tch::no_grad(|| blind_degrade(synthetic, rng));
         }
@@ -435,7 +440,7 @@ impl CycleSrModel {
                 .degradation
                 .as_ref()
                 .context("the explicit degradation is used before it was fitted")?;
-            return tch::no_grad(|| degradation.forward(synthetic, rng));
+            return tch::no_grad(|| degradation.forward(degradation.input(hr, synthetic), rng));
         }
         let t = self
             .translators
@@ -607,7 +612,7 @@ impl CycleSrModel {
             );
             let mut columns = vec![("real LR", up(&real)), ("synthetic LR", up(&syn))];
             let mut rng = StdRng::seed_from_u64(self.options.seed);
-            let sr_input = match self.approximate_real(&syn, &mut rng) {
+            let sr_input = match self.approximate_real(&hr, &syn, &mut rng) {
                 Ok(approx) => {
                     columns.push(("G_s2r(synthetic)", up(&approx)));
                     approx
@@ -715,14 +720,14 @@ impl CycleSrModel {
                 }
             }
             if self.options.mode.uses_explicit_degradation() {
-                self.degradation = Some(
-                    ExplicitDegradation::from_tensors(
-                        take("degradation"),
-                        &|source| self.options.compression_of(source),
-                        self.device,
-                    )
-                    .context("degradation")?,
-                );
+                let mut degradation = ExplicitDegradation::from_tensors(
+                    take("degradation"),
+                    &|source| self.options.compression_of(source),
+                    self.device,
+                )
+                .context("degradation")?;
+                degradation.hr_grid = self.options.explicit_hr_grid();
+                self.degradation = Some(degradation);
             }
             if let Some((model, opt)) = &mut self.sr {
                 copy_into_varstore(&mut model.vs, take("g_l2h")).context("g_l2h")?;

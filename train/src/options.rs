@@ -289,6 +289,12 @@ fn default_device() -> String {
 }
 
 impl Options {
+    /// Where the explicit G_s2r's kernel blurs
+    /// ([`crate::archs::degradation::ExplicitDegradation::hr_grid`]).
+    pub fn explicit_hr_grid(&self) -> Option<i64> {
+        self.networks.degradation.hr_grid(self.data.scale)
+    }
+
     /// How the explicit G_s2r compresses source `source` of `data.real_lr`: as that source
     /// is stored ([`DegradationConfig::compression`]).
     pub fn compression_of(&self, source: usize) -> Option<Compression> {

@@ -143,10 +143,11 @@ code {{ background: #f3f3f3; padding: 0 0.2em; }}
     );
 }
 
-/// Crops of both domains, `[3, side, side]` on the CPU: real LR crops of the footage and the
-/// synthetic LR (bicubic↓) of HR crops.
+/// Crops of both domains on the CPU: real LR crops `[3, side, side]` of the footage, HR crops
+/// and their synthetic LR (bicubic↓).
 struct Samples {
     real: Vec<Tensor>,
+    hr: Vec<Tensor>,
     synthetic: Vec<Tensor>,
 }
 
@@ -192,13 +193,18 @@ impl Samples {
         let real = (0..count)
             .map(|k| crop(&frames[k % frames.len()], side, rng))
             .collect();
-        let synthetic = (0..count)
-            .map(|k| {
-                let hr = crop(&photos[k % photos.len()], side * scale, rng);
-                imresize(&hr, 1.0 / scale as f64).clamp(0.0, 1.0)
-            })
+        let hr: Vec<Tensor> = (0..count)
+            .map(|k| crop(&photos[k % photos.len()], side * scale, rng))
             .collect();
-        Ok(Samples { real, synthetic })
+        let synthetic = hr
+            .iter()
+            .map(|hr| imresize(hr, 1.0 / scale as f64).clamp(0.0, 1.0))
+            .collect();
+        Ok(Samples {
+            real,
+            hr,
+            synthetic,
+        })
     }
 }
 
@@ -238,7 +244,7 @@ fn stage1_section(
 ) -> Result<()> {
     let mut rows = Vec::new();
     for k in 0..STAGE1_ROWS.min(samples.real.len()) {
-        let translated = translator.degrade(&samples.synthetic[k], k as u64)?;
+        let translated = translator.degrade(&samples.hr[k], &samples.synthetic[k], k as u64)?;
         let panels = [&samples.real[k], &samples.synthetic[k], &translated].map(enlarge);
         rows.push(row(&panels));
         rows.push(Tensor::ones(
@@ -275,7 +281,7 @@ fn degradation_section(
              <th>noise σ (Y, code values)</th><th>compression</th></tr>\n",
         );
         for camera in &degradation.cameras {
-            let (major, minor, angle) = camera.kernel_spread();
+            let (major, minor, angle) = degradation.kernel_spread_lr(camera);
             let name = format!("kernel-{}.png", camera.source);
             save_png(&kernel_image(&camera.kernel)?, &dir.join(&name))?;
             let _ = writeln!(
@@ -313,8 +319,9 @@ fn degradation_section(
     }
 
     let mut sums = [0.0; 6];
-    for (k, (real, synthetic)) in samples.real.iter().zip(&samples.synthetic).enumerate() {
-        let translated = translator.degrade(synthetic, k as u64)?;
+    let crops = samples.real.iter().zip(&samples.hr).zip(&samples.synthetic);
+    for (k, ((real, hr), synthetic)) in crops.enumerate() {
+        let translated = translator.degrade(hr, synthetic, k as u64)?;
         let values = [
             noise_sigma(real),
             noise_sigma(synthetic),

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 
 use crate::archs::degradation::ContentGain;
 use crate::archs::jpeg_quality::read_footage;
-use crate::data::{Loader, PairedSet, TrainingData};
+use crate::data::{imresize, Loader, PairedSet, TrainingData};
 use crate::eval::evaluate;
 use crate::metrics::NtireProtocol;
 use crate::model::{CycleSrModel, Plan};
@@ -116,10 +116,15 @@ fn fit_degradation(
 ) -> Result<()> {
     let started = Instant::now();
     let count = options.networks.degradation.fit_patches as usize;
-    let (real, synthetic) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
-    let side = synthetic.size()[3];
+    let (real, hr) = data.fitting_patches(options.seed ^ 0xF17, count, FIT_PATCH)?;
+    let scale = options.data.scale;
+    let side = hr.size()[3] / scale;
+    let input = match options.explicit_hr_grid() {
+        Some(_) => hr,
+        None => imresize(&hr, 1.0 / scale as f64),
+    };
     let (summaries, footage_jpeg) = model
-        .fit_degradation(&real, &synthetic, &|source| {
+        .fit_degradation(&real, &input, &|source| {
             read_footage(&data.real_lr_of(source))
         })
         .context("fitting the explicit degradation (stage 1)")?;
@@ -130,7 +135,7 @@ fn fit_degradation(
         .zip(&summaries)
         .zip(&footage_jpeg)
         .map(|((camera, summary), footage)| {
-            let (major, minor, angle) = camera.kernel_spread();
+            let (major, minor, angle) = degradation.kernel_spread_lr(camera);
             // What the footage's frames showed, and whether G_s2r draws from it.
             let jpeg = footage.as_ref().map(|f| {
                 json!({
@@ -148,6 +153,7 @@ fn fit_degradation(
                 "kernel_sigma_major_lr_px": major,
                 "kernel_sigma_minor_lr_px": minor,
                 "kernel_angle_degrees": angle,
+                "kernel_grid": options.networks.degradation.kernel_grid,
                 "content_gain": summary.content_gain,
                 "content_anisotropy": summary.content_anisotropy,
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,

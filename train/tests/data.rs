@@ -609,7 +609,7 @@ fn fitting_patches_come_per_source() {
         ..small_options(&hr, &root.join("unused"), 1)
     };
     let data = TrainingData::load(&options).unwrap();
-    let (per_source, synthetic) = data.fitting_patches(7, 5, 32).unwrap();
+    let (per_source, hr) = data.fitting_patches(7, 5, 32).unwrap();
     // The tiny source is smaller than a patch: skipped, and the indices stay those of
     // data.real_lr.
     let sources: Vec<usize> = per_source.iter().map(|(s, _)| *s).collect();
@@ -618,9 +618,9 @@ fn fitting_patches_come_per_source() {
     for (_, patches) in &per_source {
         assert_eq!(patches.size(), [5, 3, 8, 8]);
     }
-    assert_eq!(synthetic.size(), [5, 3, 8, 8]);
+    assert_eq!(hr.size(), [5, 3, 32, 32]);
     let bright_mean = per_source[1].1.mean(Kind::Double).double_value(&[]);
     assert!((bright_mean - 0.9).abs() < 0.01, "{bright_mean}");
-    let (again, synthetic_again) = data.fitting_patches(7, 5, 32).unwrap();
-    assert!(same(&per_source[0].1, &again[0].1) && same(&synthetic, &synthetic_again));
+    let (again, hr_again) = data.fitting_patches(7, 5, 32).unwrap();
+    assert!(same(&per_source[0].1, &again[0].1) && same(&hr, &hr_again));
 }

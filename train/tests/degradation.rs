@@ -9,10 +9,10 @@ use common::{
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
     chroma_noise_sigma, level_at_brightness, near_identity, symmetric_kernel, CameraDegradation,
-    Compression, DegradationConfig, ExplicitDegradation, NoiseBrightness, NoiseLevel,
+    Compression, DegradationConfig, ExplicitDegradation, KernelGrid, NoiseBrightness, NoiseLevel,
     SourceStorage, TILE_MEAN_RANGE,
 };
-use cyclesr_train::data::{FootageCodec, Rgb8};
+use cyclesr_train::data::{downscale_taps, imresize, FootageCodec, Rgb8};
 use cyclesr_train::degrade::{gaussian_kernel, h264_roundtrip, jpeg_roundtrip};
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::metrics::rgb_to_y;
@@ -116,10 +116,17 @@ fn natural_patches(n: i64, seed: u64) -> Tensor {
 /// Like [`natural_patches`] (a quarter flat), with `exp(tilt · cos 2θ)` times more power at
 /// orientation θ in the textured ones: scenes with more structure one way than the other.
 fn oriented_patches(n: i64, seed: u64, tilt: f64) -> Tensor {
-    let white = gaussian(&[n, 1, 32, 32], seed);
-    let f = Tensor::fft_fftfreq(32, 1.0, CPU);
+    textured_patches(n, seed, tilt, 32)
+}
+
+/// [`oriented_patches`] of `side` px.
+fn textured_patches(n: i64, seed: u64, tilt: f64, side: i64) -> Tensor {
+    let white = gaussian(&[n, 1, side, side], seed);
+    let f = Tensor::fft_fftfreq(side, 1.0, CPU);
     let (fy, fx) = (f.unsqueeze(1), f.unsqueeze(0));
-    let radius = (fy.square() + fx.square()).sqrt().clamp_min(1.0 / 32.0);
+    let radius = (fy.square() + fx.square())
+        .sqrt()
+        .clamp_min(1.0 / side as f64);
     let power = ((fy.atan2(&fx) * 2.0).cos() * tilt).exp();
     let field = (white.fft_fft2(None::<&[i64]>, [-2i64, -1], "backward") * power.sqrt() / radius)
         .fft_ifft2(None::<&[i64]>, [-2i64, -1], "backward")
@@ -131,7 +138,7 @@ fn oriented_patches(n: i64, seed: u64, tilt: f64) -> Tensor {
     Tensor::cat(
         &[
             textured.narrow(0, 0, n - flat_count),
-            flat.expand([flat_count, 3, 32, 32], false).contiguous(),
+            flat.expand([flat_count, 3, side, side], false).contiguous(),
         ],
         0,
     )
@@ -244,6 +251,7 @@ fn fit_recovers_a_known_blur_and_the_real_noise() {
     let kernel = degradation.kernel.shallow_clone();
     let explicit = ExplicitDegradation {
         cameras: vec![degradation],
+        hr_grid: None,
     };
     let translated = explicit.forward(&synthetic, &mut rng).unwrap();
     let energy = |t: &Tensor| {
@@ -317,9 +325,11 @@ fn compression_follows_blur_and_noise() {
     let x = natural_patches(4, 11).narrow(2, 0, 24);
     let plain = ExplicitDegradation {
         cameras: vec![camera(None)],
+        hr_grid: None,
     };
     let compressed = ExplicitDegradation {
         cameras: vec![camera(Some(Compression::Jpeg([20, 20])))],
+        hr_grid: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let out = compressed.forward(&x, &mut rng).unwrap();
@@ -339,6 +349,7 @@ fn compression_follows_blur_and_noise() {
     // H.264 footage: x264's intra round trip at a quantizer from the range.
     let h264 = ExplicitDegradation {
         cameras: vec![camera(Some(Compression::H264([36, 36])))],
+        hr_grid: None,
     };
     assert_eq!(
         h264.cameras[0].describe_compression(),
@@ -614,6 +625,7 @@ fn chroma_noise_levels_follow_the_loud_footage() {
     };
     let scaled = ExplicitDegradation {
         cameras: vec![camera],
+        hr_grid: None,
     };
     let drawn = sigmas(&scaled);
     assert!(
@@ -721,6 +733,7 @@ fn noise_follows_brightness_as_the_footage_does() {
     };
     let explicit = ExplicitDegradation {
         cameras: vec![camera],
+        hr_grid: None,
     };
     let (dark, bright) = (noise_sigma(&explicit, 0.2), noise_sigma(&explicit, 0.8));
     assert!(
@@ -815,6 +828,7 @@ fn adversarial_refinement_raises_a_quiet_bank_towards_the_footage() {
             &free,
             &real,
             &synthetic,
+            None,
             steps,
             7,
         )
@@ -874,6 +888,7 @@ fn jpeg_passes_the_gradient_straight_through() {
                 kernel,
                 ..camera_with_bank(2.0 / 255.0, Some(Compression::Jpeg([50, 50])))
             }],
+            hr_grid: None,
         };
         explicit
             .forward(&synthetic, &mut rand::rngs::StdRng::seed_from_u64(3))
@@ -887,5 +902,158 @@ fn jpeg_passes_the_gradient_straight_through() {
     let grad = free.grad();
     assert!(
         grad.abs().max().double_value(&[]) > 0.0 && grad.isfinite().all().int64_value(&[]) == 1
+    );
+}
+
+/// `x` `[N, 3, h, w]` blurred by `kernel` `[k, k]` (odd), borders replicated.
+fn blurred(x: &Tensor, kernel: &Tensor) -> Tensor {
+    let k = kernel.size()[0];
+    x.pad([k / 2; 4], "replicate", None).conv2d(
+        &kernel.view([1, 1, k, k]).repeat([3, 1, 1, 1]),
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        3,
+    )
+}
+
+/// The bicubic downscale's filter: the cubic stretched to 4·scale input px (its ends are
+/// zeros: 4·scale taps between them at even scales, one centred on the output and 4·scale − 2
+/// around it at odd ones), symmetric, summing to 1.
+#[test]
+fn downscale_taps_are_the_bicubic_antialiasing_filter() {
+    for scale in [2, 3, 4] {
+        let taps = downscale_taps(scale);
+        let first = taps.iter().position(|&w| w != 0.0).unwrap();
+        let last = taps.iter().rposition(|&w| w != 0.0).unwrap();
+        let inner = &taps[first..=last];
+        assert_eq!(
+            inner.len() as i64,
+            4 * scale - scale % 2,
+            "×1/{scale}: {taps:?}"
+        );
+        assert!((taps.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        for (a, b) in inner.iter().zip(inner.iter().rev()) {
+            assert!((a - b).abs() < 1e-12, "×1/{scale}: {taps:?}");
+        }
+    }
+}
+
+/// With the identity kernel, an HR-grid G_s2r is the LR-grid one on bicubic↓HR: the same
+/// image and the same noise draws. HR sides it cannot downscale are refused.
+#[test]
+fn hr_grid_with_the_identity_kernel_is_the_lr_grid_on_the_downscale() {
+    let hr = textured_patches(4, 9, 0.0, 64);
+    let camera = |k: i64| {
+        let kernel = Tensor::zeros([k, k], CPU);
+        let _ = kernel.get(k / 2).get(k / 2).fill_(1.0);
+        CameraDegradation {
+            source: 0,
+            kernel,
+            noise: gaussian(&[8, 3, 4, 4], 1) * 0.02,
+            noise_scales: None,
+            noise_by_brightness: None,
+            compression: None,
+            jpeg_qualities: None,
+        }
+    };
+    let on_lr = ExplicitDegradation {
+        cameras: vec![camera(3)],
+        hr_grid: None,
+    };
+    let on_hr = ExplicitDegradation {
+        cameras: vec![camera(5)],
+        hr_grid: Some(2),
+    };
+    let synthetic = imresize(&hr, 0.5);
+    let draw = |g: &ExplicitDegradation| {
+        g.forward(
+            g.input(&hr, &synthetic),
+            &mut rand::rngs::StdRng::seed_from_u64(3),
+        )
+        .unwrap()
+    };
+    let (a, b) = (draw(&on_lr), draw(&on_hr));
+    assert_eq!(b.size(), [4, 3, 32, 32]);
+    assert!(a.allclose(&b, 1e-6, 1e-6, false));
+
+    let odd = hr.narrow(3, 0, 63);
+    let message = on_hr
+        .forward(&odd, &mut rand::rngs::StdRng::seed_from_u64(3))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("multiples of 2") && message.contains("63x64"),
+        "{message}"
+    );
+}
+
+/// A blur made on the HR before the downscale, as a camera's optics make it: the HR-grid fit
+/// reads its width (1.5 HR px, 0.75 LR px at ×2), and its G_s2r has the footage's high band.
+/// The LR grid's patches are refused as its input.
+#[test]
+fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
+    let sigma = 4.0 / 255.0;
+    let clean = imresize(
+        &blurred(
+            &textured_patches(1024, 3, 0.0, 64),
+            &gaussian_kernel(1.5, 1.5, 0.0),
+        ),
+        0.5,
+    );
+    let real = clean + gaussian(&[1024, 3, 32, 32], 4) * sigma;
+    let hr = textured_patches(1024, 5, 0.0, 64);
+    let config = DegradationConfig {
+        noise_tiles: 256,
+        fit_steps: 400,
+        kernel: 5,
+        kernel_grid: KernelGrid::Hr,
+        ..DegradationConfig::default()
+    };
+    let sources = [(0, real.shallow_clone())];
+    let (degradation, summaries) =
+        ExplicitDegradation::fit(&sources, &hr, &config, &|_| SourceStorage::default()).unwrap();
+    assert_eq!(degradation.hr_grid, Some(2));
+    let camera = &degradation.cameras[0];
+    assert_eq!(camera.kernel.size(), [9, 9], "5 LR px at ×2");
+    assert!(
+        summaries[0].log_spectrum_error_fitted < summaries[0].log_spectrum_error_identity / 5.0,
+        "{:?}",
+        summaries[0]
+    );
+    let (major, minor, _) = degradation.kernel_spread_lr(camera);
+    assert!(
+        (0.6..=0.9).contains(&minor) && (0.6..=0.9).contains(&major),
+        "kernel σ {major} x {minor} LR px"
+    );
+
+    let synthetic = imresize(&hr, 0.5);
+    let translated = degradation
+        .forward(
+            degradation.input(&hr, &synthetic),
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+    let energy = |t: &Tensor| {
+        let image = t
+            .narrow(0, 0, 768)
+            .view([24, 32, 3, 32, 32])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3, 768, 1024]);
+        high_band_energy(&image).unwrap()
+    };
+    let ratio = energy(&translated) / energy(&real);
+    assert!((ratio - 1.0).abs() < 0.15, "high-band ratio {ratio}");
+
+    let message = format!(
+        "{:#}",
+        ExplicitDegradation::fit(&sources, &synthetic, &config, &|_| SourceStorage::default())
+            .err()
+            .unwrap()
+    );
+    assert!(
+        message.contains("whole multiple of the real LR's 32 px"),
+        "{message}"
     );
 }

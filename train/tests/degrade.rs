@@ -337,16 +337,23 @@ fn sensor_pipeline_round_trips_and_adds_its_noise() {
     );
 }
 
-/// `train degrade --stage1`, with an explicit and a CycleGAN stage 1: each LR file is
-/// G_s2r(bicubic ↓4 of the photo) drawn from the image's own seed, the manifest names the
-/// state and records no preset and no shift, and a scale other than the state's is refused.
+/// `train degrade --stage1`, with an explicit stage 1 on either grid and a CycleGAN one: each
+/// LR file is G_s2r(bicubic ↓4 of the photo) drawn from the image's own seed (an HR-grid
+/// G_s2r blurs the photo before its downscale), the manifest names the state and records no
+/// preset and no shift, and a scale other than the state's is refused.
 #[test]
 fn stage_1_of_a_training_state_makes_the_pairs() {
-    for (mode, overrides) in [
-        ("explicit", common::explicit_overrides()),
-        ("cyclegan", Vec::new()),
+    let hr_grid = [
+        common::explicit_overrides(),
+        vec!["networks.degradation.kernel_grid=\"hr\"".to_string()],
+    ]
+    .concat();
+    for (label, mode, overrides) in [
+        ("explicit", "explicit", common::explicit_overrides()),
+        ("explicit-hr", "explicit", hr_grid),
+        ("cyclegan", "cyclegan", Vec::new()),
     ] {
-        let dir = temp_dir(&format!("stage1-{mode}"));
+        let dir = temp_dir(&format!("stage1-{label}"));
         fit(&FitArgs {
             overrides,
             ..common::args(common::tiny_options(&dir, mode, 1))
@@ -373,6 +380,12 @@ fn stage_1_of_a_training_state_makes_the_pairs() {
         let stage1 = m.stage1.as_ref().unwrap();
         assert_eq!(stage1.state, state);
         assert_eq!(stage1.description, translator.describe());
+        assert_eq!(
+            stage1.description.contains("17x17 kernel on the HR grid"),
+            label == "explicit-hr",
+            "5 LR px at ×4: {}",
+            stage1.description
+        );
         assert_eq!(m.images.len(), 2);
         for record in &m.images {
             assert_eq!(
@@ -385,11 +398,11 @@ fn stage_1_of_a_training_state_makes_the_pairs() {
                 .to_tensor();
             let synthetic = imresize(&hr, 0.25).clamp(0.0, 1.0);
             let expected = translator
-                .degrade(&synthetic, image_rng(5, &record.name).random())
+                .degrade(&hr, &synthetic, image_rng(5, &record.name).random())
                 .unwrap();
             let written = load_rgb8(&dir.join(format!("pairs/lr/{}.png", record.name))).unwrap();
-            assert_eq!(written, Rgb8::from_tensor(&expected).unwrap(), "{mode}");
-            assert_ne!(written, Rgb8::from_tensor(&synthetic).unwrap(), "{mode}");
+            assert_eq!(written, Rgb8::from_tensor(&expected).unwrap(), "{label}");
+            assert_ne!(written, Rgb8::from_tensor(&synthetic).unwrap(), "{label}");
         }
 
         let message = format!("{:#}", run(&degrade_args(2)).unwrap_err());

@@ -106,6 +106,7 @@ fn footage_qualities_replace_the_range() {
             camera(2, None),
             camera(3, Some(Compression::H264([20, 40]))),
         ],
+        hr_grid: None,
     };
     let config = DegradationConfig {
         jpeg_quality: Some([90, 95]),
@@ -126,6 +127,7 @@ fn footage_qualities_replace_the_range() {
     // Camera 0 alone: its output is the round trip at 40, not at 90–95.
     let jpeg_camera = ExplicitDegradation {
         cameras: vec![g.cameras.remove(0)],
+        hr_grid: None,
     };
     let x = scene(24, 30).to_tensor().unsqueeze(0);
     let out = jpeg_camera

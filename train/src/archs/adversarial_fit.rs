@@ -72,13 +72,16 @@ fn high_pass_y(x: &Tensor, low_pass: &GaussianLowPass) -> Tensor {
 }
 
 /// Refines `camera` (fresh from the spectral fit, whose kernel logits are `free`) for `steps`
-/// (at least 1) steps on its `real` and the `synthetic` LR patches `[N, 3, p, p]`: returns the
-/// camera with the averaged kernel and its noise bank times the averaged gain.
+/// (at least 1) steps on its `real` LR patches `[N, 3, p, p]` and the `input` patches G_s2r
+/// degrades: synthetic LR, or the HR at `hr_grid`'s scale
+/// ([`ExplicitDegradation::hr_grid`]). Returns the camera with the averaged kernel and its
+/// noise bank times the averaged gain.
 pub fn refine(
     camera: CameraDegradation,
     free: &Tensor,
     real: &Tensor,
-    synthetic: &Tensor,
+    input: &Tensor,
+    hr_grid: Option<i64>,
     steps: i64,
     seed: u64,
 ) -> Result<(CameraDegradation, AdversarialSummary)> {
@@ -110,7 +113,7 @@ pub fn refine(
 
     let low_pass = GaussianLowPass::new(1, device);
     let mut rng = StdRng::seed_from_u64(seed);
-    let (n_real, n_synthetic) = (real.size()[0], synthetic.size()[0]);
+    let (n_real, n_input) = (real.size()[0], input.size()[0]);
     let draw = |patches: &Tensor, n: i64, rng: &mut StdRng| {
         let picks: Vec<i64> = (0..BATCH).map(|_| rng.random_range(0..n)).collect();
         patches.index_select(0, &Tensor::from_slice(&picks).to_device(device))
@@ -125,7 +128,7 @@ pub fn refine(
             averaged += 1.0;
         }
         let real_batch = draw(real, n_real, &mut rng);
-        let synthetic_batch = draw(synthetic, n_synthetic, &mut rng);
+        let input_batch = draw(input, n_input, &mut rng);
         let current = ExplicitDegradation {
             cameras: vec![CameraDegradation {
                 source: camera.source,
@@ -139,9 +142,10 @@ pub fn refine(
                 compression: camera.compression,
                 jpeg_qualities: camera.jpeg_qualities.as_ref().map(Tensor::shallow_clone),
             }],
+            hr_grid,
         };
         // One high-pass of the fake serves both steps; the discriminator's sees no gradient.
-        let fake = high_pass_y(&current.forward(&synthetic_batch, &mut rng)?, &low_pass);
+        let fake = high_pass_y(&current.forward(&input_batch, &mut rng)?, &low_pass);
 
         let d_loss = (high_pass_y(&real_batch, &low_pass).apply(&d) - 1.0)
             .square()

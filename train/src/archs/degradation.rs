@@ -42,7 +42,7 @@
 //! and one gain on the noise are then trained against a discriminator that compares G_s2r's
 //! output with the footage patch by patch ([`crate::archs::adversarial_fit`]).
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::archs::adversarial_fit::{self, AdversarialSummary};
 use crate::archs::jpeg_quality::FootageJpeg;
-use crate::data::{FootageCodec, Rgb8};
+use crate::data::{downscale_taps, imresize, FootageCodec, Rgb8};
 use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
 use crate::metrics::{immerkaer_operator, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
@@ -96,6 +96,9 @@ pub struct DegradationConfig {
     /// spectral fit ([`crate::archs::adversarial_fit`]); 0: the spectral fit alone.
     #[serde(default = "default_adversarial_steps")]
     pub adversarial_steps: i64,
+    /// Which image the kernel blurs ([`KernelGrid`]).
+    #[serde(default)]
+    pub kernel_grid: KernelGrid,
 }
 
 fn default_adversarial_steps() -> i64 {
@@ -104,6 +107,21 @@ fn default_adversarial_steps() -> i64 {
 
 fn default_h264_quantizer() -> [u8; 2] {
     DegradationConfig::default().h264_quantizer
+}
+
+/// `networks.degradation.kernel_grid`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelGrid {
+    /// The synthetic LR (bicubic↓HR), with a `kernel`-px kernel.
+    #[default]
+    Lr,
+    /// The HR, before the bicubic downscale, with a kernel of the same extent on the HR grid
+    /// (`scale · (kernel − 1) + 1` px): a camera's optics and motion blur the scene before its
+    /// sensor samples it, as KernelGAN and RealSR model it. The aliasing of the downscale then
+    /// comes after the blur, as in footage; an LR-grid kernel cannot remove the aliasing the
+    /// bicubic downscale already let through.
+    Hr,
 }
 
 /// `networks.degradation.jpeg_qualities`.
@@ -176,6 +194,7 @@ impl Default for DegradationConfig {
             // From visually clean to heavily blocky: a camera's quantizer is not known.
             h264_quantizer: [20, 40],
             adversarial_steps: 0,
+            kernel_grid: KernelGrid::Lr,
         }
     }
 }
@@ -212,6 +231,19 @@ impl DegradationConfig {
             "networks.degradation.h264_quantizer [{lo}, {hi}] must be a range within 0..=50"
         );
         Ok(())
+    }
+
+    /// Side of the kernel on its grid: `kernel` LR px, or the same extent in HR px at `scale`.
+    pub fn kernel_side(&self, scale: i64) -> i64 {
+        match self.kernel_grid {
+            KernelGrid::Lr => self.kernel,
+            KernelGrid::Hr => scale * (self.kernel - 1) + 1,
+        }
+    }
+
+    /// The `scale` of an HR-grid kernel ([`ExplicitDegradation::hr_grid`]); None on the LR grid.
+    pub fn hr_grid(&self, scale: i64) -> Option<i64> {
+        (self.kernel_grid == KernelGrid::Hr).then_some(scale)
     }
 
     /// How G_s2r compresses a source stored as `lossless` with `codec`: none for lossless
@@ -268,8 +300,12 @@ pub struct CameraDegradation {
 
 /// The explicit G_s2r: one degradation per real LR source (each camera has its own optics,
 /// noise and compression); each synthetic patch is degraded by a camera drawn uniformly.
+#[derive(Default)]
 pub struct ExplicitDegradation {
     pub cameras: Vec<CameraDegradation>,
+    /// Some(scale): the kernels blur the HR, which is then bicubic-downscaled by `scale`
+    /// ([`KernelGrid::Hr`]); None: they blur the synthetic LR.
+    pub hr_grid: Option<i64>,
 }
 
 /// Only tiles whose mean Y ([`rgb_to_y`], studio range: 16/255 is black) lies here are noise
@@ -310,25 +346,47 @@ pub struct FitSummary {
 }
 
 impl ExplicitDegradation {
-    /// Fits one camera per `(source, real patches)` against the same `synthetic` patches;
-    /// `storage` tells how each source is stored.
+    /// Fits one camera per `(source, real patches)` against the same `input` patches (what
+    /// G_s2r degrades: [`ExplicitDegradation::input`]); `storage` tells how each source is
+    /// stored.
     pub fn fit(
         real: &[(usize, Tensor)],
-        synthetic: &Tensor,
+        input: &Tensor,
         config: &DegradationConfig,
         storage: &dyn Fn(usize) -> SourceStorage,
     ) -> Result<(ExplicitDegradation, Vec<FitSummary>)> {
-        ensure!(!real.is_empty(), "no real LR source to fit stage 1 on");
+        let Some((_, first)) = real.first() else {
+            bail!("no real LR source to fit stage 1 on");
+        };
+        let hr_grid = hr_grid_of(config, first, input)?;
         let mut cameras = Vec::new();
         let mut summaries = Vec::new();
         for (source, patches) in real {
             let (camera, summary) =
-                CameraDegradation::fit(*source, patches, synthetic, config, storage(*source))
+                CameraDegradation::fit(*source, patches, input, config, storage(*source))
                     .with_context(|| format!("data.real_lr source {source}"))?;
             cameras.push(camera);
             summaries.push(summary);
         }
-        Ok((ExplicitDegradation { cameras }, summaries))
+        Ok((ExplicitDegradation { cameras, hr_grid }, summaries))
+    }
+
+    /// What G_s2r degrades: the synthetic LR, or with an HR-grid kernel the HR it was
+    /// downscaled from.
+    pub fn input<'a>(&self, hr: &'a Tensor, synthetic: &'a Tensor) -> &'a Tensor {
+        if self.hr_grid.is_some() {
+            hr
+        } else {
+            synthetic
+        }
+    }
+
+    /// A camera's [`CameraDegradation::kernel_spread`] in LR pixels, whichever grid its
+    /// kernel is on.
+    pub fn kernel_spread_lr(&self, camera: &CameraDegradation) -> (f64, f64, f64) {
+        let (major, minor, angle) = camera.kernel_spread();
+        let pixel = self.hr_grid.unwrap_or(1) as f64;
+        (major / pixel, minor / pixel, angle)
     }
 
     /// With `jpeg_qualities = "footage"`, each camera that compresses draws its qualities from
@@ -359,13 +417,20 @@ impl ExplicitDegradation {
             .collect()
     }
 
-    /// G_s2r(x) for `[B, 3, h, w]` synthetic LR: each image blurred by a camera drawn from
-    /// `rng`, plus a mosaic of that camera's noise tiles, clamped to [0, 1], then
-    /// compressed by that camera's codec, if it has one.
+    /// G_s2r(x) for `[B, 3, h, w]` images x, the synthetic LR or, with an HR-grid kernel, the
+    /// HR ([`ExplicitDegradation::input`]): each image blurred by a camera drawn from `rng`
+    /// (then downscaled, on the HR grid), plus a mosaic of that camera's noise tiles, clamped
+    /// to [0, 1], then compressed by that camera's codec, if it has one.
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
         let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
+        if let Some(scale) = self.hr_grid {
+            ensure!(
+                h % scale == 0 && w % scale == 0,
+                "an HR-grid G_s2r at ×{scale} needs HR sides that are multiples of {scale}, got {w}x{h}"
+            );
+        }
         let picks: Vec<&CameraDegradation> = (0..b)
             .map(|_| &self.cameras[rng.random_range(0..self.cameras.len())])
             .collect();
@@ -388,6 +453,11 @@ impl ExplicitDegradation {
             .pad([pad, pad, pad, pad], "replicate", None)
             .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], b * c)
             .view([b, c, h, w]);
+        let blurred = match self.hr_grid {
+            Some(scale) => imresize(&blurred, 1.0 / scale as f64),
+            None => blurred,
+        };
+        let (h, w) = (blurred.size()[2], blurred.size()[3]);
         let side = h.max(w);
         let noise = picks
             .iter()
@@ -484,7 +554,8 @@ impl ExplicitDegradation {
     }
 
     /// From the tensors of [`ExplicitDegradation::tensors`], checked, with each source's
-    /// compression from `compression` (the state's options).
+    /// compression from `compression` (the state's options). Its kernels are on the LR grid;
+    /// a state whose options say otherwise sets [`ExplicitDegradation::hr_grid`].
     pub fn from_tensors(
         mut tensors: std::collections::HashMap<String, Tensor>,
         compression: &dyn Fn(usize) -> Option<Compression>,
@@ -556,23 +627,33 @@ impl ExplicitDegradation {
             kernel_sizes.windows(2).all(|w| w[0] == w[1]),
             "degradation kernels of different sizes {kernel_sizes:?}"
         );
-        Ok(ExplicitDegradation { cameras })
+        Ok(ExplicitDegradation {
+            cameras,
+            hr_grid: None,
+        })
     }
 }
 
 impl CameraDegradation {
-    /// Fits one camera from its `real` and the `synthetic` LR patches `[N, 3, p, p]` in
-    /// [0, 1] (unpaired; `p` at least the kernel and the noise tile), stored as `storage` says.
+    /// Fits one camera from its `real` LR patches `[N, 3, p, p]` in [0, 1] (`p` at least the
+    /// kernel and the noise tile) and the unpaired `input` patches G_s2r degrades: synthetic
+    /// LR `[M, 3, p, p]`, or with [`KernelGrid::Hr`] the HR `[M, 3, sp, sp]` they are the
+    /// bicubic↓ of. Stored as `storage` says.
     pub fn fit(
         source: usize,
         real: &Tensor,
-        synthetic: &Tensor,
+        input: &Tensor,
         config: &DegradationConfig,
         storage: SourceStorage,
     ) -> Result<(CameraDegradation, FitSummary)> {
         config.validate()?;
         let real = real.to_kind(Kind::Float);
-        let synthetic = synthetic.to_kind(Kind::Float);
+        let input = input.to_kind(Kind::Float);
+        let hr_grid = hr_grid_of(config, &real, &input)?;
+        let synthetic = match hr_grid {
+            Some(scale) => imresize(&input, 1.0 / scale as f64),
+            None => input.shallow_clone(),
+        };
         // A codec smooths flat regions more where they are bright or dark, so only footage
         // stored losslessly shows how its noise follows brightness.
         let by_brightness = config.noise_brightness == NoiseBrightness::Footage && storage.lossless;
@@ -593,6 +674,7 @@ impl CameraDegradation {
             "LR patches of {p} px are smaller than the {}-px degradation kernel",
             config.kernel
         );
+        let k = config.kernel_side(hr_grid.unwrap_or(1));
         let target = log_power(&mean_power_spectrum(&rgb_to_y(&real).to_kind(Kind::Float)));
         let mut rng = seeded(0);
         // A mosaic is a whole number of tiles: cut to the patches' side.
@@ -604,12 +686,6 @@ impl CameraDegradation {
         }
         if let Some(levels) = &noise_by_brightness {
             // At the brightness of the synthetic patches it will be added to.
-            ensure!(
-                synthetic.size()[2..] == real.size()[2..],
-                "synthetic LR patches {:?} and real ones {:?} differ in size",
-                synthetic.size(),
-                real.size()
-            );
             let picks = Tensor::arange(real.size()[0], (Kind::Int64, real.device()))
                 .remainder(synthetic.size()[0]);
             let luma = rgb_to_y(&synthetic.index_select(0, &picks)).to_kind(Kind::Float);
@@ -619,8 +695,12 @@ impl CameraDegradation {
         let synthetic_power = mean_power_spectrum(&rgb_to_y(&synthetic).to_kind(Kind::Float));
         // Blur multiplies the spectrum by |K(f)|² (up to the window's smoothing of the
         // spectrum), so each step costs one FFT of the kernel, not a pass over the patches.
+        let transfer = match hr_grid {
+            None => LrTransfer::Lr { side: p },
+            Some(scale) => LrTransfer::hr(&input, scale),
+        };
         let error = |kernel: &Tensor, log_gain: &Tensor| {
-            let blurred = transfer_power(kernel, p) * &synthetic_power * log_gain.exp();
+            let blurred = transfer.power(kernel) * &synthetic_power * log_gain.exp();
             let simulated = log_power(&(blurred + &noise_power));
             // The DC bin is each patch's removed mean: no information.
             (simulated - &target)
@@ -631,7 +711,6 @@ impl CameraDegradation {
         };
 
         let vs = nn::VarStore::new(real.device());
-        let k = config.kernel;
         let free = vs.root().var_copy("free", &near_identity(k, real.device()));
         // The content gain from the low band, where blurs of up to about 1 LR px keep most
         // of the power: fitted together with the kernel, it trades against blur.
@@ -689,7 +768,8 @@ impl CameraDegradation {
                 camera,
                 &free.detach(),
                 &real,
-                &synthetic,
+                &input,
+                hr_grid,
                 config.adversarial_steps,
                 ADVERSARIAL_SEED ^ source as u64,
             )?;
@@ -712,7 +792,7 @@ impl CameraDegradation {
         ))
     }
 
-    /// The kernel's spread in LR pixels: the standard deviations along its principal axes
+    /// The kernel's spread in the pixels of its grid: the standard deviations along its principal axes
     /// (major, minor) and the major axis's angle in degrees counter-clockwise from x, from its
     /// second moments.
     pub fn kernel_spread(&self) -> (f64, f64, f64) {
@@ -961,6 +1041,95 @@ pub fn near_identity(k: i64, device: Device) -> Tensor {
     let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
     let r2 = c.unsqueeze(0).square() + c.unsqueeze(1).square();
     r2 * -4.0
+}
+
+/// The scale of an HR-grid fit, from the sides of its `real` LR and `input` HR patches;
+/// None for an LR-grid one, whose input is LR.
+fn hr_grid_of(config: &DegradationConfig, real: &Tensor, input: &Tensor) -> Result<Option<i64>> {
+    let (p, side) = (real.size()[3], input.size()[3]);
+    match config.kernel_grid {
+        KernelGrid::Lr => {
+            ensure!(
+                side == p,
+                "synthetic LR patches of {side} px and real ones of {p} px differ in size"
+            );
+            Ok(None)
+        }
+        KernelGrid::Hr => {
+            ensure!(
+                side > p && side % p == 0,
+                "an HR-grid kernel is fitted on HR patches a whole multiple of the real LR's {p} px, got {side} px"
+            );
+            Ok(Some(side / p))
+        }
+    }
+}
+
+/// What a kernel does to the mean power spectrum of the synthetic LR `[p, p]`.
+enum LrTransfer {
+    /// An LR-grid kernel multiplies it by |K(f)|².
+    Lr { side: i64 },
+    /// An HR-grid kernel multiplies the HR's by |K(f)|² before the downscale, which weights
+    /// it by the bicubic's |B(f)|² and folds every frequency above the LR's Nyquist onto one
+    /// below: the ratio of the folded spectra with and without the kernel. Cross terms
+    /// between folded frequencies average out over patches.
+    Hr {
+        scale: i64,
+        /// |B(f)|² P_HR(f) on the HR's `[sp, sp]` grid, and its fold (no kernel).
+        weighted_hr: Tensor,
+        folded: Tensor,
+    },
+}
+
+impl LrTransfer {
+    fn hr(hr: &Tensor, scale: i64) -> LrTransfer {
+        let side = hr.size()[3];
+        let hr_power = mean_power_spectrum(&rgb_to_y(hr).to_kind(Kind::Float));
+        let weighted_hr = bicubic_power(scale, side, hr) * hr_power;
+        let folded = fold(&weighted_hr, scale).clamp_min(1e-12);
+        LrTransfer::Hr {
+            scale,
+            weighted_hr,
+            folded,
+        }
+    }
+
+    fn power(&self, kernel: &Tensor) -> Tensor {
+        match self {
+            LrTransfer::Lr { side } => transfer_power(kernel, *side),
+            LrTransfer::Hr {
+                scale,
+                weighted_hr,
+                folded,
+            } => {
+                let side = weighted_hr.size()[0];
+                fold(&(transfer_power(kernel, side) * weighted_hr), *scale) / folded
+            }
+        }
+    }
+}
+
+/// Sums an `[sp, sp]` spectrum (unshifted FFT layout) onto the `[p, p]` grid of its ×1/s
+/// sampling: HR frequency bin j lands on LR bin j mod p.
+fn fold(spectrum: &Tensor, scale: i64) -> Tensor {
+    let p = spectrum.size()[0] / scale;
+    spectrum
+        .view([scale, p, scale, p])
+        .sum_dim_intlist(&[0i64, 2][..], false, Kind::Float)
+}
+
+/// |B(f)|² of the bicubic ×1/`scale` downscale's antialiasing filter ([`downscale_taps`]) on
+/// the `[n, n]` FFT grid of [`mean_power_spectrum`], on `like`'s device.
+fn bicubic_power(scale: i64, n: i64, like: &Tensor) -> Tensor {
+    let taps: Vec<f32> = downscale_taps(scale).iter().map(|&w| w as f32).collect();
+    let taps = Tensor::from_slice(&taps).to_device(like.device());
+    let padded = taps.pad([0, n - taps.size()[0]], "constant", Some(0.0));
+    let axis = padded
+        .fft_fft(None, 0, "backward")
+        .abs()
+        .square()
+        .to_kind(Kind::Float);
+    axis.unsqueeze(1) * axis.unsqueeze(0)
 }
 
 /// |K(f)|² of a `[k, k]` kernel on the `[p, p]` FFT grid of [`mean_power_spectrum`]: the

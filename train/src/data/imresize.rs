@@ -62,6 +62,16 @@ fn contributions(in_len: i64, out_len: i64, scale: f64) -> Vec<Vec<(i64, f64)>> 
         .collect()
 }
 
+/// The weights of one output sample of a ×1/`scale` downscale, away from the borders, in
+/// input order: the antialiasing filter every output sample applies, once sampled.
+pub fn downscale_taps(scale: i64) -> Vec<f64> {
+    let (out_len, in_len) = (8, 8 * scale);
+    contributions(in_len, out_len, 1.0 / scale as f64)[out_len as usize / 2]
+        .iter()
+        .map(|&(_, w)| w)
+        .collect()
+}
+
 /// Resamples dimension `dim` (-2 or -1) of `x` from `in_len` to `out_len` samples.
 ///
 /// The resampling matrix is banded, so it is applied in blocks of output samples, each a matmul

@@ -155,8 +155,9 @@ impl TrainingData {
     }
 
     /// `count` real LR patches `[count, 3, side, side]` of each `data.real_lr` source that has
-    /// usable images (by source index), and `count` synthetic ones (bicubic↓ of HR crops),
-    /// drawn from `seed` apart from the training batches: what stage 1 is fitted on.
+    /// usable images (by source index), and `count` HR crops `[count, 3, side·scale,
+    /// side·scale]` (whose bicubic↓ are the synthetic ones), drawn from `seed` apart from the
+    /// training batches: what stage 1 is fitted on.
     pub fn fitting_patches(
         &self,
         seed: u64,
@@ -192,8 +193,7 @@ impl TrainingData {
             let hr: Vec<Tensor> = (0..count)
                 .map(|_| random_crop(&ds.hr[rng.random_range(0..ds.hr.len())], hr_side, &mut rng))
                 .collect();
-            let synthetic = imresize(&Tensor::stack(&hr, 0), 1.0 / ds.scale as f64);
-            (real, synthetic)
+            (real, Tensor::stack(&hr, 0))
         })
     }
 }

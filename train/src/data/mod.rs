@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blind::blind_degrade;
 pub use capture::{record, CaptureLimits, Recording, FIRST_FRAME_TIMEOUT, LIVE_FRAME_INTERVAL};
-pub use imresize::{imresize, imresize_to};
+pub use imresize::{downscale_taps, imresize, imresize_to};
 pub use loader::{Loader, TrainingData, UnpairedBatch};
 pub(crate) use paired::shifted_overlap;
 pub use paired::{PairedItem, PairedSet};
