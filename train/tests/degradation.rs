@@ -989,6 +989,33 @@ fn hr_grid_with_the_identity_kernel_is_the_lr_grid_on_the_downscale() {
     );
 }
 
+/// An HR-grid G_s2r is the bicubic downscale of the HR blurred by its kernel (borders
+/// replicated), whatever way it convolves.
+#[test]
+fn hr_grid_blurs_the_hr_then_downscales_it() {
+    let hr = textured_patches(2, 11, 0.0, 64);
+    let kernel = gaussian_kernel(2.0, 0.7, 30.0);
+    let k = kernel.size()[0];
+    let on_hr = ExplicitDegradation {
+        cameras: vec![CameraDegradation {
+            source: 0,
+            kernel: kernel.shallow_clone(),
+            noise: Tensor::zeros([1, 3, 4, 4], CPU),
+            noise_scales: None,
+            noise_by_brightness: None,
+            compression: None,
+            jpeg_qualities: None,
+        }],
+        hr_grid: Some(4),
+    };
+    let out = on_hr
+        .forward(&hr, &mut rand::rngs::StdRng::seed_from_u64(1))
+        .unwrap();
+    let expected = imresize(&blurred(&hr, &kernel), 0.25).clamp(0.0, 1.0);
+    assert_eq!((k, out.size()), (13, vec![2, 3, 16, 16]));
+    assert!(out.allclose(&expected, 1e-5, 1e-5, false));
+}
+
 /// A blur made on the HR before the downscale, as a camera's optics make it: the HR-grid fit
 /// reads its width (1.5 HR px, 0.75 LR px at ×2), and its G_s2r has the footage's high band.
 /// The LR grid's patches are refused as its input.

@@ -424,7 +424,7 @@ impl ExplicitDegradation {
     pub fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
         let size = x.size();
         ensure!(size.len() == 4, "expected [B, 3, h, w], got {size:?}");
-        let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
+        let (b, h, w) = (size[0], size[2], size[3]);
         if let Some(scale) = self.hr_grid {
             ensure!(
                 h % scale == 0 && w % scale == 0,
@@ -442,20 +442,9 @@ impl ExplicitDegradation {
             0,
         )
         .to_device(x.device());
-        let k = kernels.size()[1];
-        // One grouped convolution: image i's channels with camera i's kernel.
-        let weight = kernels
-            .view([b, 1, k, k])
-            .repeat_interleave_self_int(c, 0, None);
-        let pad = k / 2;
-        let blurred = x
-            .reshape([1, b * c, h, w])
-            .pad([pad, pad, pad, pad], "replicate", None)
-            .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], b * c)
-            .view([b, c, h, w]);
         let blurred = match self.hr_grid {
-            Some(scale) => imresize(&blurred, 1.0 / scale as f64),
-            None => blurred,
+            None => blur_by_convolution(x, &kernels),
+            Some(scale) => imresize(&blur_by_fft(x, &kernels), 1.0 / scale as f64),
         };
         let (h, w) = (blurred.size()[2], blurred.size()[3]);
         let side = h.max(w);
@@ -1041,6 +1030,45 @@ pub fn near_identity(k: i64, device: Device) -> Tensor {
     let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
     let r2 = c.unsqueeze(0).square() + c.unsqueeze(1).square();
     r2 * -4.0
+}
+
+/// `x` `[B, C, h, w]`, image i blurred by `kernels[i]` (`[B, k, k]`, k odd), borders replicated:
+/// one grouped convolution.
+fn blur_by_convolution(x: &Tensor, kernels: &Tensor) -> Tensor {
+    let size = x.size();
+    let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
+    let k = kernels.size()[1];
+    let weight = kernels
+        .view([b, 1, k, k])
+        .repeat_interleave_self_int(c, 0, None);
+    let pad = k / 2;
+    x.reshape([1, b * c, h, w])
+        .pad([pad, pad, pad, pad], "replicate", None)
+        .conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], b * c)
+        .view([b, c, h, w])
+}
+
+/// [`blur_by_convolution`] through the FFT, for the HR grid's large kernels on large images
+/// (a 33×33 kernel on 128-px patches: about 40 times faster, with its gradient, on one core).
+/// The padded image is convolved circularly; the kernel's reach never wraps into the crop.
+fn blur_by_fft(x: &Tensor, kernels: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let k = kernels.size()[1];
+    let pad = k / 2;
+    let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+    let padded = x.pad([pad, pad, pad, pad], "replicate", None);
+    let centred = kernels
+        .pad([0, pw - k, 0, ph - k], "constant", Some(0.0))
+        .roll([-pad, -pad], [1, 2]);
+    let dims = [-2i64, -1];
+    let product = padded.fft_rfft2(None::<&[i64]>, dims, "backward")
+        * centred
+            .fft_rfft2(None::<&[i64]>, dims, "backward")
+            .unsqueeze(1);
+    product
+        .fft_irfft2(Some([ph, pw].as_slice()), dims, "backward")
+        .narrow(2, pad, h)
+        .narrow(3, pad, w)
 }
 
 /// The scale of an HR-grid fit, from the sides of its `real` LR and `input` HR patches;
