@@ -700,7 +700,11 @@ impl CameraDegradation {
         };
 
         let vs = nn::VarStore::new(real.device());
-        let free = vs.root().var_copy("free", &near_identity(k, real.device()));
+        // On the HR grid the start is as near the identity in LR px, not in HR px: logits as
+        // steep as the LR grid's per HR px leave the fit no reach beyond about 1 HR px.
+        let pixel = hr_grid.unwrap_or(1) as f64;
+        let start = near_identity(k, real.device()) / (pixel * pixel);
+        let free = vs.root().var_copy("free", &start);
         // The content gain from the low band, where blurs of up to about 1 LR px keep most
         // of the power: fitted together with the kernel, it trades against blur.
         let low = radial_frequency(p, &synthetic_power)
@@ -781,9 +785,9 @@ impl CameraDegradation {
         ))
     }
 
-    /// The kernel's spread in the pixels of its grid: the standard deviations along its principal axes
-    /// (major, minor) and the major axis's angle in degrees counter-clockwise from x, from its
-    /// second moments.
+    /// The kernel's spread in the pixels of its grid: the standard deviations along its
+    /// principal axes (major, minor) and the major axis's angle in degrees counter-clockwise
+    /// from x, from its second moments.
     pub fn kernel_spread(&self) -> (f64, f64, f64) {
         let k = self.kernel.size()[0];
         let c = (k / 2) as f64;
