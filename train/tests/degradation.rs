@@ -1017,20 +1017,20 @@ fn hr_grid_blurs_the_hr_then_downscales_it() {
 }
 
 /// A blur made on the HR before the downscale, as a camera's optics make it: the HR-grid fit
-/// reads its width (1.5 HR px, 0.75 LR px at ×2), and its G_s2r has the footage's high band.
+/// reads its width (2.5 HR px, 0.625 LR px at ×4), and its G_s2r has the footage's high band.
 /// The LR grid's patches are refused as its input.
 #[test]
 fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
     let sigma = 4.0 / 255.0;
     let clean = imresize(
         &blurred(
-            &textured_patches(1024, 3, 0.0, 64),
-            &gaussian_kernel(1.5, 1.5, 0.0),
+            &textured_patches(512, 3, 0.0, 128),
+            &gaussian_kernel(2.5, 2.5, 0.0),
         ),
-        0.5,
+        0.25,
     );
-    let real = clean + gaussian(&[1024, 3, 32, 32], 4) * sigma;
-    let hr = textured_patches(1024, 5, 0.0, 64);
+    let real = clean + gaussian(&[512, 3, 32, 32], 4) * sigma;
+    let hr = textured_patches(512, 5, 0.0, 128);
     let config = DegradationConfig {
         noise_tiles: 256,
         fit_steps: 400,
@@ -1041,9 +1041,9 @@ fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
     let sources = [(0, real.shallow_clone())];
     let (degradation, summaries) =
         ExplicitDegradation::fit(&sources, &hr, &config, &|_| SourceStorage::default()).unwrap();
-    assert_eq!(degradation.hr_grid, Some(2));
+    assert_eq!(degradation.hr_grid, Some(4));
     let camera = &degradation.cameras[0];
-    assert_eq!(camera.kernel.size(), [9, 9], "5 LR px at ×2");
+    assert_eq!(camera.kernel.size(), [17, 17], "5 LR px at ×4");
     assert!(
         summaries[0].log_spectrum_error_fitted < summaries[0].log_spectrum_error_identity / 5.0,
         "{:?}",
@@ -1051,11 +1051,11 @@ fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
     );
     let (major, minor, _) = degradation.kernel_spread_lr(camera);
     assert!(
-        (0.6..=0.9).contains(&minor) && (0.6..=0.9).contains(&major),
+        (0.5..=0.75).contains(&minor) && (0.5..=0.75).contains(&major),
         "kernel σ {major} x {minor} LR px"
     );
 
-    let synthetic = imresize(&hr, 0.5);
+    let synthetic = imresize(&hr, 0.25);
     let translated = degradation
         .forward(
             degradation.input(&hr, &synthetic),
@@ -1064,10 +1064,10 @@ fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
         .unwrap();
     let energy = |t: &Tensor| {
         let image = t
-            .narrow(0, 0, 768)
-            .view([24, 32, 3, 32, 32])
+            .narrow(0, 0, 384)
+            .view([12, 32, 3, 32, 32])
             .permute([2, 0, 3, 1, 4])
-            .reshape([3, 768, 1024]);
+            .reshape([3, 384, 1024]);
         high_band_energy(&image).unwrap()
     };
     let ratio = energy(&translated) / energy(&real);
