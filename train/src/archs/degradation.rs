@@ -14,6 +14,11 @@
 //!   how much more texture one domain's photos have than the other's: without it, content
 //!   differences between two unpaired sets pass for blur (docs/RESULTS.md).
 //!
+//! With `kernel_grid = "hr"` the kernel blurs the HR before its bicubic downscale instead:
+//! G_s2r(HR) = ↓(k ∗ HR) + n, as a camera's optics and motion blur a scene before its sensor
+//! samples it (KernelGAN's and RealSR's model). Its spectral fit folds the HR's spectrum,
+//! weighted by the downscale's filter, onto the LR's frequencies ([`LrTransfer`]).
+//!
 //! Both are plain tensors, saved in the training state and printed by `train eval
 //! --translator`.
 //!
