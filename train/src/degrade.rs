@@ -616,8 +616,10 @@ pub struct DegradeArgs {
     #[arg(long, value_enum, default_value_t = Preset::Mild)]
     pub preset: Preset,
     /// Instead of a preset, degrade with stage 1 of this training state (`train fit`'s
-    /// checkpoint): LR = G_s2r(bicubic ↓scale of the photo), the pseudo-pairs CycleSR's
-    /// indirect path trains G_l2h on, here as files for any SR trainer.
+    /// checkpoint): LR = G_s2r(bicubic ↓scale of the photo), or for an explicit stage 1 with
+    /// its kernel on the HR grid the photo blurred, then downscaled, then G_s2r's noise and
+    /// codec: the pseudo-pairs CycleSR's indirect path trains G_l2h on, here as files for any
+    /// SR trainer.
     #[arg(long, conflicts_with_all = ["preset", "jpeg_quality"])]
     pub stage1: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]

@@ -15,8 +15,9 @@
 //! misses them, yet with an LR-grid kernel it blurs more than the spectral fit, on footage of
 //! the photos' own scenes too, and the G_l2h it trains is level or worse. It recovers a kernel
 //! that G_s2r can draw; the extra blur comes with footage blurred before its sampling, which an
-//! LR-grid kernel cannot draw. With the kernel on the HR grid it widens half as much, and its
-//! G_l2h is level with the spectral fit's (docs/RESULTS.md, 2026-12-07).
+//! LR-grid kernel cannot draw. With the kernel on the HR grid, on footage with one blur, its
+//! G_l2h is level with or above the spectral fit's; on footage whose blur varies from image to
+//! image it still loses (docs/RESULTS.md, 2026-12-07).
 
 use anyhow::{ensure, Context, Result};
 use rand::rngs::StdRng;
