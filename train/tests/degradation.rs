@@ -410,27 +410,42 @@ fn compression_follows_how_the_footage_is_stored() {
 }
 
 /// Mode `explicit` fits stage 1 once, keeps it in the state (resume does not refit; the JPEG
-/// qualities drawn resume too) and `eval --translator` reports it.
+/// qualities drawn resume too) and `eval --translator` reports it, with its kernel on either
+/// grid.
 #[test]
 fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
-    let straight = temp_dir("explicit-straight");
+    for (grid, kernel) in [
+        ("lr", "5x5 kernel with"),
+        ("hr", "17x17 kernel on the HR grid"),
+    ] {
+        explicit_mode_on_grid(grid, kernel);
+    }
+}
+
+fn explicit_mode_on_grid(grid: &str, kernel: &str) {
+    let overrides = [
+        explicit_overrides(),
+        vec![format!("networks.degradation.kernel_grid=\"{grid}\"")],
+    ]
+    .concat();
+    let straight = temp_dir(&format!("explicit-straight-{grid}"));
     fit(&FitArgs {
-        overrides: explicit_overrides(),
+        overrides: overrides.clone(),
         ..args(tiny_options(&straight, "explicit", 4))
     })
     .unwrap();
     assert!(straight.join("run/degradation-fit.json").exists());
 
-    let split = temp_dir("explicit-split");
+    let split = temp_dir(&format!("explicit-split-{grid}"));
     let options = tiny_options(&split, "explicit", 4);
     fit(&FitArgs {
-        overrides: explicit_overrides(),
+        overrides: overrides.clone(),
         max_iterations: Some(3),
         ..args(options.clone())
     })
     .unwrap();
     fit(&FitArgs {
-        overrides: explicit_overrides(),
+        overrides: overrides.clone(),
         resume: Some("latest".into()),
         ..args(options)
     })
@@ -455,7 +470,7 @@ fn explicit_mode_fits_once_resumes_exactly_and_is_reported() {
         d["stage1"]
             .as_str()
             .unwrap()
-            .starts_with("explicit G_s2r, source 0: 5x5 kernel"),
+            .starts_with(&format!("explicit G_s2r, source 0: {kernel}")),
         "{d}"
     );
     assert!(
