@@ -8,6 +8,7 @@ pub mod camera;
 pub mod compare;
 pub mod data;
 pub mod degrade;
+pub mod edges;
 pub mod eval;
 pub mod export;
 pub mod losses;

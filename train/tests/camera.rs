@@ -147,6 +147,7 @@ fn trains_on_a_clip_and_the_model_runs_in_the_element() {
         );
     }
     assert!(html.contains("<svg"), "no training curves");
+    assert!(html.contains("extra blur over bicubic↓HR, from step edges"));
     // Self-contained: nothing fetched, images beside it.
     assert!(!html.contains("<link") && !html.contains("<script"));
     assert!(images.iter().all(|i| !i.contains('/')), "{images:?}");
