@@ -1094,3 +1094,113 @@ fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
         "{message}"
     );
 }
+
+/// `[n, 3, 32, 32]` LR patches cut from scenes of hard-edged ellipses, rendered at 4× and
+/// downscaled by the bicubic: `elongation` 1 gives disks (edges of every direction), more
+/// gives ellipses stretched along `angle` degrees (counter-clockwise), whose edges mostly face
+/// across it, so the scenes' spectrum holds more power across it.
+fn ellipse_patches(n: i64, seed: u64, elongation: f64, angle: f64) -> Tensor {
+    use rand::Rng;
+    const HR: i64 = 512;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (sin, cos) = angle.to_radians().sin_cos();
+    let mut patches = Vec::new();
+    while (patches.len() as i64) < n {
+        let mut pixels = vec![0.2f32; (HR * HR) as usize];
+        for _ in 0..30 {
+            let (cx, cy) = (
+                rng.random_range(0.0..HR as f64),
+                rng.random_range(0.0..HR as f64),
+            );
+            let across = rng.random_range(12.0..40.0);
+            let along = across * elongation;
+            let level = rng.random_range(0.5..0.9) as f32;
+            for y in 0..HR {
+                for x in 0..HR {
+                    // Rows grow downwards: y up for the angle.
+                    let (dx, dy) = (x as f64 + 0.5 - cx, cy - (y as f64 + 0.5));
+                    let (u, v) = (dx * cos + dy * sin, -dx * sin + dy * cos);
+                    if (u / along).powi(2) + (v / across).powi(2) <= 1.0 {
+                        pixels[(y * HR + x) as usize] = level;
+                    }
+                }
+            }
+        }
+        let scene = Tensor::from_slice(&pixels)
+            .view([1, HR, HR])
+            .repeat([3, 1, 1]);
+        let lr = imresize(&scene, 0.25).clamp(0.0, 1.0);
+        for row in 0..4 {
+            for col in 0..4 {
+                patches.push(lr.narrow(1, row * 32, 32).narrow(2, col * 32, 32));
+            }
+        }
+    }
+    Tensor::stack(&patches, 0).narrow(0, 0, n)
+}
+
+/// Footage of stretched scenes, blurred across their stretch: the spectrum alone cannot tell
+/// the scenes' direction from the blur's, so a fit to it turns the kernel towards the scenes';
+/// held to the footage's step edges (`kernel_direction = "edges"`), the kernel keeps the blur's
+/// direction, and the summary says what the edges read.
+#[test]
+fn edges_hold_the_kernel_to_the_blur_where_the_scenes_turn_the_spectrum() {
+    use cyclesr_train::archs::degradation::{ContentGain, KernelDirection};
+    let blur = gaussian_kernel(1.0, 0.4, 90.0);
+    let real = blurred(&ellipse_patches(768, 41, 3.0, 0.0), &blur)
+        + gaussian(&[768, 3, 32, 32], 42) * (1.0 / 255.0);
+    let synthetic = ellipse_patches(768, 43, 1.0, 0.0);
+    let fit = |kernel_direction| {
+        let config = DegradationConfig {
+            noise_tiles: 64,
+            fit_steps: 300,
+            content_gain: ContentGain::Scalar,
+            kernel_direction,
+            ..DegradationConfig::default()
+        };
+        CameraDegradation::fit(0, &real, &synthetic, &config, SourceStorage::default()).unwrap()
+    };
+    let (spectrum, spectrum_summary) = fit(KernelDirection::Spectrum);
+    let (held, summary) = fit(KernelDirection::Edges);
+    let (major, minor, angle) = spectrum.kernel_spread();
+    let (h_major, h_minor, h_angle) = held.kernel_spread();
+    let read = summary.edge_blur.unwrap();
+    println!("spectrum {major:.2} x {minor:.2} at {angle:.0}; edges read {read}; held {h_major:.2} x {h_minor:.2} at {h_angle:.0}");
+    assert!(spectrum_summary.edge_blur.is_none());
+    let off_vertical = |a: f64| (a.abs() - 90.0).abs();
+    assert!(off_vertical(read.angle_degrees) < 10.0, "{read:?}");
+    assert!(
+        off_vertical(h_angle) < 10.0 && h_major - h_minor > 0.2,
+        "held: {h_major} x {h_minor} at {h_angle}"
+    );
+    assert!(
+        off_vertical(angle) > 30.0 || major - minor < 0.1,
+        "spectrum: {major} x {minor} at {angle}"
+    );
+}
+
+/// Footage without step edges has no direction to read: the fit says so, naming the option.
+#[test]
+fn edges_hold_refuses_footage_without_edges() {
+    use cyclesr_train::archs::degradation::KernelDirection;
+    let config = DegradationConfig {
+        noise_tiles: 64,
+        fit_steps: 10,
+        kernel_direction: KernelDirection::Edges,
+        ..DegradationConfig::default()
+    };
+    let Err(error) = CameraDegradation::fit(
+        0,
+        &natural_patches(256, 51),
+        &natural_patches(256, 52),
+        &config,
+        SourceStorage::default(),
+    ) else {
+        panic!("fitted a direction on footage without edges");
+    };
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("kernel_direction = \"edges\"") && message.contains("too few step edges"),
+        "{message}"
+    );
+}

@@ -58,6 +58,7 @@ use crate::archs::adversarial_fit::{self, AdversarialSummary};
 use crate::archs::jpeg_quality::FootageJpeg;
 use crate::data::{downscale_taps, imresize, FootageCodec, Rgb8};
 use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
+use crate::edges::{edges, extra_blur, Edge, ExtraBlur};
 use crate::metrics::{immerkaer_operator, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
@@ -104,6 +105,9 @@ pub struct DegradationConfig {
     /// Which image the kernel blurs ([`KernelGrid`]).
     #[serde(default)]
     pub kernel_grid: KernelGrid,
+    /// Where the kernel's direction comes from ([`KernelDirection`]).
+    #[serde(default)]
+    pub kernel_direction: KernelDirection,
 }
 
 fn default_adversarial_steps() -> i64 {
@@ -127,6 +131,21 @@ pub enum KernelGrid {
     /// comes after the blur, as in footage; an LR-grid kernel cannot remove the aliasing the
     /// bicubic downscale already let through.
     Hr,
+}
+
+/// `networks.degradation.kernel_direction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelDirection {
+    /// The spectral fit's alone.
+    #[default]
+    Spectrum,
+    /// The footage's step edges' ([`crate::edges`]): the kernel is held to the anisotropy
+    /// (how stretched, and along which direction) of the real LR's extra blur over the
+    /// synthetic LR as their edges read it, and the spectrum sets its size. Scenes with more
+    /// structure one way than the photos turn a kernel fitted to the spectrum alone; the
+    /// sharpest edges of any scene are steps, whatever their direction.
+    Edges,
 }
 
 /// `networks.degradation.jpeg_qualities`.
@@ -200,6 +219,7 @@ impl Default for DegradationConfig {
             h264_quantizer: [20, 40],
             adversarial_steps: 0,
             kernel_grid: KernelGrid::Lr,
+            kernel_direction: KernelDirection::Spectrum,
         }
     }
 }
@@ -348,6 +368,9 @@ pub struct FitSummary {
     pub content_anisotropy: Option<f64>,
     /// What the adversarial refinement reached; None without one.
     pub adversarial: Option<AdversarialSummary>,
+    /// With [`KernelDirection::Edges`]: the real patches' extra blur over the synthetic ones,
+    /// read from their step edges in LR px, whose anisotropy the kernel was held to.
+    pub edge_blur: Option<ExtraBlur>,
 }
 
 impl ExplicitDegradation {
@@ -743,8 +766,18 @@ impl CameraDegradation {
         let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
         let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
         let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
+        let edge_blur = match config.kernel_direction {
+            KernelDirection::Spectrum => None,
+            KernelDirection::Edges => Some(edge_blur_of_patches(&real, &synthetic)?),
+        };
+        let held = edge_blur.map(|blur| ShapeHold::new(blur, k, real.device()));
         for _ in 0..config.fit_steps {
-            opt.backward_step(&error(&symmetric_kernel(&free), &log_gain));
+            let kernel = symmetric_kernel(&free);
+            let mut loss = error(&kernel, &log_gain);
+            if let Some(held) = &held {
+                loss += held.penalty(&kernel);
+            }
+            opt.backward_step(&loss);
         }
         let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
@@ -786,6 +819,7 @@ impl CameraDegradation {
                 content_gain: f64::try_from(scalar_log_gain.exp())?,
                 content_anisotropy,
                 adversarial,
+                edge_blur,
             },
         ))
     }
@@ -1031,6 +1065,61 @@ pub fn symmetric_kernel(free: &Tensor) -> Tensor {
     let k = free.size()[0];
     let symmetric = (free + free.flip([0, 1])) * 0.5;
     symmetric.view(-1).softmax(0, Kind::Float).view([k, k])
+}
+
+/// The real patches' extra blur over the synthetic ones, from the step edges of every patch.
+fn edge_blur_of_patches(real: &Tensor, synthetic: &Tensor) -> Result<ExtraBlur> {
+    let edges_of = |patches: &Tensor| -> Result<Vec<Edge>> {
+        let mut all = Vec::new();
+        for i in 0..patches.size()[0] {
+            all.extend(edges(&patches.get(i).clamp(0.0, 1.0))?);
+        }
+        Ok(all)
+    };
+    extra_blur(&edges_of(real)?, &edges_of(synthetic)?)
+        .context("kernel_direction = \"edges\": reading the footage's blur from its edges")
+}
+
+/// [`KernelDirection::Edges`]' hold on the kernel's shape.
+struct ShapeHold {
+    /// The edges' anisotropy: `(λ₁ − λ₂) / (|λ₁| + |λ₂|) · (cos 2θ, sin 2θ)` of their extra
+    /// blur's principal values λ and direction θ.
+    target: (f64, f64),
+    /// The kernel's coordinates (y up, as [`CameraDegradation::kernel_spread`]), `[k, k]`.
+    x: Tensor,
+    y: Tensor,
+}
+
+impl ShapeHold {
+    fn new(blur: ExtraBlur, k: i64, device: Device) -> ShapeHold {
+        let signed_square = |s: f64| s * s.abs();
+        let (major, minor) = (
+            signed_square(blur.sigma_major),
+            signed_square(blur.sigma_minor),
+        );
+        let anisotropy = ((major - minor) / (major.abs() + minor.abs()).max(1e-12)).min(1.0);
+        let doubled = (2.0 * blur.angle_degrees).to_radians();
+        let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
+        ShapeHold {
+            target: (anisotropy * doubled.cos(), anisotropy * doubled.sin()),
+            x: c.unsqueeze(0).expand([k, k], false),
+            y: -c.unsqueeze(1).expand([k, k], false),
+        }
+    }
+
+    /// The squared distance between the kernel's anisotropy (as `target`, from its second
+    /// moments) and the edges': its size is left to the spectrum.
+    fn penalty(&self, kernel: &Tensor) -> Tensor {
+        let moment = |a: &Tensor, b: &Tensor| (kernel * a * b).sum(Kind::Float);
+        let (xx, yy, xy) = (
+            moment(&self.x, &self.x),
+            moment(&self.y, &self.y),
+            moment(&self.x, &self.y),
+        );
+        let total = (&xx + &yy).clamp_min(1e-12);
+        let (cos, sin) = self.target;
+        ((xx - yy) / &total - cos).square() + (xy * 2.0 / &total - sin).square()
+    }
 }
 
 /// Logits of [`symmetric_kernel`] for a kernel close to the identity (93% of its weight at the
