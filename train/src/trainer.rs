@@ -159,8 +159,7 @@ fn fit_degradation(
                 "log_spectrum_error_identity": summary.log_spectrum_error_identity,
                 "log_spectrum_error_fitted": summary.log_spectrum_error_fitted,
                 "adversarial": summary.adversarial,
-                "edge_blur_footage_lr_px": summary.edge_blur_footage,
-                "edge_blur_fitted_lr_px": summary.edge_blur_fitted,
+                "edge_blur_lr_px": summary.edge_blur,
                 "footage_jpeg": jpeg,
             })
         })

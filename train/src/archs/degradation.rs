@@ -140,11 +140,10 @@ pub enum KernelDirection {
     /// The spectral fit's alone.
     #[default]
     Spectrum,
-    /// The footage's step edges' ([`crate::edges`]): the kernel's covariance (its spread
-    /// along and across, and its direction) is held to the one whose G_s2r output's edges read
-    /// the same extra blur over the synthetic LR as the real LR's edges do (calibrated over
-    /// [`EDGE_CALIBRATION_ROUNDS`] rounds), and the spectrum shapes the rest. Scenes with
-    /// more structure one way than the photos turn a kernel fitted to the spectrum alone; the
+    /// The footage's step edges' ([`crate::edges`]): the kernel is held to the anisotropy
+    /// (how stretched, and along which direction) of the real LR's extra blur over the
+    /// synthetic LR as their edges read it, and the spectrum sets its size. Scenes with more
+    /// structure one way than the photos turn a kernel fitted to the spectrum alone; the
     /// sharpest edges of any scene are steps, whatever their direction.
     Edges,
 }
@@ -369,10 +368,9 @@ pub struct FitSummary {
     pub content_anisotropy: Option<f64>,
     /// What the adversarial refinement reached; None without one.
     pub adversarial: Option<AdversarialSummary>,
-    /// With [`KernelDirection::Edges`]: the extra blur over the synthetic patches, read from
-    /// step edges in LR px, of the real patches and of G_s2r's output with the fitted kernel.
-    pub edge_blur_footage: Option<ExtraBlur>,
-    pub edge_blur_fitted: Option<ExtraBlur>,
+    /// With [`KernelDirection::Edges`]: the real patches' extra blur over the synthetic ones,
+    /// read from their step edges in LR px, whose anisotropy the kernel was held to.
+    pub edge_blur: Option<ExtraBlur>,
 }
 
 impl ExplicitDegradation {
@@ -729,10 +727,12 @@ impl CameraDegradation {
                 .mean(Kind::Float)
         };
 
+        let vs = nn::VarStore::new(real.device());
         // On the HR grid the start is as near the identity in LR px, not in HR px: logits as
         // steep as the LR grid's per HR px leave the fit no reach beyond about 1 HR px.
         let pixel = hr_grid.unwrap_or(1) as f64;
         let start = near_identity(k, real.device()) / (pixel * pixel);
+        let free = vs.root().var_copy("free", &start);
         // The content gain from the low band, where blurs of up to about 1 LR px keep most
         // of the power: fitted together with the kernel, it trades against blur.
         let low = radial_frequency(p, &synthetic_power)
@@ -759,65 +759,27 @@ impl CameraDegradation {
                 (scalar_log_gain.shallow_clone(), None)
             }
         };
+        let mut opt = nn::Adam::default()
+            .build(&vs, 0.05)
+            .context("kernel optimiser")?;
         let none = Tensor::zeros([], (Kind::Float, real.device()));
         let identity = Tensor::zeros([k, k], (Kind::Float, real.device()));
         let _ = identity.get(k / 2).get(k / 2).fill_(1.0);
         let identity_error = f64::try_from(tch::no_grad(|| error(&identity, &none)))?;
-        // The kernel's logits fitted to the spectrum from the start, held to a covariance.
-        let fit_logits = |hold: Option<&CovarianceHold>| -> Result<Tensor> {
-            let vs = nn::VarStore::new(real.device());
-            let free = vs.root().var_copy("free", &start);
-            let mut opt = nn::Adam::default()
-                .build(&vs, 0.05)
-                .context("kernel optimiser")?;
-            for _ in 0..config.fit_steps {
-                let kernel = symmetric_kernel(&free);
-                let mut loss = error(&kernel, &log_gain);
-                if let Some(hold) = hold {
-                    loss += hold.penalty(&kernel);
-                }
-                opt.backward_step(&loss);
-            }
-            Ok(free.detach())
+        let edge_blur = match config.kernel_direction {
+            KernelDirection::Spectrum => None,
+            KernelDirection::Edges => Some(edge_blur_of_patches(&real, &synthetic)?),
         };
-        let (free, edge_blur) = match config.kernel_direction {
-            KernelDirection::Spectrum => (fit_logits(None)?, None),
-            KernelDirection::Edges => {
-                let provisional = |kernel: Tensor| CameraDegradation {
-                    source,
-                    kernel,
-                    noise: noise.shallow_clone(),
-                    noise_scales: noise_scales.as_ref().map(Tensor::shallow_clone),
-                    noise_by_brightness: noise_by_brightness.as_ref().map(Tensor::shallow_clone),
-                    compression: storage.compression,
-                    jpeg_qualities: None,
-                };
-                let calibration = EdgeCalibration {
-                    synthetic: edges_of_patches(&synthetic)?,
-                    grid_scale: pixel,
-                };
-                let footage = calibration.read(&real)?;
-                let mut target = Covariance::of(footage);
-                let mut free = fit_logits(Some(&calibration.hold(target)))?;
-                let mut fitted = footage;
-                // The edges' reading is biased (an erf is not every blur's profile, noise and
-                // codecs move it), alike for the footage and for G_s2r's output: so the target
-                // moves until G_s2r's output reads as the footage does.
-                for round in 0..EDGE_CALIBRATION_ROUNDS {
-                    let camera = provisional(symmetric_kernel(&free));
-                    let simulated = ExplicitDegradation {
-                        cameras: vec![camera],
-                        hr_grid,
-                    }
-                    .forward(&input, &mut seeded(round as u64 + 1))?;
-                    fitted = calibration.read(&simulated)?;
-                    target = target.moved_by(Covariance::of(footage), Covariance::of(fitted));
-                    free = fit_logits(Some(&calibration.hold(target)))?;
-                }
-                (free, Some([footage, fitted]))
+        let held = edge_blur.map(|blur| ShapeHold::new(blur, k, real.device()));
+        for _ in 0..config.fit_steps {
+            let kernel = symmetric_kernel(&free);
+            let mut loss = error(&kernel, &log_gain);
+            if let Some(held) = &held {
+                loss += held.penalty(&kernel);
             }
-        };
-        let kernel = symmetric_kernel(&free);
+            opt.backward_step(&loss);
+        }
+        let kernel = tch::no_grad(|| symmetric_kernel(&free)).detach();
         let fitted_error = f64::try_from(tch::no_grad(|| error(&kernel, &log_gain)))?;
         let noise_scale_percentiles = match &noise_scales {
             Some(scales) => Some(percentiles(scales, [0.1, 0.5, 0.9])?),
@@ -857,8 +819,7 @@ impl CameraDegradation {
                 content_gain: f64::try_from(scalar_log_gain.exp())?,
                 content_anisotropy,
                 adversarial,
-                edge_blur_footage: edge_blur.map(|[footage, _]| footage),
-                edge_blur_fitted: edge_blur.map(|[_, fitted]| fitted),
+                edge_blur,
             },
         ))
     }
@@ -1106,119 +1067,58 @@ pub fn symmetric_kernel(free: &Tensor) -> Tensor {
     symmetric.view(-1).softmax(0, Kind::Float).view([k, k])
 }
 
-/// Rounds of [`KernelDirection::Edges`]' calibration: the kernel is fitted once to the
-/// footage's reading and then again after each round.
-const EDGE_CALIBRATION_ROUNDS: usize = 3;
-
-/// How much more the hold weighs than the spectrum: a kernel whose covariance misses the
-/// target by 10% of its size costs about the whole log-spectrum error of a typical fit (0.1).
-const EDGE_HOLD_WEIGHT: f64 = 10.0;
-
-/// The step edges of every patch of `[N, 3, p, p]`.
-fn edges_of_patches(patches: &Tensor) -> Result<Vec<Edge>> {
-    let mut all = Vec::new();
-    for i in 0..patches.size()[0] {
-        all.extend(edges(&patches.get(i).clamp(0.0, 1.0))?);
-    }
-    Ok(all)
-}
-
-/// A blur's covariance in LR px² (x right, y up).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Covariance {
-    xx: f64,
-    yy: f64,
-    xy: f64,
-}
-
-impl Covariance {
-    /// The covariance with variances `major` and `minor` along and across `angle` (radians).
-    fn from_axes(major: f64, minor: f64, angle: f64) -> Covariance {
-        let (sin, cos) = angle.sin_cos();
-        Covariance {
-            xx: major * cos * cos + minor * sin * sin,
-            yy: major * sin * sin + minor * cos * cos,
-            xy: (major - minor) * cos * sin,
+/// The real patches' extra blur over the synthetic ones, from the step edges of every patch.
+fn edge_blur_of_patches(real: &Tensor, synthetic: &Tensor) -> Result<ExtraBlur> {
+    let edges_of = |patches: &Tensor| -> Result<Vec<Edge>> {
+        let mut all = Vec::new();
+        for i in 0..patches.size()[0] {
+            all.extend(edges(&patches.get(i).clamp(0.0, 1.0))?);
         }
-    }
+        Ok(all)
+    };
+    extra_blur(&edges_of(real)?, &edges_of(synthetic)?)
+        .context("kernel_direction = \"edges\": reading the footage's blur from its edges")
+}
 
-    /// The covariance of an extra blur: its signed σ² along its axes.
-    fn of(blur: ExtraBlur) -> Covariance {
+/// [`KernelDirection::Edges`]' hold on the kernel's shape.
+struct ShapeHold {
+    /// The edges' anisotropy: `(λ₁ − λ₂) / (|λ₁| + |λ₂|) · (cos 2θ, sin 2θ)` of their extra
+    /// blur's principal values λ and direction θ.
+    target: (f64, f64),
+    /// The kernel's coordinates (y up, as [`CameraDegradation::kernel_spread`]), `[k, k]`.
+    x: Tensor,
+    y: Tensor,
+}
+
+impl ShapeHold {
+    fn new(blur: ExtraBlur, k: i64, device: Device) -> ShapeHold {
         let signed_square = |s: f64| s * s.abs();
-        Covariance::from_axes(
+        let (major, minor) = (
             signed_square(blur.sigma_major),
             signed_square(blur.sigma_minor),
-            blur.angle_degrees.to_radians(),
-        )
-    }
-
-    /// This target moved by what the footage reads minus what G_s2r's output read with it, that
-    /// difference scaled by how much less the output's edges read than the target (the reading
-    /// grows about in proportion to the kernel's covariance, at a slope well under 1), with its
-    /// principal values kept at 0 or more: a kernel cannot sharpen.
-    fn moved_by(self, footage: Covariance, fitted: Covariance) -> Covariance {
-        let slope = ((fitted.xx + fitted.yy) / (self.xx + self.yy).max(1e-6)).clamp(0.2, 1.0);
-        let step = |target: f64, footage: f64, fitted: f64| target + (footage - fitted) / slope;
-        let (xx, yy, xy) = (
-            step(self.xx, footage.xx, fitted.xx),
-            step(self.yy, footage.yy, fitted.yy),
-            step(self.xy, footage.xy, fitted.xy),
         );
-        let mean = 0.5 * (xx + yy);
-        let spread = (0.25 * (xx - yy).powi(2) + xy * xy).sqrt();
-        Covariance::from_axes(
-            (mean + spread).max(0.0),
-            (mean - spread).max(0.0),
-            0.5 * (2.0 * xy).atan2(xx - yy),
-        )
-    }
-}
-
-/// What [`KernelDirection::Edges`] reads edges against: the synthetic patches' edges.
-struct EdgeCalibration {
-    synthetic: Vec<Edge>,
-    /// Kernel pixels per LR pixel: `scale` on the HR grid, 1 on the LR grid.
-    grid_scale: f64,
-}
-
-impl EdgeCalibration {
-    /// The extra blur of `patches` (LR) over the synthetic patches, from their step edges.
-    fn read(&self, patches: &Tensor) -> Result<ExtraBlur> {
-        extra_blur(&edges_of_patches(patches)?, &self.synthetic)
-            .context("kernel_direction = \"edges\": reading the footage's blur from its edges")
-    }
-
-    /// The hold of a kernel on this calibration's grid to `target`.
-    fn hold(&self, target: Covariance) -> CovarianceHold {
-        CovarianceHold {
-            target,
-            grid_scale: self.grid_scale,
+        let anisotropy = ((major - minor) / (major.abs() + minor.abs()).max(1e-12)).min(1.0);
+        let doubled = (2.0 * blur.angle_degrees).to_radians();
+        let c = Tensor::arange(k, (Kind::Float, device)) - (k / 2) as f64;
+        ShapeHold {
+            target: (anisotropy * doubled.cos(), anisotropy * doubled.sin()),
+            x: c.unsqueeze(0).expand([k, k], false),
+            y: -c.unsqueeze(1).expand([k, k], false),
         }
     }
-}
 
-/// [`KernelDirection::Edges`]' hold on the kernel: the squared distance between its
-/// covariance (from its second moments, in LR px²) and the target's, relative to the target's
-/// size, times [`EDGE_HOLD_WEIGHT`].
-struct CovarianceHold {
-    target: Covariance,
-    grid_scale: f64,
-}
-
-impl CovarianceHold {
+    /// The squared distance between the kernel's anisotropy (as `target`, from its second
+    /// moments) and the edges': its size is left to the spectrum.
     fn penalty(&self, kernel: &Tensor) -> Tensor {
-        let k = kernel.size()[0];
-        let c =
-            (Tensor::arange(k, (Kind::Float, kernel.device())) - (k / 2) as f64) / self.grid_scale;
-        // y up, as [`CameraDegradation::kernel_spread`].
-        let (x, y) = (c.unsqueeze(0), -c.unsqueeze(1));
         let moment = |a: &Tensor, b: &Tensor| (kernel * a * b).sum(Kind::Float);
-        let t = self.target;
-        let miss = (moment(&x, &x) - t.xx).square()
-            + (moment(&y, &y) - t.yy).square()
-            + (moment(&x, &y) - t.xy).square() * 2.0;
-        // A floor of 0.1 LR px (as σ²): a target near the identity still bounds the kernel.
-        miss / (t.xx + t.yy).max(0.01).powi(2) * EDGE_HOLD_WEIGHT
+        let (xx, yy, xy) = (
+            moment(&self.x, &self.x),
+            moment(&self.y, &self.y),
+            moment(&self.x, &self.y),
+        );
+        let total = (&xx + &yy).clamp_min(1e-12);
+        let (cos, sin) = self.target;
+        ((xx - yy) / &total - cos).square() + (xy * 2.0 / &total - sin).square()
     }
 }
 
