@@ -18,7 +18,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::metrics::rgb_to_y;
+use crate::metrics::{gaussian_1d, principal_axes, rgb_to_y};
 
 /// σ of the Gaussian derivative filters that find edges and their normals, px.
 pub const GRADIENT_SIGMA: f64 = 1.0;
@@ -80,12 +80,11 @@ impl std::fmt::Display for ExtraBlur {
 /// derivative filter correlates to the first derivative of a linear ramp exactly.
 fn gaussian_filters() -> (Tensor, Tensor) {
     let radius = (4.0 * GRADIENT_SIGMA).ceil() as i64;
+    let taps = 2 * radius + 1;
+    let g = gaussian_1d(taps, GRADIENT_SIGMA);
     let x = Tensor::arange_start(-radius, radius + 1, (Kind::Double, tch::Device::Cpu));
-    let g = (x.square() / (-2.0 * GRADIENT_SIGMA * GRADIENT_SIGMA)).exp();
-    let g = &g / g.sum(Kind::Double);
     let slope = &x * &g;
     let derivative = &slope / (&slope * &x).sum(Kind::Double);
-    let taps = 2 * radius + 1;
     (g.view([1, 1, 1, taps]), derivative.view([1, 1, 1, taps]))
 }
 
@@ -323,24 +322,17 @@ fn widths_by_direction(edges: &[Edge]) -> [Option<f64>; DIRECTION_BINS] {
 /// had, when fewer than six do.
 pub fn extra_blur(blurred: &[Edge], reference: &[Edge]) -> Result<ExtraBlur> {
     let (a, b) = (widths_by_direction(blurred), widths_by_direction(reference));
-    let mut normal = [[0.0f64; 3]; 3];
-    let mut rhs = [0.0f64; 3];
-    let mut directions = 0;
+    let (mut rows, mut differences) = (Vec::new(), Vec::new());
     for (bin, (wa, wb)) in a.iter().zip(&b).enumerate() {
         let (Some(wa), Some(wb)) = (wa, wb) else {
             continue;
         };
-        directions += 1;
         let theta = ((bin as f64 + 0.5) * 180.0 / DIRECTION_BINS as f64).to_radians();
         let (s, c) = theta.sin_cos();
-        let row = [c * c, 2.0 * c * s, s * s];
-        for i in 0..3 {
-            rhs[i] += row[i] * (wa - wb);
-            for j in 0..3 {
-                normal[i][j] += row[i] * row[j];
-            }
-        }
+        rows.extend([c * c, 2.0 * c * s, s * s]);
+        differences.push(wa - wb);
     }
+    let directions = differences.len();
     ensure!(
         directions >= MIN_DIRECTIONS,
         "too few step edges to compare: {directions} of {DIRECTION_BINS} directions have \
@@ -349,30 +341,16 @@ pub fn extra_blur(blurred: &[Edge], reference: &[Edge]) -> Result<ExtraBlur> {
         blurred.len(),
         reference.len()
     );
-    let [xx, xy, yy] = solve3(normal, rhs);
-    let mean = 0.5 * (xx + yy);
-    let spread = (0.25 * (xx - yy).powi(2) + xy * xy).sqrt();
+    let design = Tensor::from_slice(&rows).view([directions as i64, 3]);
+    let target = Tensor::from_slice(&differences).view([directions as i64, 1]);
+    let (solution, _, _, _) = design.linalg_lstsq(&target, None, "gelsd");
+    let [xx, xy, yy] = <[f64; 3]>::try_from(Vec::<f64>::try_from(solution.view(-1))?)
+        .map_err(|v| anyhow::anyhow!("least squares gave {} values, not 3", v.len()))?;
+    let (major, minor, angle_degrees) = principal_axes(xx, yy, xy);
     let signed_sqrt = |v: f64| v.signum() * v.abs().sqrt();
     Ok(ExtraBlur {
-        sigma_major: signed_sqrt(mean + spread),
-        sigma_minor: signed_sqrt(mean - spread),
-        angle_degrees: 0.5 * (2.0 * xy).atan2(xx - yy).to_degrees(),
-    })
-}
-
-/// Solves a symmetric positive-definite 3×3 system by Cramer's rule.
-fn solve3(m: [[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
-    let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(m);
-    std::array::from_fn(|k| {
-        let mut mk = m;
-        for (row, value) in mk.iter_mut().zip(v) {
-            row[k] = value;
-        }
-        det(mk) / d
+        sigma_major: signed_sqrt(major),
+        sigma_minor: signed_sqrt(minor),
+        angle_degrees,
     })
 }

@@ -32,8 +32,8 @@ fn psnr_from_mse(mse: f64) -> f64 {
 const SSIM_WINDOW: i64 = 11;
 const SSIM_SIGMA: f64 = 1.5;
 
-/// Normalised 1-D Gaussian of `size` taps.
-fn gaussian_1d(size: i64, sigma: f64) -> Tensor {
+/// Normalised 1-D Gaussian of `size` taps (f64).
+pub(crate) fn gaussian_1d(size: i64, sigma: f64) -> Tensor {
     let centre = (size - 1) as f64 / 2.0;
     let taps: Vec<f64> = (0..size)
         .map(|i| (-((i as f64 - centre).powi(2)) / (2.0 * sigma * sigma)).exp())
@@ -105,6 +105,15 @@ pub fn immerkaer_operator(options: (Kind, tch::Device)) -> Tensor {
         .to_kind(options.0)
         .to_device(options.1)
         .view([1, 1, 3, 3])
+}
+
+/// The principal axes of a 2-D covariance `(xx, yy, xy)`: its variances along them (major,
+/// minor) and the major axis's angle in degrees counter-clockwise from x (y up).
+pub(crate) fn principal_axes(xx: f64, yy: f64, xy: f64) -> (f64, f64, f64) {
+    let mean = (xx + yy) / 2.0;
+    let spread = (((xx - yy) / 2.0).powi(2) + xy * xy).sqrt();
+    let angle = 0.5 * (2.0 * xy).atan2(xx - yy);
+    (mean + spread, mean - spread, angle.to_degrees())
 }
 
 /// Standard deviation of an image's noise on Y, in 8-bit code values, by Immerkær's method

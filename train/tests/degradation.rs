@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    args, assert_same_state, eval_args, explicit_overrides, final_state, report, temp_dir,
-    tiny_options, write_images,
+    args, assert_same_state, ellipse_scene, eval_args, explicit_overrides, final_state, report,
+    temp_dir, tiny_options, write_images, Ellipse,
 };
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
@@ -1101,35 +1101,23 @@ fn hr_grid_fit_recovers_a_blur_made_before_the_downscale() {
 /// across it, so the scenes' spectrum holds more power across it.
 fn ellipse_patches(n: i64, seed: u64, elongation: f64, angle: f64) -> Tensor {
     use rand::Rng;
-    const HR: i64 = 512;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (sin, cos) = angle.to_radians().sin_cos();
     let mut patches = Vec::new();
     while (patches.len() as i64) < n {
-        let mut pixels = vec![0.2f32; (HR * HR) as usize];
-        for _ in 0..30 {
-            let (cx, cy) = (
-                rng.random_range(0.0..HR as f64),
-                rng.random_range(0.0..HR as f64),
-            );
-            let across = rng.random_range(12.0..40.0);
-            let along = across * elongation;
-            let level = rng.random_range(0.5..0.9) as f32;
-            for y in 0..HR {
-                for x in 0..HR {
-                    // Rows grow downwards: y up for the angle.
-                    let (dx, dy) = (x as f64 + 0.5 - cx, cy - (y as f64 + 0.5));
-                    let (u, v) = (dx * cos + dy * sin, -dx * sin + dy * cos);
-                    if (u / along).powi(2) + (v / across).powi(2) <= 1.0 {
-                        pixels[(y * HR + x) as usize] = level;
-                    }
+        let shapes: Vec<Ellipse> = (0..30)
+            .map(|_| {
+                let centre = (rng.random_range(0.0..512.0), rng.random_range(0.0..512.0));
+                let across = rng.random_range(12.0..40.0);
+                Ellipse {
+                    centre,
+                    along: across * elongation,
+                    across,
+                    angle,
+                    level: rng.random_range(0.5..0.9) as f32,
                 }
-            }
-        }
-        let scene = Tensor::from_slice(&pixels)
-            .view([1, HR, HR])
-            .repeat([3, 1, 1]);
-        let lr = imresize(&scene, 0.25).clamp(0.0, 1.0);
+            })
+            .collect();
+        let lr = ellipse_scene(512, 0.2, &shapes);
         for row in 0..4 {
             for col in 0..4 {
                 patches.push(lr.narrow(1, row * 32, 32).narrow(2, col * 32, 32));

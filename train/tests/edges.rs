@@ -1,7 +1,9 @@
 //! Edge widths by direction (`cyclesr_train::edges`): a known blur is read with its spread and
 //! direction, an unblurred set reads none, and too few edges is an error that says so.
 
-use cyclesr_train::data::imresize;
+mod common;
+
+use common::{ellipse_scene, Ellipse};
 use cyclesr_train::degrade::gaussian_kernel;
 use cyclesr_train::edges::{edges, extra_blur, Edge};
 use rand::rngs::StdRng;
@@ -16,29 +18,28 @@ const SIDE: i64 = 256;
 fn disks(seed: u64) -> Tensor {
     let hr = SIDE * 4;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut pixels = vec![0.15f32; (hr * hr) as usize];
-    for _ in 0..40 {
-        let (cx, cy) = (
-            rng.random_range(0.0..hr as f64),
-            rng.random_range(0.0..hr as f64),
-        );
-        let radius = rng.random_range(30.0..120.0);
-        let level = if rng.random_bool(0.5) {
-            0.85
-        } else {
-            rng.random_range(0.45..0.6)
-        };
-        for y in 0..hr {
-            for x in 0..hr {
-                let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
-                if dx * dx + dy * dy <= radius * radius {
-                    pixels[(y * hr + x) as usize] = level;
-                }
+    let shapes: Vec<Ellipse> = (0..40)
+        .map(|_| {
+            let centre = (
+                rng.random_range(0.0..hr as f64),
+                rng.random_range(0.0..hr as f64),
+            );
+            let radius = rng.random_range(30.0..120.0);
+            let level = if rng.random_bool(0.5) {
+                0.85
+            } else {
+                rng.random_range(0.45..0.6)
+            };
+            Ellipse {
+                centre,
+                along: radius,
+                across: radius,
+                angle: 0.0,
+                level,
             }
-        }
-    }
-    let grey = Tensor::from_slice(&pixels).view([1, hr, hr]);
-    imresize(&grey.expand([3, hr, hr], false).contiguous(), 0.25).clamp(0.0, 1.0)
+        })
+        .collect();
+    ellipse_scene(hr, 0.15, &shapes)
 }
 
 /// `image` blurred by a Gaussian of σ `along` × `across` LR px at `angle` degrees.

@@ -59,7 +59,7 @@ use crate::archs::jpeg_quality::FootageJpeg;
 use crate::data::{downscale_taps, imresize, FootageCodec, Rgb8};
 use crate::degrade::{h264_roundtrip, jpeg_roundtrip};
 use crate::edges::{edges, extra_blur, Edge, ExtraBlur};
-use crate::metrics::{immerkaer_operator, rgb_to_y};
+use crate::metrics::{immerkaer_operator, principal_axes, rgb_to_y};
 use crate::spectrum::{mean_power_spectrum, radial_frequency};
 
 /// `[networks.degradation]`: the explicit G_s2r of mode `explicit`.
@@ -842,11 +842,9 @@ impl CameraDegradation {
             yy += w * y * y;
             xy += w * x * y;
         }
-        let mean = (xx + yy) / 2.0;
-        let spread = (((xx - yy) / 2.0).powi(2) + xy * xy).sqrt();
-        let angle = 0.5 * (2.0 * xy).atan2(xx - yy);
+        let (major, minor, angle) = principal_axes(xx, yy, xy);
         let sd = |v: f64| v.max(0.0).sqrt();
-        (sd(mean + spread), sd(mean - spread), angle.to_degrees())
+        (sd(major), sd(minor), angle)
     }
 
     /// Residual σ of the noise bank on Y, in code values.

@@ -226,3 +226,35 @@ pub fn explicit_overrides() -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
+
+/// One opaque ellipse of a test scene: centre (x, y) in HR px (rows grow downwards), semi-axes
+/// along and across `angle` (degrees counter-clockwise), grey level.
+pub struct Ellipse {
+    pub centre: (f64, f64),
+    pub along: f64,
+    pub across: f64,
+    pub angle: f64,
+    pub level: f32,
+}
+
+/// A grey scene of hard-edged `ellipses` painted in order over `background` at `hr × hr`, then
+/// downscaled ×1/4 by the bicubic: `[3, hr / 4, hr / 4]` in [0, 1], step edges of known
+/// directions for the edge-width measure.
+pub fn ellipse_scene(hr: i64, background: f32, ellipses: &[Ellipse]) -> Tensor {
+    let mut pixels = vec![background; (hr * hr) as usize];
+    for e in ellipses {
+        let (sin, cos) = e.angle.to_radians().sin_cos();
+        for y in 0..hr {
+            for x in 0..hr {
+                // Rows grow downwards: y up for the angle.
+                let (dx, dy) = (x as f64 + 0.5 - e.centre.0, e.centre.1 - (y as f64 + 0.5));
+                let (u, v) = (dx * cos + dy * sin, -dx * sin + dy * cos);
+                if (u / e.along).powi(2) + (v / e.across).powi(2) <= 1.0 {
+                    pixels[(y * hr + x) as usize] = e.level;
+                }
+            }
+        }
+    }
+    let grey = Tensor::from_slice(&pixels).view([1, hr, hr]);
+    cyclesr_train::data::imresize(&grey.repeat([3, 1, 1]), 0.25).clamp(0.0, 1.0)
+}
