@@ -22,7 +22,7 @@ use crate::data::{imresize, shifted_overlap, PairedItem, PairedSet};
 use crate::edges::{edges, extra_blur, ExtraBlur};
 use crate::metrics::{noise_sigma, NtireProtocol, Score};
 use crate::model::SavedState;
-use crate::spectrum::high_band_energy;
+use crate::spectrum::{high_band_energy, LinearResponse, RESPONSE_BANDS};
 
 /// Tiling of [`evaluate`]: bounds memory on large images; 16 LR pixels of context make tile
 /// seams negligible in the scores.
@@ -160,6 +160,41 @@ pub struct DegradationReport {
     /// one; this can. `None` where the images have too few edges to compare.
     pub edge_blur_over_synthetic: Option<ExtraBlur>,
     pub edge_blur_over_translated: Option<ExtraBlur>,
+    /// The real LR's and G_s2r's linear responses to the synthetic LR, read from the pairs
+    /// ([`PairedResponse`]); `None` where no image has a whole 32-px tile.
+    pub response: Option<PairedResponse>,
+}
+
+/// What the pairs show of the blur and the noise, each free of the other and of the scenes
+/// ([`LinearResponse`]): the real LR's response to the synthetic LR (the camera's blur relative
+/// to bicubic↓) against G_s2r's, and what neither response explains.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairedResponse {
+    /// Mean |H| in the radial bands ending at [`RESPONSE_BANDS`] (cycles per LR pixel).
+    pub gain_real: Vec<f64>,
+    pub gain_translated: Vec<f64>,
+    /// PSNR on Y (dB) of the real LR's |H| applied to the synthetic LR against no blur at all
+    /// (the synthetic LR itself) and against G_s2r's |H|: how much of the camera's blur G_s2r
+    /// draws, shifts aside ([`LinearResponse::psnr_against`]).
+    pub psnr_synthetic: f64,
+    pub psnr_translated: f64,
+    /// σ on Y in code values of what the response leaves unexplained, in the real LR and in
+    /// G_s2r(synthetic) ([`LinearResponse::unexplained_sigma`]).
+    pub unexplained_real: f64,
+    pub unexplained_translated: f64,
+}
+
+impl PairedResponse {
+    fn of(real: &LinearResponse, translated: &LinearResponse) -> Option<PairedResponse> {
+        (real.tiles() > 0 && translated.tiles() > 0).then(|| PairedResponse {
+            gain_real: real.band_gains(),
+            gain_translated: translated.band_gains(),
+            psnr_synthetic: real.psnr_against_identity(),
+            psnr_translated: real.psnr_against(translated),
+            unexplained_real: real.unexplained_sigma(),
+            unexplained_translated: translated.unexplained_sigma(),
+        })
+    }
 }
 
 /// Stage 1 has learnt a statistic when G_s2r(synthetic)'s value is within this fraction of the
@@ -180,6 +215,8 @@ impl DegradationReport {
         let mut sums = [0.0; 8];
         let [mut edges_synthetic, mut edges_translated, mut edges_real] =
             [(); 3].map(|_| Vec::new());
+        let (mut response_real, mut response_translated) =
+            (LinearResponse::default(), LinearResponse::default());
         for (index, item) in set.items.iter().enumerate() {
             let context = || format!("image '{}'", item.name);
             let (real, hr) = aligned_views(item, set.scale).with_context(context)?;
@@ -193,6 +230,9 @@ impl DegradationReport {
                     .degrade(&hr, &synthetic, index as u64 + (draw << 32))
                     .with_context(context)?;
                 edges_translated.extend(edges(&translated).with_context(context)?);
+                response_translated
+                    .add(&synthetic, &translated)
+                    .with_context(context)?;
                 let values = [
                     noise_sigma(&translated),
                     score(&translated)?.psnr_y,
@@ -205,6 +245,7 @@ impl DegradationReport {
             let [noise_translated, psnr_translated, high_band_translated] = translated_sums;
             edges_synthetic.extend(edges(&synthetic).with_context(context)?);
             edges_real.extend(edges(&real).with_context(context)?);
+            response_real.add(&synthetic, &real).with_context(context)?;
             let values = [
                 noise_sigma(&synthetic),
                 noise_translated,
@@ -235,6 +276,7 @@ impl DegradationReport {
             high_band_real,
             edge_blur_over_synthetic: extra_blur(&edges_real, &edges_synthetic).ok(),
             edge_blur_over_translated: extra_blur(&edges_real, &edges_translated).ok(),
+            response: PairedResponse::of(&response_real, &response_translated),
         })
     }
 
@@ -602,6 +644,31 @@ impl fmt::Display for EvalReport {
                 describe_edge_blur(d.edge_blur_over_synthetic),
                 describe_edge_blur(d.edge_blur_over_translated),
             )?;
+            match &d.response {
+                Some(r) => {
+                    let gains = |g: &[f64]| {
+                        g.iter()
+                            .map(|v| format!("{v:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    writeln!(
+                        f,
+                        "from the pairs (Y, 32-px tiles): the response |H| to the synthetic LR in bands \
+                         up to {:?} cycles/px: real {}, G_s2r {};  the real response against none \
+                         {:.2} dB, against G_s2r's {:.2} dB;  σ it leaves unexplained (code \
+                         values): real {:.2}, G_s2r {:.2}",
+                        RESPONSE_BANDS,
+                        gains(&r.gain_real),
+                        gains(&r.gain_translated),
+                        r.psnr_synthetic,
+                        r.psnr_translated,
+                        r.unexplained_real,
+                        r.unexplained_translated,
+                    )?;
+                }
+                None => writeln!(f, "from the pairs: no image has a whole 32-px tile")?,
+            }
         }
         Ok(())
     }

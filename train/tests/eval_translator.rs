@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{args, eval_args, report, temp_dir, tiny_options, write_images};
+use common::{args, eval_args, explicit_overrides, report, temp_dir, tiny_options, write_images};
 
 use cyclesr_train::eval::{run, EvalArgs};
-use cyclesr_train::trainer::{fit, LATEST};
+use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 
 #[test]
 fn translator_of_a_cyclegan_state_is_scored() {
@@ -46,6 +46,12 @@ fn translator_of_a_cyclegan_state_is_scored() {
     for key in ["edge_blur_over_synthetic", "edge_blur_over_translated"] {
         assert!(degradation[key].is_null(), "{key}: {}", degradation[key]);
     }
+    // Nor a whole 32-px tile for the pairs' response.
+    assert!(
+        degradation["response"].is_null(),
+        "{}",
+        degradation["response"]
+    );
 
     // Bicubic alone gives the same bicubic scores: only the "model" column changed.
     run(&eval_args(&dir)).unwrap();
@@ -69,6 +75,78 @@ fn translator_needs_a_state_with_a_stage_1() {
         message.contains(&state.display().to_string()) && message.contains("trains no stage 1"),
         "{message}"
     );
+}
+
+/// With LR images of whole 32-px tiles, the report reads the real LR's linear response to the
+/// synthetic LR from the pairs: here the real LR is the bicubic↓ of the HR, 8-bit, so its
+/// response is none at all and only rounding is left unexplained.
+#[test]
+fn stage_1_report_reads_the_response_from_the_pairs() {
+    use cyclesr_train::data::{load_rgb8, save_png};
+    use cyclesr_train::degrade::{degrade, Degradation};
+
+    let dir = temp_dir("eval-translator-response");
+    fit(&FitArgs {
+        overrides: explicit_overrides(),
+        ..args(tiny_options(&dir, "explicit", 2))
+    })
+    .unwrap();
+    let downscale_only = Degradation {
+        shift: (0, 0),
+        motion_blur: None,
+        gaussian_blur: None,
+        scale: 4,
+        poisson_peak: None,
+        gaussian_noise: None,
+        jpeg_quality: None,
+        h264_qp: None,
+        sensor: None,
+    };
+    tch::manual_seed(11);
+    for k in 0..2 {
+        let hr_path = dir.join(format!("bench/hr/img{k:02}.png"));
+        let hr = tch::Tensor::rand([3, 256, 256], (tch::Kind::Float, tch::Device::Cpu));
+        save_png(&hr, &hr_path).unwrap();
+        let lr = degrade(
+            &load_rgb8(&hr_path).unwrap().to_tensor(),
+            &downscale_only,
+            0,
+        )
+        .unwrap();
+        save_png(
+            &lr.to_tensor(),
+            &dir.join(format!("bench/lr/img{k:02}.png")),
+        )
+        .unwrap();
+    }
+    run(&EvalArgs {
+        translator: Some(dir.join("run/checkpoints").join(LATEST)),
+        ..eval_args(&dir)
+    })
+    .unwrap();
+    let response = &report(&dir)["degradation"]["response"];
+    let values = |key: &str| -> Vec<f64> {
+        response[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {response}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (real, translated) = (values("gain_real"), values("gain_translated"));
+    assert_eq!((real.len(), translated.len()), (4, 4));
+    for gain in real {
+        assert!((gain - 1.0).abs() < 0.02, "{response}");
+    }
+    assert!(
+        translated.iter().all(|g| g.is_finite() && *g >= 0.0),
+        "{response}"
+    );
+    // 8-bit rounding of each channel: σ ≈ 0.17 code values on Y.
+    let number = |key: &str| response[key].as_f64().unwrap();
+    assert!(number("unexplained_real") < 0.5, "{response}");
+    assert!(number("psnr_synthetic") > 50.0, "{response}");
+    assert!(number("psnr_translated").is_finite() && number("unexplained_translated") > 0.0);
 }
 
 #[test]
