@@ -299,7 +299,7 @@ impl DegradationReport {
 /// pair's recorded shift, so that the synthetic LR of that HR region differs from the real LR
 /// only by what a translator can learn (a sub-pixel shift of the LR grid cannot be learnt from
 /// unpaired data and would dominate the comparison).
-fn aligned_views(item: &PairedItem, scale: i64) -> Result<(Tensor, Tensor)> {
+pub(crate) fn aligned_views(item: &PairedItem, scale: i64) -> Result<(Tensor, Tensor)> {
     let (dy, dx) = item.shift.unwrap_or((0, 0));
     let (lr, hr) = (&item.lr, &item.hr);
     let along = |shift, axis: usize| {

@@ -11,6 +11,7 @@ pub mod degrade;
 pub mod edges;
 pub mod eval;
 pub mod export;
+pub mod intervene;
 pub mod losses;
 pub mod metrics;
 pub mod model;

@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
-use cyclesr_train::{bench, bench_step, camera, compare, degrade, eval, export, trainer};
+use cyclesr_train::{
+    bench, bench_step, camera, compare, degrade, eval, export, intervene, trainer,
+};
 
 /// Joint CycleGAN + SR training (CycleSR) of the network the `cyclesr` GStreamer element runs,
 /// on real degraded footage against unpaired HR stills.
@@ -35,6 +37,9 @@ enum Command {
     BenchStep(bench_step::BenchStepArgs),
     /// One frame upscaled by bicubic and by G_l2h, the same crop side by side (PNG).
     Compare(compare::CompareArgs),
+    /// One change to an explicit stage 1 in a training state (a camera's noise bank scaled, or
+    /// its kernel fitted on pairs), for a G_l2h resumed from it to measure that part's worth.
+    Intervene(intervene::InterveneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::BenchStep(args) => bench_step::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Intervene(args) => intervene::run(&args),
     }
 }
