@@ -11,12 +11,15 @@
 #           made once by scripts/draws.sh under data/bench-draws/PRESET/
 #   G_S2R_DRAWS  draws of a random G_s2r per image (`--translator-draws`, default 1)
 # Prints each draw's noise σ and high-band energy (G_s2r(synthetic) and real), their ratios, and
-# the verdict on the mean ratios (each within ±15%, as `train eval --translator` judges one draw).
+# the verdict on the mean ratios (each within ±15%, as `train eval --translator` judges one draw);
+# then, where the photos hold 32-px tiles, what the pairs read: the PSNR between the real LR's
+# linear response to the synthetic LR and G_s2r's (blur alone, noise aside; higher is closer)
+# and the σ each leaves unexplained.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 2 || $# -gt 4 ]]; then
-  sed -n '7,14p' "$0" >&2
+  sed -n '7,17p' "$0" >&2
   exit 2
 fi
 state=$1 preset=$2 draws=${3:-5} translator_draws=${4:-1}
@@ -46,4 +49,16 @@ print(f"mean G_s2r(synthetic) / real over {draws} draws: noise σ {noise:.3f} "
       f"({min(noise_ratios):.2f}–{max(noise_ratios):.2f}), high-band energy {high:.3f} "
       f"({min(high_ratios):.2f}–{max(high_ratios):.2f}) "
       f"({'both' if within else 'not both'} within ±15%)")
+responses = [json.load(open(os.path.join(reports, f"seed-{seed}.json")))["degradation"].get("response")
+             for seed in range(1, draws + 1)]
+if all(responses):
+    print(f"from the pairs: {'seed':>4} {'response dB':>11} {'none dB':>8} {'σ unexplained G_s2r':>20} {'real':>6} {'ratio':>6}")
+    for seed, r in enumerate(responses, 1):
+        print(f"{'':16}{seed:>4} {r['psnr_translated']:>11.2f} {r['psnr_synthetic']:>8.2f} "
+              f"{r['unexplained_translated']:>20.2f} {r['unexplained_real']:>6.2f} "
+              f"{r['unexplained_translated'] / r['unexplained_real']:>6.2f}")
+    mean = lambda key: sum(r[key] for r in responses) / draws
+    print(f"mean over {draws} draws: G_s2r's response against the real LR's {mean('psnr_translated'):.2f} dB "
+          f"(no blur at all: {mean('psnr_synthetic'):.2f} dB), unexplained σ "
+          f"{sum(r['unexplained_translated'] / r['unexplained_real'] for r in responses) / draws:.3f} of the real LR's")
 EOF
