@@ -2,7 +2,8 @@
 //! [`evaluate`] is also the trainer's validation. With `--translator`, the paper's CycleGAN
 //! baseline instead of a model: bicubic upscaling of G_r2s(LR) (a CycleGAN stage 1 only); and
 //! how well stage 1 learnt the benchmark's degradation: G_s2r(bicubic↓HR) against the real LR
-//! ([`DegradationReport`]: noise level and high-band spectral energy).
+//! ([`DegradationReport`]: noise level and high-band spectral energy, the extra blur step edges
+//! read, and from the pairs the linear responses that show the blur apart from the noise).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -655,8 +656,8 @@ impl fmt::Display for EvalReport {
                     writeln!(
                         f,
                         "from the pairs (Y, 32-px tiles): the response |H| to the synthetic LR in bands \
-                         up to {:?} cycles/px: real {}, G_s2r {};  the real response against none \
-                         {:.2} dB, against G_s2r's {:.2} dB;  σ it leaves unexplained (code \
+                         up to {:?} cycles/px: real {}, G_s2r {};  PSNR of the real response against \
+                         no blur {:.2} dB, against G_s2r's {:.2} dB;  σ it leaves unexplained (code \
                          values): real {:.2}, G_s2r {:.2}",
                         RESPONSE_BANDS,
                         gains(&r.gain_real),
