@@ -203,17 +203,7 @@ fn blur_kernels_are_normalised_and_centred() {
 #[test]
 fn the_recorded_shift_is_the_one_scoring_finds() {
     let hr = smooth_image(64, 64, 9);
-    let d = Degradation {
-        shift: (2, -3),
-        motion_blur: None,
-        gaussian_blur: None,
-        scale: 1,
-        poisson_peak: None,
-        gaussian_noise: None,
-        jpeg_quality: None,
-        h264_qp: None,
-        sensor: None,
-    };
+    let d = common::shift_and_downscale((2, -3), 1);
     let lr = degrade(&hr, &d, 0).unwrap().to_tensor();
     let protocol = NtireProtocol {
         border: 0,
@@ -307,20 +297,13 @@ fn sensor_pipeline_round_trips_and_adds_its_noise() {
     // Content smooth at the Bayer grid's scale, which bilinear demosaicking reconstructs.
     let hr = imresize(&smooth_image(16, 16, 3), 8.0).clamp(0.0, 1.0);
     let sensor = |shot: f64, read: f64| Degradation {
-        shift: (0, 0),
-        motion_blur: None,
-        gaussian_blur: None,
-        scale: 1,
-        poisson_peak: None,
-        gaussian_noise: None,
-        jpeg_quality: None,
-        h264_qp: None,
         sensor: Some(cyclesr_train::degrade::Sensor {
             shot,
             read,
             red_gain: 2.1,
             blue_gain: 1.7,
         }),
+        ..common::shift_and_downscale((0, 0), 1)
     };
     let clean = degrade(&hr, &sensor(0.0, 0.0), 1).unwrap().to_tensor();
     let exact = psnr(

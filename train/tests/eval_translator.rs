@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{args, eval_args, explicit_overrides, report, temp_dir, tiny_options, write_images};
+use common::{
+    args, eval_args, explicit_overrides, report, shift_and_downscale, temp_dir, tiny_options,
+    write_images,
+};
 
 use cyclesr_train::eval::{run, EvalArgs};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
@@ -83,7 +86,7 @@ fn translator_needs_a_state_with_a_stage_1() {
 #[test]
 fn stage_1_report_reads_the_response_from_the_pairs() {
     use cyclesr_train::data::{load_rgb8, save_png};
-    use cyclesr_train::degrade::{degrade, Degradation};
+    use cyclesr_train::degrade::degrade;
 
     let dir = temp_dir("eval-translator-response");
     fit(&FitArgs {
@@ -91,17 +94,7 @@ fn stage_1_report_reads_the_response_from_the_pairs() {
         ..args(tiny_options(&dir, "explicit", 2))
     })
     .unwrap();
-    let downscale_only = Degradation {
-        shift: (0, 0),
-        motion_blur: None,
-        gaussian_blur: None,
-        scale: 4,
-        poisson_peak: None,
-        gaussian_noise: None,
-        jpeg_quality: None,
-        h264_qp: None,
-        sensor: None,
-    };
+    let downscale_only = shift_and_downscale((0, 0), 4);
     tch::manual_seed(11);
     for k in 0..2 {
         let hr_path = dir.join(format!("bench/hr/img{k:02}.png"));
@@ -152,7 +145,7 @@ fn stage_1_report_reads_the_response_from_the_pairs() {
 #[test]
 fn stage_1_report_compares_by_the_recorded_shift() {
     use cyclesr_train::data::{load_rgb8, save_png};
-    use cyclesr_train::degrade::{degrade, Degradation, DegradeManifest, DegradeRecord, Preset};
+    use cyclesr_train::degrade::{degrade, DegradeManifest, DegradeRecord, Preset};
 
     let dir = temp_dir("eval-translator-shift");
     fit(&args(tiny_options(&dir, "cyclegan", 2))).unwrap();
@@ -165,17 +158,7 @@ fn stage_1_report_compares_by_the_recorded_shift() {
         let hr = tch::Tensor::rand([3, 48, 64], (tch::Kind::Float, tch::Device::Cpu));
         save_png(&hr, &dir.join(format!("bench/hr/img{k:02}.png"))).unwrap();
     }
-    let shifted = Degradation {
-        shift: (2, -3),
-        motion_blur: None,
-        gaussian_blur: None,
-        scale: 4,
-        poisson_peak: None,
-        gaussian_noise: None,
-        jpeg_quality: None,
-        h264_qp: None,
-        sensor: None,
-    };
+    let shifted = shift_and_downscale((2, -3), 4);
     let mut records = Vec::new();
     for k in 0..2 {
         let name = format!("img{k:02}");

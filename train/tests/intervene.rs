@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{args, explicit_overrides, final_state, temp_dir, tiny_options};
+use common::{args, explicit_overrides, final_state, shift_and_downscale, temp_dir, tiny_options};
 
 use cyclesr_train::data::{imresize, load_rgb8, save_png, PairedItem, PairedSet};
-use cyclesr_train::degrade::{degrade, Degradation};
+use cyclesr_train::degrade::degrade;
 use cyclesr_train::intervene::{least_squares_kernel, run, InterveneArgs};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::read_safetensors;
@@ -77,17 +77,7 @@ fn intervene_changes_the_named_parts_and_training_resumes_from_them() {
     .unwrap();
     let state = dir.join("run/checkpoints").join(LATEST);
     // Pairs whose LR is the 8-bit bicubic↓ of their HR: a kernel of no blur.
-    let downscale_only = Degradation {
-        shift: (0, 0),
-        motion_blur: None,
-        gaussian_blur: None,
-        scale: 4,
-        poisson_peak: None,
-        gaussian_noise: None,
-        jpeg_quality: None,
-        h264_qp: None,
-        sensor: None,
-    };
+    let downscale_only = shift_and_downscale((0, 0), 4);
     tch::manual_seed(5);
     for k in 0..2 {
         let hr_path = dir.join(format!("pairs/hr/img{k}.png"));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 
 use cyclesr_train::data::UnpairedBatch;
+use cyclesr_train::degrade::Degradation;
 use cyclesr_train::eval::EvalArgs;
 use cyclesr_train::model::with_seeded_torch_rng;
 use cyclesr_train::trainer::{FitArgs, LATEST};
@@ -257,4 +258,20 @@ pub fn ellipse_scene(hr: i64, background: f32, ellipses: &[Ellipse]) -> Tensor {
     }
     let grey = Tensor::from_slice(&pixels).view([1, hr, hr]);
     cyclesr_train::data::imresize(&grey.repeat([3, 1, 1]), 0.25).clamp(0.0, 1.0)
+}
+
+/// A degradation that only shifts (HR pixels) and downscales: the LR is the 8-bit bicubic↓ of
+/// the shifted HR, nothing else.
+pub fn shift_and_downscale(shift: (i64, i64), scale: i64) -> Degradation {
+    Degradation {
+        shift,
+        motion_blur: None,
+        gaussian_blur: None,
+        scale,
+        poisson_peak: None,
+        gaussian_noise: None,
+        jpeg_quality: None,
+        h264_qp: None,
+        sensor: None,
+    }
 }
