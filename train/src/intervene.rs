@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
-use gstcyclesr::model::checkpoint::{read_safetensors, write_safetensors};
+use gstcyclesr::model::checkpoint::write_safetensors;
 use tch::{Kind, Tensor};
 
 use crate::data::{imresize, PairedSet};
 use crate::eval::aligned_views;
-use crate::model::STATE_FORMAT;
+use crate::model::SavedState;
 
 #[derive(clap::Args, Debug)]
 pub struct InterveneArgs {
@@ -42,12 +42,11 @@ pub struct InterveneArgs {
 
 pub fn run(args: &InterveneArgs) -> Result<()> {
     let state = args.state.display();
-    let (mut tensors, mut metadata) =
-        read_safetensors(&args.state).with_context(|| format!("training state {state}"))?;
-    ensure!(
-        metadata.get("format").map(String::as_str) == Some(STATE_FORMAT),
-        "{state}: not a cyclesr training state"
-    );
+    let SavedState {
+        mut tensors,
+        options,
+        mut metadata,
+    } = SavedState::read(&args.state)?;
     let prefix = format!("degradation/{}.", args.camera);
     ensure!(
         tensors.contains_key(&format!("{prefix}kernel")),
@@ -73,6 +72,11 @@ pub fn run(args: &InterveneArgs) -> Result<()> {
         changes.push(format!("camera {}: noise bank x{gain}", args.camera));
     }
     if let (Some(lr), Some(hr)) = (&args.pairs_lr, &args.pairs_hr) {
+        ensure!(
+            options.explicit_hr_grid().is_none(),
+            "{state}: its kernel is on the HR grid (networks.degradation.kernel_grid = \"hr\"); \
+             the least-squares kernel of pairs is one on the LR grid"
+        );
         let name = format!("{prefix}kernel");
         let side = tensors[&name].size()[0];
         ensure!(

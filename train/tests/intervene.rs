@@ -184,6 +184,24 @@ fn bad_requests_are_refused_by_name() {
     assert!(e.contains("--kernel-size 7") && e.contains("5"), "{e}");
     assert!(!out.exists());
 
+    // An HR-grid kernel is not replaced by an LR-grid one.
+    let hr_grid = temp_dir("intervene-hr-grid");
+    fit(&FitArgs {
+        overrides: [
+            explicit_overrides(),
+            vec!["networks.degradation.kernel_grid=\"hr\"".into()],
+        ]
+        .concat(),
+        ..args(tiny_options(&hr_grid, "explicit", 1))
+    })
+    .unwrap();
+    let e = message(InterveneArgs {
+        pairs_lr: Some(dir.join("real")),
+        pairs_hr: Some(dir.join("hr")),
+        ..intervene(&hr_grid.join("run/checkpoints").join(LATEST), &out)
+    });
+    assert!(e.contains("HR grid"), "{e}");
+
     let sr_only = temp_dir("intervene-sr-syn");
     fit(&args(tiny_options(&sr_only, "sr-syn", 1))).unwrap();
     let sr_state = sr_only.join("run/checkpoints").join(LATEST);
