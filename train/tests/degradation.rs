@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    args, assert_same_state, ellipse_scene, eval_args, explicit_overrides, final_state, report,
-    temp_dir, tiny_options, write_images, Ellipse,
+    args, assert_same_state, ellipse_scene, eval_args, explicit_overrides, final_state, gaussian,
+    report, temp_dir, tiny_options, write_images, Ellipse,
 };
 use cyclesr_train::archs::adversarial_fit;
 use cyclesr_train::archs::degradation::{
@@ -22,21 +22,6 @@ use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
-
-/// Standard normal values of `shape` from `seed`, without libtorch's global generator: other
-/// tests of this binary train networks in parallel and need it undisturbed.
-fn gaussian(shape: &[i64], seed: u64) -> Tensor {
-    use rand::Rng;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let count: i64 = shape.iter().product();
-    let values: Vec<f32> = (0..count)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect();
-    Tensor::from_slice(&values).view(shape)
-}
 
 fn uniform(shape: &[i64], seed: u64) -> Tensor {
     use rand::Rng;

@@ -4,7 +4,7 @@ mod common;
 
 use common::{
     args, eval_args, explicit_overrides, report, shift_and_downscale, temp_dir, tiny_options,
-    write_images,
+    write_downscaled_pairs, write_images,
 };
 
 use cyclesr_train::eval::{run, EvalArgs};
@@ -85,33 +85,13 @@ fn translator_needs_a_state_with_a_stage_1() {
 /// response is none at all and only rounding is left unexplained.
 #[test]
 fn stage_1_report_reads_the_response_from_the_pairs() {
-    use cyclesr_train::data::{load_rgb8, save_png};
-    use cyclesr_train::degrade::degrade;
-
     let dir = temp_dir("eval-translator-response");
     fit(&FitArgs {
         overrides: explicit_overrides(),
         ..args(tiny_options(&dir, "explicit", 2))
     })
     .unwrap();
-    let downscale_only = shift_and_downscale((0, 0), 4);
-    tch::manual_seed(11);
-    for k in 0..2 {
-        let hr_path = dir.join(format!("bench/hr/img{k:02}.png"));
-        let hr = tch::Tensor::rand([3, 256, 256], (tch::Kind::Float, tch::Device::Cpu));
-        save_png(&hr, &hr_path).unwrap();
-        let lr = degrade(
-            &load_rgb8(&hr_path).unwrap().to_tensor(),
-            &downscale_only,
-            0,
-        )
-        .unwrap();
-        save_png(
-            &lr.to_tensor(),
-            &dir.join(format!("bench/lr/img{k:02}.png")),
-        )
-        .unwrap();
-    }
+    write_downscaled_pairs(&dir.join("bench"), 2, 256, 11);
     run(&EvalArgs {
         translator: Some(dir.join("run/checkpoints").join(LATEST)),
         ..eval_args(&dir)

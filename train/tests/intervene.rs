@@ -2,10 +2,11 @@
 
 mod common;
 
-use common::{args, explicit_overrides, final_state, shift_and_downscale, temp_dir, tiny_options};
+use common::{
+    args, explicit_overrides, final_state, temp_dir, tiny_options, write_downscaled_pairs,
+};
 
-use cyclesr_train::data::{imresize, load_rgb8, save_png, PairedItem, PairedSet};
-use cyclesr_train::degrade::degrade;
+use cyclesr_train::data::{imresize, PairedItem, PairedSet};
 use cyclesr_train::intervene::{least_squares_kernel, run, InterveneArgs};
 use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use gstcyclesr::model::checkpoint::read_safetensors;
@@ -77,23 +78,7 @@ fn intervene_changes_the_named_parts_and_training_resumes_from_them() {
     .unwrap();
     let state = dir.join("run/checkpoints").join(LATEST);
     // Pairs whose LR is the 8-bit bicubic↓ of their HR: a kernel of no blur.
-    let downscale_only = shift_and_downscale((0, 0), 4);
-    tch::manual_seed(5);
-    for k in 0..2 {
-        let hr_path = dir.join(format!("pairs/hr/img{k}.png"));
-        save_png(
-            &Tensor::rand([3, 64, 64], (Kind::Float, Device::Cpu)),
-            &hr_path,
-        )
-        .unwrap();
-        let lr = degrade(
-            &load_rgb8(&hr_path).unwrap().to_tensor(),
-            &downscale_only,
-            0,
-        )
-        .unwrap();
-        save_png(&lr.to_tensor(), &dir.join(format!("pairs/lr/img{k}.png"))).unwrap();
-    }
+    write_downscaled_pairs(&dir.join("pairs"), 2, 64, 5);
     let edited = dir.join("edited.safetensors");
     run(&InterveneArgs {
         noise_gain: Some(2.0),

@@ -1,24 +1,13 @@
 //! [`LinearResponse`]: a degradation's blur and noise read from aligned pairs.
 
+mod common;
+
+use common::gaussian;
 use cyclesr_train::degrade::gaussian_kernel;
 use cyclesr_train::spectrum::{
     mean_power_spectrum, radial_frequency, y_tiles, LinearResponse, REPORT_TILE, RESPONSE_BANDS,
 };
-use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
-
-/// Standard normal values of `shape` from `seed`, without libtorch's global generator.
-fn gaussian(shape: &[i64], seed: u64) -> Tensor {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let count: i64 = shape.iter().product();
-    let values: Vec<f32> = (0..count)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect();
-    Tensor::from_slice(&values).view(shape)
-}
 
 /// A `[3, side, side]` grey texture around 0.5: white, so every frequency is in it.
 fn texture(side: i64, seed: u64) -> Tensor {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 
 use cyclesr_train::data::UnpairedBatch;
-use cyclesr_train::degrade::Degradation;
+use cyclesr_train::data::{load_rgb8, save_png};
+use cyclesr_train::degrade::{degrade, Degradation};
 use cyclesr_train::eval::EvalArgs;
 use cyclesr_train::model::with_seeded_torch_rng;
 use cyclesr_train::trainer::{FitArgs, LATEST};
@@ -273,5 +274,37 @@ pub fn shift_and_downscale(shift: (i64, i64), scale: i64) -> Degradation {
         jpeg_quality: None,
         h264_qp: None,
         sensor: None,
+    }
+}
+
+/// Standard normal values of `shape` from `seed`, without libtorch's global generator: other
+/// tests of a binary may train networks in parallel and need it undisturbed.
+pub fn gaussian(shape: &[i64], seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let count: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..count)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
+/// `count` pairs of random `side`² HR photos (`dir/hr/imgNN.png`, libtorch's generator seeded
+/// by `seed`) and their 8-bit bicubic↓4 (`dir/lr/imgNN.png`): LR with no blur and no noise.
+pub fn write_downscaled_pairs(dir: &Path, count: usize, side: i64, seed: i64) {
+    tch::manual_seed(seed);
+    for k in 0..count {
+        let hr_path = dir.join(format!("hr/img{k:02}.png"));
+        save_png(
+            &Tensor::rand([3, side, side], (Kind::Float, Device::Cpu)),
+            &hr_path,
+        )
+        .unwrap();
+        let hr = load_rgb8(&hr_path).unwrap().to_tensor();
+        let lr = degrade(&hr, &shift_and_downscale((0, 0), 4), 0).unwrap();
+        save_png(&lr.to_tensor(), &dir.join(format!("lr/img{k:02}.png"))).unwrap();
     }
 }
