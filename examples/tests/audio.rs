@@ -6,12 +6,9 @@ use std::process::Command;
 
 use gst::prelude::*;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cyclesr-examples-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+#[path = "../../plugin/tests/common/test_dir.rs"]
+mod test_dir;
+use test_dir::temp_dir;
 
 /// Two seconds of 32×24 H.264 at 10 fps and of AAC, in an MP4.
 fn make_input(path: &Path) {

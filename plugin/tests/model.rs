@@ -101,7 +101,7 @@ fn pytorch_checkpoint_gives_pytorch_output() {
                 &features.to_string(),
                 &scale.to_string(),
             ])
-            .arg(&dir)
+            .arg(dir.path())
             .status()
             .expect("run the PyTorch reference (scripts/setup.sh installs it)");
         assert!(status.success());
@@ -244,7 +244,8 @@ fn channels_last_layout_gives_the_same_output() {
     let first = model.upscale(&x);
     assert!(max_abs_diff(&last, &first) < 1e-5);
 
-    let path = temp_dir("channels-last").join("m.safetensors");
+    let dir = temp_dir("channels-last");
+    let path = dir.join("m.safetensors");
     set_layout(&model.vs, Layout::ChannelsLast);
     model.save(&path).unwrap();
     let (tensors, _) = read_safetensors(&path).unwrap();

@@ -174,7 +174,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     // One set of weights for every measurement: the given checkpoint, or a seeded random
     // network written to a temporary checkpoint that tch, PyTorch and the element all load.
-    let temp = TempDir::new()?;
+    let temp = tempfile::Builder::new()
+        .prefix("cyclesr-bench-")
+        .tempdir()
+        .context("creating a temporary directory for the benchmark's weights")?;
     let (model_path, model_source) = match &args.model {
         Some(path) => (path.clone(), path.display().to_string()),
         None => {
@@ -185,7 +188,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 scale: args.scale,
             };
             let model = with_seeded_torch_rng(0, || SrModel::new(config, Device::Cpu))?;
-            let path = temp.0.join("g_l2h.safetensors");
+            let path = temp.path().join("g_l2h.safetensors");
             model.save(&path)?;
             (path, "random weights (seed 0)".to_string())
         }
@@ -505,29 +508,6 @@ fn register_element() {
             eprintln!("bench: registering cyclesr: {e}");
         }
     });
-}
-
-/// Deleted with its contents when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cyclesr-bench-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -252,22 +252,21 @@ fn run_pytorch(
     threads: i32,
 ) -> Result<Value> {
     let (python, script) = args.pytorch.resolve("train_step_pytorch.py");
-    let config = std::env::temp_dir().join(format!(
-        "cyclesr-bench-step-{}-{}.toml",
-        std::process::id(),
-        options.name
-    ));
-    std::fs::write(&config, options.to_toml())
-        .with_context(|| format!("writing {}", config.display()))?;
+    // Deleted when dropped, after the script has read it.
+    let config = tempfile::Builder::new()
+        .prefix("cyclesr-bench-step-")
+        .suffix(".toml")
+        .tempfile()
+        .context("creating the PyTorch twin's options file")?;
+    std::fs::write(config.path(), options.to_toml())
+        .with_context(|| format!("writing {}", config.path().display()))?;
     let mut command = Command::new(&python);
     command
         .arg(&script)
         .arg("--config")
-        .arg(&config)
+        .arg(config.path())
         .args(["--device", device, "--threads", &threads.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--steps", &args.steps.to_string()]);
-    let result = json_from_script(&mut command, &python, &script);
-    let _ = std::fs::remove_file(&config);
-    result
+    json_from_script(&mut command, &python, &script)
 }

@@ -1,11 +1,13 @@
 //! Shapes and sizes of the training networks, pinned to the reference PyTorch definitions.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
+use common::temp_dir;
 use cyclesr_train::archs::cyclegan::{
     patch_discriminator, resnet_generator, DiscriminatorConfig, DiscriminatorNorm, GaussianLowPass,
     TranslatorConfig,
@@ -177,27 +179,10 @@ fn vgg_features_normalise_with_imagenet_statistics() {
     assert_eq!(y.narrow(1, 3, 509).abs().max().double_value(&[]), 0.0);
 }
 
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("cyclesr-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn vgg19_loads_torchvision_names_and_freezes() {
-    let dir = TempDir::new("vgg-load");
-    let path = dir.0.join("vgg19.safetensors");
+    let dir = temp_dir("vgg-load");
+    let path = dir.join("vgg19.safetensors");
     let src = nn::VarStore::new(Device::Cpu);
     let src_net = vgg19_conv54(&src.root());
     let mut tensors = varstore_tensors(&src);
@@ -218,8 +203,8 @@ fn vgg19_loads_torchvision_names_and_freezes() {
 
 #[test]
 fn vgg19_missing_tensor_is_an_error_naming_the_file() {
-    let dir = TempDir::new("vgg-missing");
-    let path = dir.0.join("partial-vgg19.safetensors");
+    let dir = temp_dir("vgg-missing");
+    let path = dir.join("partial-vgg19.safetensors");
     let src = nn::VarStore::new(Device::Cpu);
     vgg19_conv54(&src.root());
     let tensors: Vec<_> = varstore_tensors(&src)

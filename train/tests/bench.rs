@@ -1,7 +1,10 @@
 //! `train bench` on a tiny network: every measurement runs and lands in the JSON report with
 //! a positive figure. No timing assertions (the machine may be shared).
 
+mod common;
+
 use clap::Parser;
+use common::temp_dir;
 use cyclesr_train::bench::{self, BenchArgs};
 use serde_json::Value;
 
@@ -18,8 +21,7 @@ fn positive(v: &Value, what: &str) {
 
 #[test]
 fn tiny_bench_reports_every_figure() {
-    let dir = std::env::temp_dir().join(format!("cyclesr-bench-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("bench");
     let json = dir.join("bench.json");
     let cli = Cli::parse_from([
         "bench",

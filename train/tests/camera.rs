@@ -87,10 +87,14 @@ fn hr_photos(dir: &Path) -> PathBuf {
 }
 
 /// One trained run shared by the tests that read its results: (its folder, its arguments).
+/// A static is never dropped, so the run lives in Cargo's folder for integration tests' files
+/// (under `target/`), replaced by the next run, rather than in a `temp_dir`.
 fn trained() -> &'static (PathBuf, CameraArgs) {
     static RUN: OnceLock<(PathBuf, CameraArgs)> = OnceLock::new();
     RUN.get_or_init(|| {
-        let dir = temp_dir("camera");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("camera-shared-run");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let clip = make_clip(&dir, 10);
         let args = camera_args(&dir, vec![clip.display().to_string()], hr_photos(&dir));
         camera::run(&args).unwrap();

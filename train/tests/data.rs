@@ -3,8 +3,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{temp_dir, TestDir};
 use cyclesr_train::data::{
     decode_video, imresize, imresize_to, save_png, DataOptions, FootageCodec, FrameRange, Loader,
     PairedSet, SourceSpec, TrainingData,
@@ -12,19 +12,6 @@ use cyclesr_train::data::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
-
-/// A fresh, empty folder for one test.
-fn temp_dir(test: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "cyclesr-data-{test}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A seeded random `[3, h, w]` image in [0, 1].
 fn random_image(h: i64, w: i64, seed: u64) -> Tensor {
@@ -179,8 +166,9 @@ fn imresize_matches_a_direct_reference() {
 // ---------------------------------------------------------------------------------------------
 // The unpaired loader
 
-/// HR folder with `n` random 64×64 images, real LR folder with `n` random 40×40 images.
-fn unpaired_folders(test: &str, n: u64) -> (PathBuf, PathBuf) {
+/// HR folder with `n` random 64×64 images, real LR folder with `n` random 40×40 images, in
+/// the returned test directory (deleted when it is dropped).
+fn unpaired_folders(test: &str, n: u64) -> (TestDir, PathBuf, PathBuf) {
     let root = temp_dir(test);
     let (hr, real) = (root.join("hr"), root.join("real"));
     for i in 0..n {
@@ -191,7 +179,7 @@ fn unpaired_folders(test: &str, n: u64) -> (PathBuf, PathBuf) {
         )
         .unwrap();
     }
-    (hr, real)
+    (root, hr, real)
 }
 
 fn small_options(hr: &Path, real: &Path, workers: usize) -> DataOptions {
@@ -213,7 +201,7 @@ fn same(a: &Tensor, b: &Tensor) -> bool {
 
 #[test]
 fn loader_batches_are_a_function_of_seed_and_index() {
-    let (hr, real) = unpaired_folders("determinism", 3);
+    let (_dir, hr, real) = unpaired_folders("determinism", 3);
     let opts = small_options(&hr, &real, 2);
     let mut threaded = Loader::new(&opts, 7, 0).unwrap();
     let batches: Vec<_> = (0..5).map(|_| threaded.next_batch().unwrap()).collect();
@@ -272,7 +260,7 @@ fn loader_draws_the_domains_independently() {
 
 #[test]
 fn loader_skips_unreadable_and_small_images_with_a_warning() {
-    let (hr, real) = unpaired_folders("skips", 1);
+    let (_dir, hr, real) = unpaired_folders("skips", 1);
     std::fs::write(hr.join("broken.png"), b"not a png").unwrap();
     save_png(&random_image(16, 16, 9), &hr.join("tiny.png")).unwrap();
     std::fs::write(real.join("corrupt.jpg"), b"\xff\xd8 nope").unwrap();
@@ -290,7 +278,7 @@ fn loader_skips_unreadable_and_small_images_with_a_warning() {
 
 #[test]
 fn empty_domains_are_errors_naming_the_folders() {
-    let (hr, real) = unpaired_folders("empty", 1);
+    let (_dir, hr, real) = unpaired_folders("empty", 1);
     let empty = temp_dir("empty-domain");
     let error = Loader::new(&small_options(&empty, &real, 0), 1, 0).unwrap_err();
     let message = format!("{error:#}");
@@ -537,7 +525,7 @@ fn video_frames_honour_range_and_step() {
     // As a real LR source, next to a file that is no video (skipped with a warning).
     let fake = dir.join("fake.mp4");
     std::fs::write(&fake, b"this is not a video").unwrap();
-    let (hr, _) = unpaired_folders("video-loader", 1);
+    let (_dir, hr, _) = unpaired_folders("video-loader", 1);
     let mut opts = small_options(&hr, &dir, 0);
     opts.real_lr = vec![
         SourceSpec {
@@ -594,7 +582,7 @@ fn augment_degraded_off_keeps_real_lr_orientation() {
 /// with no usable image, and are reproducible from the seed.
 #[test]
 fn fitting_patches_come_per_source() {
-    let (hr, real) = unpaired_folders("fitting-per-source", 3);
+    let (_dir, hr, real) = unpaired_folders("fitting-per-source", 3);
     let root = hr.parent().unwrap().to_path_buf();
     let bright = root.join("bright");
     let tiny = root.join("tiny");

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::{temp_dir, TestDir};
 use cyclesr_train::data::{imresize, load_rgb8, save_png, Rgb8};
 use cyclesr_train::degrade::{
     degrade, gaussian_kernel, h264_roundtrip, image_rng, jpeg_roundtrip, motion_kernel, run,
@@ -16,13 +17,6 @@ use cyclesr_train::trainer::{fit, FitArgs, LATEST};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::Tensor;
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cyclesr-degrade-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Smooth random content, like a photo.
 fn smooth_image(h: i64, w: i64, seed: u64) -> Tensor {
@@ -36,13 +30,14 @@ fn smooth_image(h: i64, w: i64, seed: u64) -> Tensor {
         .clamp(0.0, 1.0)
 }
 
-/// Three HR photos of 50×42 (not multiples of 4).
-fn input_folder(test: &str) -> PathBuf {
-    let dir = temp_dir(test).join("photos");
+/// Three HR photos of 50×42 (not multiples of 4) in `photos/` of the returned test directory.
+fn input_folder(test: &str) -> (TestDir, PathBuf) {
+    let root = temp_dir(test);
+    let dir = root.join("photos");
     for i in 0..3 {
         save_png(&smooth_image(42, 50, i), &dir.join(format!("photo{i}.png"))).unwrap();
     }
-    dir
+    (root, dir)
 }
 
 fn args(input: &Path, out: &Path, preset: Preset, seed: u64) -> DegradeArgs {
@@ -65,7 +60,7 @@ fn manifest(out: &Path) -> DegradeManifest {
 
 #[test]
 fn same_seed_same_output() {
-    let input = input_folder("seed");
+    let (_root, input) = input_folder("seed");
     let root = input.parent().unwrap();
     let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
     run(&args(&input, &a, Preset::Wild, 11)).unwrap();
@@ -79,7 +74,7 @@ fn same_seed_same_output() {
 
 #[test]
 fn outputs_have_the_scaled_sizes() {
-    let input = input_folder("sizes");
+    let (_root, input) = input_folder("sizes");
     let out = input.parent().unwrap().join("out");
     let mut args = args(&input, &out, Preset::Mild, 0);
     args.jpeg_quality = Some(60);
@@ -108,7 +103,7 @@ fn outputs_have_the_scaled_sizes() {
 /// parts (recorded), and the LR is exactly the chain of the recorded levels, no noise drawn.
 #[test]
 fn without_leaves_parts_out_and_draws_the_rest_alike() {
-    let input = input_folder("without");
+    let (_root, input) = input_folder("without");
     let root = input.parent().unwrap();
     let (full, clean) = (root.join("full"), root.join("clean"));
     run(&args(&input, &full, Preset::Camera, 4)).unwrap();
@@ -142,7 +137,7 @@ fn without_leaves_parts_out_and_draws_the_rest_alike() {
 
 #[test]
 fn mild_levels_are_fixed_and_wild_levels_vary() {
-    let input = input_folder("levels");
+    let (_root, input) = input_folder("levels");
     let root = input.parent().unwrap();
     let (mild, wild, codec) = (root.join("mild"), root.join("wild"), root.join("codec"));
     run(&args(&input, &mild, Preset::Mild, 3)).unwrap();

@@ -1,7 +1,8 @@
 //! PSNR, SSIM, luma and the NTIRE scoring protocol; `evaluate` on a tiny paired set.
 
-use std::path::PathBuf;
+mod common;
 
+use common::temp_dir;
 use cyclesr_train::data::{imresize, save_png, PairedSet};
 use cyclesr_train::eval::{evaluate, evaluate_tiled, DEFAULT_TILING};
 use cyclesr_train::metrics::{noise_sigma, psnr, rgb_to_y, ssim, NtireProtocol};
@@ -146,13 +147,6 @@ fn score_rejects_bad_input() {
         crop: None,
     };
     assert!(fine.score(&grey, &hr).is_err());
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cyclesr-metrics-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -6,13 +6,9 @@ use std::path::{Path, PathBuf};
 use gstcyclesr::model::arch::{SrArch, SrConfig};
 use gstcyclesr::model::checkpoint::SrModel;
 
-/// A fresh, empty directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cyclesr-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod test_dir;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use test_dir::{temp_dir, TestDir};
 
 pub const SMALL_SRRESNET: SrConfig = SrConfig {
     arch: SrArch::Srresnet,

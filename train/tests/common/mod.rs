@@ -16,13 +16,10 @@ use gstcyclesr::model::checkpoint::read_safetensors;
 use gstcyclesr::model::device::Precision;
 use tch::{Device, Kind, Tensor};
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("cyclesr-train-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+#[path = "../../../plugin/tests/common/test_dir.rs"]
+mod test_dir;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use test_dir::{temp_dir, TestDir};
 
 /// Smooth random-looking RGB images (a few sinusoids), so that patches are not flat.
 pub fn write_images(dir: &Path, count: u32, width: u32, height: u32, seed: u32) {
