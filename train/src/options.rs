@@ -18,7 +18,8 @@ use crate::data::{DataOptions, FootageCodec};
 pub enum Mode {
     /// SR_syn: G_l2h on bicubic pairs only.
     SrSyn,
-    /// SR_paired (oracle): G_l2h on true LR–HR pairs (`data.paired_lr`).
+    /// SR_paired (oracle): G_l2h on true LR–HR pairs (`data.paired_lr`, or drawn online with
+    /// `data.paired_preset`).
     Paired,
     /// SR_blind (not in the paper): G_l2h on bicubic↓HR degraded by random two-round blur,
     /// resize, noise and JPEG in the style of Real-ESRGAN, with no real LR.
@@ -427,8 +428,19 @@ impl Options {
                 self.schedule.decay_start
             );
         }
-        if self.mode == Mode::Paired && self.data.paired_lr.is_none() {
-            bail!("mode 'paired' needs data.paired_lr (LR files named like the HR files)");
+        if self.mode == Mode::Paired
+            && self.data.paired_lr.is_none()
+            && self.data.paired_preset.is_none()
+        {
+            bail!(
+                "mode 'paired' needs data.paired_lr (LR files named like the HR files) or \
+                 data.paired_preset (a `train degrade` preset drawn for every patch)"
+            );
+        }
+        if self.mode != Mode::Paired && self.data.paired_preset.is_some() {
+            bail!(
+                "data.paired_preset is for mode 'paired' only: remove it or set mode = \"paired\""
+            );
         }
         if self.schedule.iterations == 0 && self.schedule.epochs.is_none() {
             bail!("schedule.iterations (or schedule.epochs) must be positive");

@@ -9,6 +9,7 @@ use cyclesr_train::data::{
     decode_video, imresize, imresize_to, save_png, DataOptions, FootageCodec, FrameRange, Loader,
     PairedSet, SourceSpec, TrainingData,
 };
+use cyclesr_train::degrade::Preset;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -380,6 +381,83 @@ fn paired_mode_undoes_each_pairs_recorded_shift() {
     let aligned = worst(&opts);
     assert!(aligned < 0.01, "aligned pairs differ by {aligned}");
     assert!(unaligned > 0.05, "the shifts should matter: {unaligned}");
+}
+
+/// Pearson correlation of two tensors' values.
+fn correlation(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a - a.mean(Kind::Float), b - b.mean(Kind::Float));
+    let covariance = (&a * &b).sum(Kind::Float).double_value(&[]);
+    covariance
+        / (a.square().sum(Kind::Float) * b.square().sum(Kind::Float))
+            .sqrt()
+            .double_value(&[])
+}
+
+/// `data.paired_preset` degrades every HR crop afresh: the LR patch shows the HR patch's scene
+/// (the preset's shift left out), carries the preset's noise, and batches stay a function of
+/// seed and index, with or without worker threads.
+#[test]
+fn paired_preset_cuts_aligned_pairs_from_a_fresh_degradation() {
+    let root = temp_dir("paired-preset");
+    let (hr, real) = (root.join("hr"), root.join("real"));
+    for i in 0..2 {
+        // Smooth content (features of about 4 LR px), where a sub-pixel shift shows.
+        let img = imresize(&random_image(10, 10, i), 16.0).clamp(0.0, 1.0);
+        save_png(&img, &hr.join(format!("p{i}.png"))).unwrap();
+        save_png(
+            &random_image(12, 12, 70 + i),
+            &real.join(format!("r{i}.png")),
+        )
+        .unwrap();
+    }
+    // Large enough for an 8-px LR patch (32 HR px), not for its 24 LR px of context.
+    save_png(&random_image(120, 120, 9), &hr.join("small.png")).unwrap();
+    let mut opts = small_options(&hr, &real, 2);
+    opts.paired_preset = Some(Preset::Mild);
+    // One orientation, so a shift left in would always point the same way.
+    opts.augment_degraded = false;
+    let mut loader = Loader::new(&opts, 5, 0).unwrap();
+    let warnings = loader.warnings().join("\n");
+    assert!(
+        warnings.contains("small.png: 120x120 is smaller than the 128x128 HR crop"),
+        "{warnings}"
+    );
+    let batches: Vec<_> = (0..4).map(|_| loader.next_batch().unwrap()).collect();
+    let inner = |t: &Tensor| t.narrow(2, 2, 4).narrow(3, 2, 4);
+    let (mut lr, mut aligned, mut shifted) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &batches {
+        let paired = b.paired_lr.as_ref().expect("paired mode");
+        assert_eq!(paired.size(), [4, 3, 8, 8]);
+        assert_eq!(b.hr.size(), [4, 3, 32, 32]);
+        lr.push(inner(paired));
+        aligned.push(inner(&b.syn_lr));
+        // Where the LR would be with mild's shift of (2, -3) HR px kept.
+        shifted.push(inner(&imresize(&b.hr.roll([2, -3], [2, 3]), 0.25)));
+    }
+    let (lr, aligned, shifted) = (
+        Tensor::cat(&lr, 0),
+        Tensor::cat(&aligned, 0),
+        Tensor::cat(&shifted, 0),
+    );
+    let (with_aligned, with_shifted) = (correlation(&lr, &aligned), correlation(&lr, &shifted));
+    assert!(
+        with_aligned > with_shifted + 0.01,
+        "LR against the aligned HR: {with_aligned}, against the shifted: {with_shifted}"
+    );
+    // Mild's Poisson noise (σ ≈ 6/255 at mid-grey) is there.
+    let residual = (&lr - &aligned).std(true).double_value(&[]);
+    assert!(residual > 3.0 / 255.0, "residual σ {residual}");
+    // Resumed at 2 on the caller's thread: the same pairs.
+    opts.workers = 0;
+    let mut resumed = Loader::new(&opts, 5, 2).unwrap();
+    for expected in &batches[2..] {
+        let b = resumed.next_batch().unwrap();
+        assert!(same(&b.hr, &expected.hr));
+        assert!(same(
+            b.paired_lr.as_ref().unwrap(),
+            expected.paired_lr.as_ref().unwrap()
+        ));
+    }
 }
 
 #[test]

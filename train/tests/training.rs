@@ -4,7 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{args, assert_same_state, final_state, random_batch, temp_dir, tiny_options};
+use common::{
+    args, assert_same_state, final_state, random_batch, temp_dir, tiny_options, write_images,
+};
 
 use cyclesr_train::model::{with_seeded_torch_rng, CycleSrModel};
 use cyclesr_train::options::{Mode, Options};
@@ -168,6 +170,41 @@ fn every_mode_runs_and_writes_logs_and_samples() {
             std::fs::read_dir(run.join("samples")).unwrap().count() > 0,
             "{mode}"
         );
+    }
+}
+
+/// Mode 'paired' with `data.paired_preset` trains the oracle on pairs degraded online (here
+/// by the codec preset, H.264 included); the option is refused beside `data.paired_lr` and
+/// outside mode 'paired', and mode 'paired' needs one of the two.
+#[test]
+fn paired_preset_trains_the_oracle_online() {
+    let dir = temp_dir("paired-preset-fit");
+    let options = tiny_options(&dir, "sr-syn", 2);
+    // Room for an 8-px LR patch and its 24 px of context at ×4.
+    write_images(&dir.join("hr"), 3, 136, 136, 1);
+    let with = |overrides: &[&str]| FitArgs {
+        overrides: overrides.iter().map(|o| o.to_string()).collect(),
+        ..args(options.clone())
+    };
+    fit(&with(&["mode=paired", "data.paired_preset=codec"])).unwrap();
+    assert!(dir.join("run/checkpoints").join(LATEST).exists());
+    for (overrides, expected) in [
+        (
+            &[
+                "mode=paired",
+                "data.paired_preset=codec",
+                "data.paired_lr=elsewhere",
+            ][..],
+            "data.paired_lr and data.paired_preset",
+        ),
+        (
+            &["data.paired_preset=codec"],
+            "data.paired_preset is for mode 'paired' only",
+        ),
+        (&["mode=paired"], "needs data.paired_lr"),
+    ] {
+        let e = format!("{:#}", fit(&with(overrides)).unwrap_err());
+        assert!(e.contains(expected), "{overrides:?}: {e}");
     }
 }
 

@@ -22,7 +22,7 @@ use super::source::{
     Rgb8,
 };
 use super::DataOptions;
-use crate::degrade::DegradeManifest;
+use crate::degrade::{degrade, Degradation, DegradeManifest, Preset};
 
 /// One training batch. `real_lr` and `hr` come from independent random draws: nothing pairs
 /// them.
@@ -45,6 +45,8 @@ struct Dataset {
     hr: Vec<Rgb8>,
     /// Paired mode: the LR image of `hr[k]` at index k.
     paired_lr: Option<Vec<PairedLr>>,
+    /// Paired mode with `data.paired_preset`: each HR crop is degraded by a fresh draw.
+    paired_preset: Option<Preset>,
     real_lr: Vec<Rgb8>,
     /// The `data.real_lr` entry each real LR image comes from (one camera each).
     real_lr_source: Vec<usize>,
@@ -86,12 +88,17 @@ impl TrainingData {
         let mut warnings = Vec::new();
         let lr_patch = opts.lr_patch as usize;
         let scale = opts.scale as usize;
+        // An online pair is cut from a degraded crop with context around the patch.
+        let hr_crop = match opts.paired_preset {
+            Some(_) => (lr_patch + ONLINE_CONTEXT) * scale,
+            None => lr_patch * scale,
+        };
         let (hr, paired_lr) = match &opts.paired_lr {
             None => (
                 load_hr(
                     &opts.hr,
                     opts.jpeg_downscale,
-                    lr_patch * scale,
+                    hr_crop,
                     threads,
                     &mut warnings,
                 )?,
@@ -107,6 +114,7 @@ impl TrainingData {
         let dataset = Arc::new(Dataset {
             hr,
             paired_lr,
+            paired_preset: opts.paired_preset,
             real_lr,
             real_lr_source,
             lr_patch,
@@ -286,6 +294,7 @@ impl std::fmt::Debug for Loader {
             .field("hr_images", &self.hr_images())
             .field("real_lr_images", &self.real_lr_images())
             .field("paired", &self.dataset.paired_lr.is_some())
+            .field("paired_preset", &self.dataset.paired_preset)
             .field("seed", &self.seed)
             .field("next", &self.next)
             .field("workers", &self.workers.len())
@@ -401,8 +410,42 @@ fn paired_crop_range(
     (last >= overlap.lr_origin).then_some((overlap.lr_origin as usize, last as usize))
 }
 
+/// LR pixels of context around an online pair's patch in its degraded crop: at least
+/// `ONLINE_BORDER` on each side, so the degradation's borders (blur and resampling taps,
+/// ≤ 16 HR px at ×4) stay outside the patch, and 17 positions of the patch in the crop, so
+/// codec blocks (8 and 16 px) fall at every phase, as in a random crop of a whole frame.
+const ONLINE_CONTEXT: usize = 24;
+const ONLINE_BORDER: usize = 4;
+
+/// An aligned pair `(hr [3, p·s, p·s], lr [3, p, p])` from a random crop of `image`, degraded
+/// by a fresh draw of `preset` without its shift.
+fn online_pair(
+    image: &Rgb8,
+    preset: Preset,
+    p: usize,
+    s: usize,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor)> {
+    let crop = random_crop(image, (p + ONLINE_CONTEXT) * s, rng);
+    let degradation = Degradation {
+        shift: (0, 0),
+        ..preset.sample(s as i64, rng)
+    };
+    let lr = degrade(&crop, &degradation, rng.random())
+        .with_context(|| format!("data.paired_preset: degrading a patch by {degradation:?}"))?;
+    let positions = ONLINE_BORDER..=ONLINE_CONTEXT - ONLINE_BORDER;
+    let (y, x) = (
+        rng.random_range(positions.clone()),
+        rng.random_range(positions),
+    );
+    let hr =
+        crop.narrow(1, (y * s) as i64, (p * s) as i64)
+            .narrow(2, (x * s) as i64, (p * s) as i64);
+    Ok((hr, lr.crop_tensor(y, x, p, p)))
+}
+
 fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
-    catch_torch(|| {
+    catch_torch(|| -> Result<UnpairedBatch> {
         let mut rng = StdRng::seed_from_u64(batch_seed(seed, index));
         let (p, s) = (ds.lr_patch, ds.scale);
         let mut hr = Vec::with_capacity(ds.batch);
@@ -412,8 +455,8 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             let k = rng.random_range(0..ds.hr.len());
             let image = &ds.hr[k];
             let augment = Augment::random(&mut rng);
-            match &ds.paired_lr {
-                Some(lr_images) => {
+            match (&ds.paired_lr, ds.paired_preset) {
+                (Some(lr_images), _) => {
                     // Crop on the LR grid so the HR crop covers exactly the same scene.
                     let pair = &lr_images[k];
                     let y = rng.random_range(pair.rows.0..=pair.rows.1);
@@ -423,7 +466,13 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
                     hr.push(augment.apply(image.crop_tensor(hy, hx, p * s, p * s)));
                     paired.push(augment.apply(pair.image.crop_tensor(y, x, p, p)));
                 }
-                None => hr.push(augment.apply(random_crop(image, p * s, &mut rng))),
+                (None, Some(preset)) => {
+                    let (hr_patch, lr_patch) = online_pair(image, preset, p, s, &mut rng)?;
+                    let augment = augment.only_if(ds.augment_degraded);
+                    hr.push(augment.apply(hr_patch));
+                    paired.push(augment.apply(lr_patch));
+                }
+                (None, None) => hr.push(augment.apply(random_crop(image, p * s, &mut rng))),
             }
             // The real LR domain: its own image, crop and augmentation.
             let image = &ds.real_lr[rng.random_range(0..ds.real_lr.len())];
@@ -432,14 +481,14 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             real.push(augment.apply(patch));
         }
         let hr = Tensor::stack(&hr, 0);
-        UnpairedBatch {
+        Ok(UnpairedBatch {
             index,
             real_lr: Tensor::stack(&real, 0),
             syn_lr: imresize(&hr, 1.0 / s as f64),
             hr,
-            paired_lr: ds.paired_lr.as_ref().map(|_| Tensor::stack(&paired, 0)),
-        }
-    })
+            paired_lr: (!paired.is_empty()).then(|| Tensor::stack(&paired, 0)),
+        })
+    })?
 }
 
 /// Runs `job` over `items` on `threads` threads; results in the order of `items`.
@@ -482,7 +531,8 @@ fn describe(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// The unpaired HR domain: every image in the folders, at least `patch` on each side.
+/// The unpaired HR domain: every image in the folders, at least `patch` (the HR crop a
+/// training patch is cut from) on each side.
 fn load_hr(
     folders: &[PathBuf],
     jpeg_downscale: bool,
@@ -510,7 +560,7 @@ fn load_hr(
             Ok(img) if img.height < patch || img.width < patch => warn(
                 warnings,
                 format!(
-                    "skipping {}: {}x{} is smaller than the {patch}x{patch} HR patch",
+                    "skipping {}: {}x{} is smaller than the {patch}x{patch} HR crop",
                     path.display(),
                     img.width,
                     img.height

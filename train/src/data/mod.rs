@@ -20,6 +20,8 @@ use anyhow::{ensure, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::degrade::Preset;
+
 pub use blind::blind_degrade;
 pub use capture::{record, CaptureLimits, Recording, FIRST_FRAME_TIMEOUT, LIVE_FRAME_INTERVAL};
 pub use imresize::{downscale_taps, imresize, imresize_to};
@@ -73,6 +75,12 @@ pub struct DataOptions {
     /// images; each batch then also carries the true LR patch of each HR crop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired_lr: Option<PathBuf>,
+    /// Only for the 'paired' oracle mode, instead of `paired_lr`: degrade each HR crop afresh
+    /// with this `train degrade` preset (new blur, noise and compression drawn for every
+    /// patch), so the oracle sees the degradation's whole distribution rather than one draw per
+    /// photo. The pairs are aligned: the preset's shift is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired_preset: Option<Preset>,
 }
 
 fn default_lr_patch() -> i64 {
@@ -111,6 +119,7 @@ impl Default for DataOptions {
             workers: default_workers(),
             prefetch: default_prefetch(),
             paired_lr: None,
+            paired_preset: None,
         }
     }
 }
@@ -132,6 +141,10 @@ impl DataOptions {
             self.scale >= 1,
             "data.scale must be positive, got {}",
             self.scale
+        );
+        ensure!(
+            self.paired_lr.is_none() || self.paired_preset.is_none(),
+            "data.paired_lr and data.paired_preset are two sources of the oracle's LR: set one"
         );
         for spec in &self.real_lr {
             spec.range()
