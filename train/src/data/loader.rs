@@ -411,9 +411,10 @@ fn paired_crop_range(
 }
 
 /// LR pixels of context around an online pair's patch in its degraded crop: at least
-/// `ONLINE_BORDER` on each side, so the degradation's borders (blur and resampling taps,
-/// ≤ 16 HR px at ×4) stay outside the patch, and 17 positions of the patch in the crop, so
-/// codec blocks (8 and 16 px) fall at every phase, as in a random crop of a whole frame.
+/// `ONLINE_BORDER` on each side (16 HR px at ×4: the resampling taps' 8 and the presets'
+/// blurs, whose weight lies within about 8 HR px), so the crop's replicated edges stay
+/// outside the patch, and 17 positions of the patch in the crop, so codec blocks (8 and 16
+/// px) fall at every phase, as in a random crop of a whole frame.
 const ONLINE_CONTEXT: usize = 24;
 const ONLINE_BORDER: usize = 4;
 
