@@ -23,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --budget) budget=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -s) sets+=(-s "$2"); shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "camera-bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

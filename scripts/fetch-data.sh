@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --force) FORCE=1 ;;
     --data-dir) DATA="$2"; shift ;;
     --data-dir=*) DATA="${1#*=}" ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fetch-data: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift

@@ -26,7 +26,7 @@ data=${CYCLESR_DATA:-data}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --data-dir) data=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "table1-data.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
