@@ -280,15 +280,17 @@ def score(column, preset):
         return "–"
     m = mean["bicubic" if column == "bicubic" else "model"]
     return f"{m['psnr_y']:.2f} / {m['ssim_y']:.4f}"
-def reached(column, preset):
+def state_metadata(column, preset):
     path = os.path.join(run_dir("cycle-sr" if column == "cyclegan" else column, preset),
                         "checkpoints", "latest.safetensors")
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
-            return json.loads(f.read(n))["__metadata__"]["iteration"]
+            return json.loads(f.read(n))["__metadata__"]
     except FileNotFoundError:
-        return "–"
+        return {}
+def reached(column, preset):
+    return state_metadata(column, preset).get("iteration", "–")
 def sh(*cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
@@ -297,11 +299,15 @@ def sh(*cmd):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 gpu = sh("nvidia-smi", "--query-gpu=name", "--format=csv,noheader") or "none"
 commit = sh("git", "rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if sh("git", "status", "--porcelain", "--untracked-files=no") else "")
+# The runs record the commit of the binary that trained them (TRAIN= may be another's).
+trained_by = sorted({m["commit"][:7] for c in columns for p in presets
+                     if "commit" in (m := state_metadata(c, p))})
 table = [c for c in columns if not c.startswith("cyclesr-mse")]
 out = ["# Results: the paper's Table 1 on real photos", ""]
 if note:
     out += [f"**{note}**", ""]
-out += [f"Written by `scripts/table1.sh` on {datetime.date.today()}: commit {commit}; "
+out += [f"Written by `scripts/table1.sh` on {datetime.date.today()} at commit {commit}; runs "
+        f"trained by the binary of commit {', '.join(trained_by) or '–'}; "
         f"CPU {cpu} ({os.cpu_count()} cores), GPU {gpu}.", "",
         f"Command: `{command}` (data: `scripts/table1-data.sh`).", "",
         f"Every run: {iterations} iterations planned from `configs/table1.toml` (two-stage modes: "
