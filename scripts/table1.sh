@@ -262,7 +262,7 @@ if ((do_eval)); then
   done
 
   "$python" - "$runs" "$command_line" "$note" "${preset_list[*]}" "$columns" "$iterations" <<'EOF'
-import datetime, json, os, struct, subprocess, sys
+import datetime, functools, json, os, struct, subprocess, sys
 runs, command, note, presets, columns, iterations = sys.argv[1:7]
 presets, columns = presets.split(), columns.split(",")
 names = {"bicubic": "Bicubic", "sr-syn": "SR_syn", "sr-paired": "SR_paired (oracle)",
@@ -280,6 +280,7 @@ def score(column, preset):
         return "–"
     m = mean["bicubic" if column == "bicubic" else "model"]
     return f"{m['psnr_y']:.2f} / {m['ssim_y']:.4f}"
+@functools.cache  # read by the iterations table and the commit line
 def state_metadata(column, preset):
     path = os.path.join(run_dir("cycle-sr" if column == "cyclegan" else column, preset),
                         "checkpoints", "latest.safetensors")

@@ -43,10 +43,7 @@ pub struct UnpairedBatch {
 /// Decoded images of both domains, shared read-only by the worker threads.
 struct Dataset {
     hr: Vec<Rgb8>,
-    /// Paired mode: the LR image of `hr[k]` at index k.
-    paired_lr: Option<Vec<PairedLr>>,
-    /// Paired mode with `data.paired_preset`: each HR crop is degraded by a fresh draw.
-    paired_preset: Option<Preset>,
+    pairing: Pairing,
     real_lr: Vec<Rgb8>,
     /// The `data.real_lr` entry each real LR image comes from (one camera each).
     real_lr_source: Vec<usize>,
@@ -54,6 +51,16 @@ struct Dataset {
     scale: usize,
     batch: usize,
     augment_degraded: bool,
+}
+
+/// Where the paired oracle's LR comes from (the options allow one source at most).
+enum Pairing {
+    /// Not paired mode: HR crops only.
+    Unpaired,
+    /// `data.paired_lr`: the LR image of `hr[k]` at index k.
+    Files(Vec<PairedLr>),
+    /// `data.paired_preset`: each HR crop is degraded by a fresh draw of the preset.
+    Online(Preset),
 }
 
 /// Makes batches `start_iteration, start_iteration + 1, ...` in order, `workers` threads ahead.
@@ -88,33 +95,30 @@ impl TrainingData {
         let mut warnings = Vec::new();
         let lr_patch = opts.lr_patch as usize;
         let scale = opts.scale as usize;
-        // An online pair is cut from a degraded crop with context around the patch.
-        let hr_crop = match opts.paired_preset {
-            Some(_) => (lr_patch + ONLINE_CONTEXT) * scale,
-            None => lr_patch * scale,
-        };
-        let (hr, paired_lr) = match &opts.paired_lr {
-            None => (
-                load_hr(
+        let (hr, pairing) = match (&opts.paired_lr, opts.paired_preset) {
+            (Some(lr_dir), _) => {
+                let (hr, lr) =
+                    load_pairs(&opts.hr, lr_dir, lr_patch, scale, threads, &mut warnings)?;
+                (hr, Pairing::Files(lr))
+            }
+            (None, preset) => {
+                // An online pair is cut from a degraded crop with context around the patch.
+                let context = if preset.is_some() { ONLINE_CONTEXT } else { 0 };
+                let hr_crop = (lr_patch + context) * scale;
+                let hr = load_hr(
                     &opts.hr,
                     opts.jpeg_downscale,
                     hr_crop,
                     threads,
                     &mut warnings,
-                )?,
-                None,
-            ),
-            Some(lr_dir) => {
-                let (hr, lr) =
-                    load_pairs(&opts.hr, lr_dir, lr_patch, scale, threads, &mut warnings)?;
-                (hr, Some(lr))
+                )?;
+                (hr, preset.map_or(Pairing::Unpaired, Pairing::Online))
             }
         };
         let (real_lr, real_lr_source) = load_real_lr(opts, lr_patch, threads, &mut warnings)?;
         let dataset = Arc::new(Dataset {
             hr,
-            paired_lr,
-            paired_preset: opts.paired_preset,
+            pairing,
             real_lr,
             real_lr_source,
             lr_patch,
@@ -293,8 +297,14 @@ impl std::fmt::Debug for Loader {
         f.debug_struct("Loader")
             .field("hr_images", &self.hr_images())
             .field("real_lr_images", &self.real_lr_images())
-            .field("paired", &self.dataset.paired_lr.is_some())
-            .field("paired_preset", &self.dataset.paired_preset)
+            .field(
+                "pairing",
+                &match &self.dataset.pairing {
+                    Pairing::Unpaired => "unpaired".to_string(),
+                    Pairing::Files(pairs) => format!("{} pairs of files", pairs.len()),
+                    Pairing::Online(preset) => format!("online, preset {preset:?}"),
+                },
+            )
             .field("seed", &self.seed)
             .field("next", &self.next)
             .field("workers", &self.workers.len())
@@ -456,8 +466,8 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
             let k = rng.random_range(0..ds.hr.len());
             let image = &ds.hr[k];
             let augment = Augment::random(&mut rng);
-            match (&ds.paired_lr, ds.paired_preset) {
-                (Some(lr_images), _) => {
+            match &ds.pairing {
+                Pairing::Files(lr_images) => {
                     // Crop on the LR grid so the HR crop covers exactly the same scene.
                     let pair = &lr_images[k];
                     let y = rng.random_range(pair.rows.0..=pair.rows.1);
@@ -467,13 +477,13 @@ fn make_batch(ds: &Dataset, seed: u64, index: u64) -> Result<UnpairedBatch> {
                     hr.push(augment.apply(image.crop_tensor(hy, hx, p * s, p * s)));
                     paired.push(augment.apply(pair.image.crop_tensor(y, x, p, p)));
                 }
-                (None, Some(preset)) => {
+                &Pairing::Online(preset) => {
                     let (hr_patch, lr_patch) = online_pair(image, preset, p, s, &mut rng)?;
                     let augment = augment.only_if(ds.augment_degraded);
                     hr.push(augment.apply(hr_patch));
                     paired.push(augment.apply(lr_patch));
                 }
-                (None, None) => hr.push(augment.apply(random_crop(image, p * s, &mut rng))),
+                Pairing::Unpaired => hr.push(augment.apply(random_crop(image, p * s, &mut rng))),
             }
             // The real LR domain: its own image, crop and augmentation.
             let image = &ds.real_lr[rng.random_range(0..ds.real_lr.len())];
